@@ -1,0 +1,43 @@
+"""Keyed randomness: every draw is a pure function of (seed, epoch, batch index).
+
+Shared by the implementations that promise a stream identical under any
+worker setting: ``keyed``, ``generator`` and ``tfdata_pyfunc``. Nothing here
+touches a global RNG, so forked workers, threads and the main process all
+compute the same batch for the same key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feedbench.data import Source
+from feedbench.generators.workloads import Workload
+
+BRIGHTNESS_JITTER = 0.1
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
+    """The sample order of one epoch, planned from (seed, epoch) alone."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch, 0x5F]).permutation(n)
+
+
+def keyed_batch(
+    source: Source,
+    order: np.ndarray,
+    batch_size: int,
+    index: int,
+    seed: int,
+    epoch: int,
+    work: Workload,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch ``index`` of an epoch: gathered (a copy, never a view), augmented, worked."""
+    rows = order[index * batch_size : (index + 1) * batch_size]
+    x = np.asarray(source.x[rows])  # fancy indexing copies: the source is never written
+    y = np.asarray(source.y[rows])
+    rng = np.random.default_rng([seed, epoch, index])
+    flip = rng.random(len(rows)) < 0.5
+    x[flip] = x[flip, :, ::-1]
+    x += rng.uniform(-BRIGHTNESS_JITTER, BRIGHTNESS_JITTER, len(rows)).astype(np.float32)[:, None, None, None]
+    return work.apply(x), y

@@ -1,0 +1,222 @@
+"""The registry: stable implementation names, and plug-ins that join them.
+
+Names are stable identifiers: they become asv result keys, and renaming one
+breaks its history. Add, don't rename.
+
+A plug-in is a factory ``factory(spec, source)`` returning a
+``keras.utils.PyDataset``, a Python generator (or iterator) of batches, or a
+``tf.data.Dataset``. It is named ``package.module:callable``, optionally
+prefixed with ``name=``, and joins the registry from the command line
+(``--plugin``), from the environment variable ``FEEDBENCH_PLUGINS``
+(comma-separated), or from the entry-point group ``feedbench.generators``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from importlib import metadata
+
+from feedbench.data import make_source
+from feedbench.errors import BadDataset, PluginError, UnknownImplementation
+from feedbench.generators.spec import FAMILIES, Built, Spec, not_applicable
+from feedbench.generators.workloads import WORKLOADS
+
+PLUGIN_ENV = "FEEDBENCH_PLUGINS"
+ENTRY_POINT_GROUP = "feedbench.generators"
+
+
+@dataclass(frozen=True)
+class Implementation:
+    name: str
+    family: str | None  # None for a plug-in until it has built once
+    shows: str
+    factory: str  # "module:callable", imported only when building
+    workloads: tuple[str, ...] = WORKLOADS
+    plugin: bool = False
+
+    def load(self) -> Callable:
+        return load_callable(self.factory)
+
+
+BUILTINS: dict[str, Implementation] = {
+    impl.name: impl
+    for impl in (
+        Implementation(
+            "seed_unseeded",
+            "pydataset",
+            "unseeded tf.image flips written back into a view of the source: the source "
+            "drifts under threads, not under processes",
+            "feedbench.generators.seed_patterns:build_unseeded",
+        ),
+        Implementation(
+            "seed_reseeded",
+            "pydataset",
+            "tf.random.set_seed(42) in every __getitem__: every batch gets the same flips, "
+            "every epoch; augmentation is frozen",
+            "feedbench.generators.seed_patterns:build_reseeded",
+        ),
+        Implementation(
+            "seed_bounded",
+            "pydataset",
+            "slice end bounded with min(): identical to plain slicing, NumPy already "
+            "clips slices",
+            "feedbench.generators.seed_patterns:build_bounded",
+        ),
+        Implementation(
+            "keyed",
+            "pydataset",
+            "best practice: draws keyed by (seed, epoch, batch); the same stream under any "
+            "worker setting, reproducible, augmentation varies by epoch",
+            "feedbench.generators.keyed:build",
+        ),
+        Implementation(
+            "generator",
+            "generator",
+            "a plain Python generator: serial in the main process, needs steps_per_epoch",
+            "feedbench.generators.pygen:build",
+        ),
+        Implementation(
+            "tfdata",
+            "tfdata",
+            "native tf.data: seeded shuffle, stateless augmentation in a parallel map, "
+            "prefetch; the speed to beat",
+            "feedbench.generators.tfdata:build",
+            workloads=("copy",),
+        ),
+        Implementation(
+            "tfdata_pyfunc",
+            "tfdata",
+            "tf.data over a Python batch function (tf.numpy_function in a parallel map): "
+            "the usual bridge from Python code",
+            "feedbench.generators.tfdata:build_pyfunc",
+        ),
+    )
+}
+
+
+def load_callable(path: str) -> Callable:
+    """Import ``package.module:callable`` with one clear error for each way it fails."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise PluginError(f"plug-in path {path!r} given; expected 'package.module:callable'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or an error inside the module itself
+        raise PluginError(
+            f"plug-in {path!r}: module {module_name!r} does not import ({type(exc).__name__}: {exc})"
+        ) from exc
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise PluginError(f"plug-in {path!r}: module {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise PluginError(
+            f"plug-in {path!r}: {attr!r} is a {type(target).__name__}, expected a callable factory(spec, source)"
+        )
+    return target
+
+
+def parse_plugin(text: str) -> Implementation:
+    """``[name=]package.module:callable`` as a registry entry."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = text.rpartition(":")[2], text
+    name, path = name.strip(), path.strip()
+    if not name.isidentifier():
+        raise PluginError(f"plug-in name {name!r} given in {text!r}; expected a Python identifier")
+    return Implementation(name, None, f"plug-in {path}", path, plugin=True)
+
+
+def _entry_point_plugins() -> list[Implementation]:
+    found = []
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.append(Implementation(entry.name, None, f"plug-in {entry.value}", entry.value, plugin=True))
+    return found
+
+
+def _env_plugins() -> list[Implementation]:
+    text = os.environ.get(PLUGIN_ENV, "")
+    return [parse_plugin(part) for part in text.split(",") if part.strip()]
+
+
+def registry(plugins: list[str] | tuple[str, ...] = ()) -> dict[str, Implementation]:
+    """Built-ins, then entry points, the environment, and ``plugins`` given here."""
+    table = dict(BUILTINS)
+    extra = _entry_point_plugins() + _env_plugins() + [parse_plugin(p) for p in plugins]
+    for impl in extra:
+        if impl.name in BUILTINS:
+            raise PluginError(
+                f"plug-in name {impl.name!r} ({impl.factory}) is taken by a built-in; "
+                "give it another with name=package.module:callable"
+            )
+        table[impl.name] = impl
+    return table
+
+
+def get(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Implementation:
+    table = registry(plugins)
+    if name in table:
+        return table[name]
+    if ":" in name:  # a plug-in path given directly where a name is expected
+        return parse_plugin(name)
+    raise UnknownImplementation(f"unknown implementation {name!r}; expected one of {', '.join(sorted(table))}")
+
+
+def build(spec: Spec, plugins: list[str] | tuple[str, ...] = ()) -> Built:
+    """Build the dataset that ``spec`` names, on a source made for it."""
+    impl = get(spec.impl, plugins)
+    if spec.workload not in impl.workloads:
+        raise ValueError(
+            f"workload {spec.workload!r} given for {impl.name}; it runs {', '.join(impl.workloads)}"
+        )
+    source = make_source(spec.size, spec.n_samples, spec.seed, spec.traced, spec.work.storage)
+    factory = impl.load()
+    made = factory(spec, source)
+    if impl.plugin:
+        made = _wrap_plugin_result(impl, spec, source, made)
+    _check_length(impl.name, made)
+    return made
+
+
+def _wrap_plugin_result(impl: Implementation, spec: Spec, source, made) -> Built:
+    if isinstance(made, Built):
+        return made
+    family = family_of(made)
+    if family is None:
+        raise BadDataset(
+            f"plug-in {impl.name!r} ({impl.factory}) returned a {type(made).__name__}; expected a "
+            "keras.utils.PyDataset, a Python generator of batches or a tf.data.Dataset"
+        )
+    if family == "pydataset":
+        return Built(spec, family, made, source, fit_shuffle=spec.shuffle)
+    return replace(
+        Built(spec, family, made, source, steps_per_epoch=spec.batches_per_epoch),
+        not_applicable=not_applicable(family, spec),
+    )
+
+
+def family_of(obj) -> str | None:
+    """Which Keras data path feeds ``obj``: one of FAMILIES, or None."""
+    import keras
+
+    if isinstance(obj, keras.utils.PyDataset):
+        return "pydataset"
+    if isinstance(obj, (types.GeneratorType, Iterator)) or inspect.isgenerator(obj):
+        return "generator"
+    if type(obj).__module__.startswith("tensorflow") and hasattr(obj, "element_spec"):
+        return "tfdata"
+    return None
+
+
+def _check_length(name: str, built: Built) -> None:
+    assert built.family in FAMILIES, built.family
+    if built.family != "pydataset":
+        return
+    if built.dataset.num_batches == 0:
+        raise BadDataset(f"implementation {name!r} built a PyDataset of length 0; expected at least one batch")

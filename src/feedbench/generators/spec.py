@@ -1,0 +1,109 @@
+"""One spec builds any implementation; a Built is what the driver feeds.
+
+``Spec`` holds everything a run is built from. Settings that do not apply to
+an implementation's family are reported in ``Built.not_applicable`` with the
+reason, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from feedbench.data import SIZES, Source
+from feedbench.generators.workloads import WORKLOADS, Workload
+
+FAMILIES = ("pydataset", "generator", "tfdata")
+
+# Keras 3 parallelizes only PyDatasets; generators and tf.data pipelines run
+# as they are. These are the values that mean "no parallel setting asked for".
+PARALLEL_DEFAULTS = {"workers": 1, "use_multiprocessing": False, "max_queue_size": 10}
+NOT_PARALLEL_REASON = {
+    "generator": "Keras 3 feeds a Python generator serially in the main process; "
+    "workers/use_multiprocessing/max_queue_size exist only for PyDataset",
+    "tfdata": "a tf.data pipeline parallelizes itself (num_parallel_calls, prefetch); "
+    "workers/use_multiprocessing/max_queue_size exist only for PyDataset",
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    impl: str
+    size: str = "small"
+    n_samples: int = 512
+    batch_size: int = 32
+    workload: str = "copy"
+    workers: int = 1
+    use_multiprocessing: bool = False
+    max_queue_size: int = 10
+    seed: int = 0
+    shuffle: bool = False
+    traced: bool = True
+    python_iters: int = 2000
+    io_latency_s: float = 0.0
+
+    def __post_init__(self):
+        if self.size not in SIZES:
+            raise ValueError(f"unknown source size {self.size!r}; expected one of {sorted(SIZES)}")
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {self.workload!r}; expected one of {list(WORKLOADS)}")
+        for name in ("n_samples", "batch_size", "max_queue_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} given; expected a positive integer")
+        if self.workers < 0:
+            raise ValueError(f"workers={self.workers} given; expected 0 or more")
+
+    @property
+    def work(self) -> Workload:
+        return Workload(self.workload, self.python_iters, self.io_latency_s)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.n_samples / self.batch_size)
+
+    def parallel_settings(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in PARALLEL_DEFAULTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Built:
+    """A dataset ready to feed, and what the driver must know to feed it as fit would."""
+
+    spec: Spec
+    family: str
+    dataset: Any
+    source: Source
+    fit_shuffle: bool = False  # fit's own `shuffle` argument for this dataset
+    steps_per_epoch: int | None = None  # fit's `steps_per_epoch`, needed for endless generators
+    drops_last_partial: bool = False  # the implementation drops an uneven last batch by design
+    not_applicable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def expected_batches(self) -> int:
+        if self.drops_last_partial:
+            return self.spec.n_samples // self.spec.batch_size
+        if self.family == "pydataset":
+            return self.dataset.num_batches
+        return self.steps_per_epoch or self.spec.batches_per_epoch
+
+    @property
+    def expected_samples(self) -> int:
+        if self.drops_last_partial:
+            return self.expected_batches * self.spec.batch_size
+        return self.spec.n_samples
+
+
+def not_applicable(family: str, spec: Spec) -> dict[str, str]:
+    """The settings of ``spec`` that the family cannot honour, each with the reason."""
+    if family not in NOT_PARALLEL_REASON:
+        return {}
+    reason = NOT_PARALLEL_REASON[family]
+    return {
+        key: reason
+        for key, default in PARALLEL_DEFAULTS.items()
+        if getattr(spec, key) != default
+    }

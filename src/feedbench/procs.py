@@ -1,0 +1,60 @@
+"""The process tree: find worker processes, and make sure none outlives its call.
+
+Used by the driver (clean-up) and by the memory sampler (whose figures sum
+over the same tree).
+"""
+
+from __future__ import annotations
+
+import psutil
+
+from feedbench.errors import WorkerLeak
+
+
+def descendants(pid: int | None = None) -> list[psutil.Process]:
+    """Every living process below ``pid`` (this process by default), found recursively."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def descendant_pids(pid: int | None = None) -> set[int]:
+    return {proc.pid for proc in descendants(pid)}
+
+
+def reap(keep: set[int], grace_s: float = 2.0) -> list[int]:
+    """Terminate, then kill, every descendant not in ``keep``; return their pids.
+
+    Waiting also collects zombies, so the returned processes are really gone.
+    """
+    strays = [proc for proc in descendants() if proc.pid not in keep]
+    for proc in strays:
+        _quietly(proc.terminate)
+    _, alive = psutil.wait_procs(strays, timeout=grace_s)
+    for proc in alive:
+        _quietly(proc.kill)
+    psutil.wait_procs(alive, timeout=grace_s)
+    return [proc.pid for proc in strays]
+
+
+def assert_no_new_workers(keep: set[int]) -> None:
+    """Raise if a descendant not in ``keep`` is still alive (zombies count as gone)."""
+    alive = []
+    for proc in descendants():
+        if proc.pid in keep:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} ({proc.name()})")
+        except psutil.NoSuchProcess:
+            continue
+    if alive:
+        raise WorkerLeak(f"worker processes outlived their run: {', '.join(alive)}; expected none")
+
+
+def _quietly(action) -> None:
+    try:
+        action()
+    except psutil.NoSuchProcess:
+        pass
