@@ -32,13 +32,13 @@ import numpy as np
 
 from feedbench import procs
 from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
-from feedbench.generators.spec import Built
+from feedbench.generators.spec import Built  # noqa: F401  (re-exported for callers)
 
 DEFAULT_TIMEOUT_S = 300.0
 # After the time limit, how long the driver waits for a data path stuck in
 # native code (a tf.data iterator whose producer never returns) before it
 # ends the process rather than hang.
-STUCK_GRACE_S = 15.0
+STUCK_GRACE_S = float(os.environ.get("FEEDBENCH_STUCK_GRACE_S", "15"))
 _TIMEOUT_SIGNAL = signal.SIGUSR1
 
 
@@ -281,12 +281,43 @@ def _terminate_all(pools) -> None:
 # --------------------------------------------------------------------------- the time limit
 
 
+# Frames from these files mean a thread is producing batches for the data
+# path: a tf.data py_function thread, or a Keras enqueuer or pool thread.
+_DATA_PATH_FILES = (
+    os.path.join("tensorflow", "python", "ops", "script_ops.py"),
+    os.path.join("keras", "src", "trainers", "data_adapters"),
+)
+
+
+def _interrupt_data_threads() -> None:
+    """Raise DriveTimeout inside every thread now running data-path Python code.
+
+    A producer thread owned by TensorFlow cannot be signalled, but it can be
+    handed an asynchronous exception, which it raises at its next bytecode:
+    that ends a generator stuck in a Python loop, and tf.data then reports the
+    error to the main thread waiting in native code.
+    """
+    import ctypes
+
+    me = threading.get_ident()
+    main = threading.main_thread().ident
+    for ident, frame in sys._current_frames().items():
+        if ident in (me, main):
+            continue
+        stack = []
+        while frame is not None:
+            stack.append(frame.f_code.co_filename)
+            frame = frame.f_back
+        if any(marker in path for path in stack for marker in _DATA_PATH_FILES):
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(DriveTimeout))
+
+
 class _Watchdog:
     """Ends a run that exceeds its time limit with a clear error, never a hang.
 
     At the limit it fails every pending pool result (which wakes a consumer
-    waiting on a worker) and signals the main thread (which wakes one sleeping
-    in the generator's own code). If the data path is stuck in native code and
+    waiting on a worker), signals the main thread (which wakes one sleeping
+    in the generator's own code) and raises inside data-path threads. If the data path is stuck in native code and
     does not come back within ``STUCK_GRACE_S``, it kills the workers and ends
     the process with exit status 124 and a one-line message.
     """
@@ -331,6 +362,7 @@ class _Watchdog:
         _fail_pending(pools, self.error())
         if in_main:
             signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+        _interrupt_data_threads()
         if self._done.wait(STUCK_GRACE_S):
             return
         procs.reap(keep)

@@ -1,0 +1,137 @@
+"""``feedbench ...``: the command line, a thin face of the library.
+
+    feedbench list                      the implementations, plug-ins included
+    feedbench drive IMPL [options]      feed IMPL as fit would and report each epoch
+
+Bad input ends with one line on stderr and exit status 2; a run that fails
+(the generator raised, timed out, changed shape) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from feedbench.data import SIZES
+from feedbench.generators.workloads import WORKLOADS
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ logging would bury the report; errors still surface as exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="[NAME=]MODULE:CALLABLE",
+        help="add your own generator factory(spec, source) to the registry (repeatable)",
+    )
+
+
+def _add_spec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("impl", help="implementation name, or a plug-in as module:callable")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--samples", type=int, default=512, help="source size (samples)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workload", choices=WORKLOADS, default="copy")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--multiprocessing", action="store_true", help="use_multiprocessing=True")
+    parser.add_argument("--max-queue-size", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument("--io-latency", type=float, default=0.0, help="seconds per batch, io workload")
+    parser.add_argument("--timeout", type=float, default=300.0, help="time limit of the run, seconds")
+    parser.add_argument("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
+    _add_plugin_option(parser)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feedbench", description="How well does this data generator feed my model?")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list the implementations")
+    _add_plugin_option(listing)
+    _add_spec_options(commands.add_parser("drive", help="feed an implementation as model.fit does"))
+    return parser
+
+
+def cmd_list(args) -> int:
+    from feedbench.generators import registry
+
+    table = registry(args.plugin)
+    width = max(len(name) for name in table)
+    print(f"{'name':<{width}}  {'family':<9}  {'workloads':<22}  what it shows")
+    for impl in table.values():
+        family = impl.family or "(plug-in)"
+        print(f"{impl.name:<{width}}  {family:<9}  {','.join(impl.workloads):<22}  {impl.shows}")
+    return 0
+
+
+def cmd_drive(args) -> int:
+    import time
+    from collections import Counter
+
+    from feedbench import drive
+    from feedbench.generators import Spec, build
+
+    spec = Spec(
+        args.impl,
+        size=args.size,
+        n_samples=args.samples,
+        batch_size=args.batch_size,
+        workload=args.workload,
+        workers=args.workers,
+        use_multiprocessing=args.multiprocessing,
+        max_queue_size=args.max_queue_size,
+        seed=args.seed,
+        shuffle=args.shuffle,
+        io_latency_s=args.io_latency,
+    )
+    built = build(spec, args.plugin)
+    print(f"{spec.impl} ({built.family}) on Keras backend {drive.backend()}: {spec.n_samples} samples "
+          f"of {args.size}, batch {spec.batch_size}, workload {spec.workload}, workers={spec.workers}, "
+          f"use_multiprocessing={spec.use_multiprocessing}, max_queue_size={spec.max_queue_size}")
+    for setting, reason in built.not_applicable.items():
+        print(f"  note: {setting} does not apply: {reason}")
+    batches, samples, first, last = Counter(), Counter(), {}, {}
+    start = time.perf_counter()
+    for batch in drive.drive(built, epochs=args.epochs, timeout_s=args.timeout, materialize=False):
+        batches[batch.epoch] += 1
+        samples[batch.epoch] += batch.x.shape[0]
+        first.setdefault(batch.epoch, batch.t)
+        last[batch.epoch] = batch.t
+    print(f"{'epoch':>5} {'batches':>8} {'samples':>8} {'seconds':>8} {'samples/s':>10}")
+    previous = start
+    for epoch in sorted(batches):
+        seconds = last[epoch] - previous
+        print(f"{epoch:>5} {batches[epoch]:>8} {samples[epoch]:>8} {seconds:>8.3f} {samples[epoch] / seconds:>10.0f}")
+        previous = last[epoch]
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "backend", None):
+        os.environ["KERAS_BACKEND"] = args.backend
+    _quiet_tensorflow()
+    from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
+
+    handlers = {"list": cmd_list, "drive": cmd_drive}
+    try:
+        return handlers[args.command](args)
+    except (GeneratorFailed, DriveTimeout, BadDataset) as exc:
+        print(f"feedbench: run failed: {exc}", file=sys.stderr)
+        return 1
+    except (FeedbenchError, ValueError) as exc:
+        print(f"feedbench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+from feedbench.cli import main
+from feedbench.generators import BUILTINS
+
+
+def test_list_shows_every_implementation_and_plugins(capsys):
+    assert main(["list", "--plugin", "mine=planted:plain_generator"]) == 0
+    out = capsys.readouterr().out
+    for name in [*BUILTINS, "mine"]:
+        assert f"\n{name} " in out
+
+
+def test_drive_reports_each_epoch(capsys):
+    assert main(["drive", "keyed", "--epochs", "2", "--samples", "64", "--batch-size", "16", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[:3] for row in rows] == [["0", "4", "64"], ["1", "4", "64"]]
+
+
+def test_drive_says_which_settings_do_not_apply(capsys):
+    assert main(["drive", "tfdata", "--epochs", "1", "--samples", "32", "--workers", "2"]) == 0
+    assert "note: workers does not apply" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_2(capsys):
+    assert main(["drive", "nonexistent"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown implementation 'nonexistent'" in err
+    assert main(["drive", "broken_mod_q:f"]) == 2
+    assert "does not import" in capsys.readouterr().err
+
+
+def test_failing_run_exits_1_with_the_reason(capsys):
+    assert main(["drive", "planted:raising", "--samples", "80", "--batch-size", "16"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("feedbench: run failed:") and "planted failure at index 3" in err
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "list"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "keyed" in proc.stdout
