@@ -1,0 +1,146 @@
+"""Memory of the whole process tree, sampled while a run goes.
+
+A sampler thread reads the main process and every descendant (found again at
+every sample, so pools created mid-run are seen) every ``interval_s``. USS is
+memory only that process holds; PSS splits shared pages between the sharers.
+Summed over the tree they are the honest figures. RSS counts pages that forked
+workers share with their parent once per process, so its sum overstates; and
+the main process's RSS alone is what asv's ``peakmem_`` would see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import asdict, dataclass
+
+import psutil
+
+from feedbench import drive, procs
+from feedbench.generators import Spec, build
+
+DEFAULT_INTERVAL_S = 0.025
+
+
+@dataclass
+class TreeSample:
+    uss: int
+    pss: int
+    rss: int
+    main_rss: int
+    pids: frozenset
+
+
+def sample_tree() -> TreeSample:
+    """One reading of this process and all its descendants."""
+    uss = pss = rss = 0
+    main_rss = 0
+    pids = []
+    for proc in [psutil.Process(), *procs.descendants()]:
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # a worker that ended between listing and reading
+        uss += info.uss
+        pss += getattr(info, "pss", info.uss)
+        rss += info.rss
+        pids.append(proc.pid)
+        if proc.pid == os.getpid():
+            main_rss = info.rss
+    return TreeSample(uss, pss, rss, main_rss, frozenset(pids))
+
+
+@dataclass
+class MemoryResult:
+    peak_tree_uss_bytes: int
+    peak_tree_pss_bytes: int
+    peak_tree_rss_bytes: int
+    peak_main_rss_bytes: int
+    workers_seen: int
+    growth_bytes: int | None  # tree USS after the last epoch minus after epoch 2 (index 1)
+    growth_reason: str | None
+    baseline_uss_bytes: int  # the tree before the run started
+    samples: int
+    interval_s: float
+    epoch_end_uss_bytes: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Sampler:
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self.peak = TreeSample(0, 0, 0, 0, frozenset())
+        self.pids: set[int] = set()
+        self.count = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="feedbench-memory", daemon=True)
+
+    def take(self) -> TreeSample:
+        sample = sample_tree()
+        with self._lock:
+            self.count += 1
+            self.pids |= sample.pids
+            self.peak = TreeSample(
+                max(self.peak.uss, sample.uss),
+                max(self.peak.pss, sample.pss),
+                max(self.peak.rss, sample.rss),
+                max(self.peak.main_rss, sample.main_rss),
+                frozenset(),
+            )
+        return sample
+
+    def _run(self):
+        while not self._stop.wait(self.interval_s):
+            self.take()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_memory(
+    spec: Spec,
+    epochs: int = 3,
+    timeout_s: float = drive.DEFAULT_TIMEOUT_S,
+    interval_s: float = DEFAULT_INTERVAL_S,
+    plugins=(),
+) -> MemoryResult:
+    if not 0.01 <= interval_s <= 0.05:
+        raise ValueError(f"interval_s={interval_s} given; expected 0.01 to 0.05 seconds")
+    built = build(spec, plugins)
+    main = os.getpid()
+    baseline = sample_tree()
+    epoch_end: list[int] = []
+    with _Sampler(interval_s) as sampler:
+        sampler.take()
+        last_step = built.expected_batches - 1
+        with contextlib.closing(drive.drive(built, epochs, timeout_s, materialize=False)) as batches:
+            for batch in batches:
+                if batch.step == last_step:
+                    epoch_end.append(sampler.take().uss)
+    workers = len(sampler.pids - {main} - baseline.pids)
+    if len(epoch_end) >= 3:
+        growth, reason = epoch_end[-1] - epoch_end[1], None
+    else:
+        growth, reason = None, f"growth needs 3 or more epochs (after the last minus after epoch 2); ran {epochs}"
+    return MemoryResult(
+        peak_tree_uss_bytes=sampler.peak.uss,
+        peak_tree_pss_bytes=sampler.peak.pss,
+        peak_tree_rss_bytes=sampler.peak.rss,
+        peak_main_rss_bytes=sampler.peak.main_rss,
+        workers_seen=workers,
+        growth_bytes=growth,
+        growth_reason=reason,
+        baseline_uss_bytes=baseline.uss,
+        samples=sampler.count,
+        interval_s=interval_s,
+        epoch_end_uss_bytes=epoch_end,
+    )

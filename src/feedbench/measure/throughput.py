@@ -1,0 +1,129 @@
+"""Throughput per epoch, from the times batches reach the consumer.
+
+- ``first_batch_s``: from the moment the consumer asks for an epoch's first
+  batch until it arrives. It includes the pool start-up that Keras repeats at
+  every epoch with multiprocessing (and, in epoch 0, building the iterator).
+- ``samples_per_s``: steady state, the samples after the first batch divided
+  by the time from the first batch's arrival to the last one's.
+- latency p50 / p95 / max: per batch, from asking to arrival.
+- ``wait_fraction``: the share of the epoch's wall time the consumer spent
+  waiting for data (1.0 for a consumer that does nothing else).
+
+``step_s`` makes the consumer spend that long per batch, as a train step
+would, to show whether prefetching hides the generator's latency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from feedbench import drive
+from feedbench.generators import Spec, build
+
+
+@dataclass
+class EpochThroughput:
+    epoch: int
+    batches: int
+    samples: int
+    wall_s: float
+    first_batch_s: float
+    samples_per_s: float | None  # None with a single batch: no steady state to time
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_max_s: float
+    wait_fraction: float
+
+
+@dataclass
+class ThroughputResult:
+    epochs: list[EpochThroughput] = field(default_factory=list)
+
+    def _median(self, key: str) -> float | None:
+        values = [getattr(e, key) for e in self.epochs if getattr(e, key) is not None]
+        return float(np.median(values)) if values else None
+
+    @property
+    def first_batch_s(self) -> float | None:
+        return self._median("first_batch_s")
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self._median("samples_per_s")
+
+    @property
+    def latency_p50_s(self) -> float | None:
+        return self._median("latency_p50_s")
+
+    @property
+    def latency_p95_s(self) -> float | None:
+        return self._median("latency_p95_s")
+
+    @property
+    def wait_fraction(self) -> float | None:
+        return self._median("wait_fraction")
+
+    @property
+    def epoch_s(self) -> float | None:
+        return self._median("wall_s")
+
+    def summary(self) -> dict:
+        """Medians over epochs: the figures a report shows."""
+        return {
+            "first_batch_s": self.first_batch_s,
+            "samples_per_s": self.samples_per_s,
+            "latency_p50_s": self.latency_p50_s,
+            "latency_p95_s": self.latency_p95_s,
+            "wait_fraction": self.wait_fraction,
+            "epoch_s": self.epoch_s,
+        }
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "per_epoch": [asdict(e) for e in self.epochs]}
+
+
+def measure_throughput(
+    spec: Spec, epochs: int = 3, timeout_s: float = drive.DEFAULT_TIMEOUT_S, step_s: float = 0.0, plugins=()
+) -> ThroughputResult:
+    built = build(spec, plugins)
+    records: dict[int, list[tuple[float, float, int]]] = {}  # epoch -> (asked, arrived, rows)
+    asked = time.perf_counter()
+    with contextlib.closing(drive.drive(built, epochs, timeout_s, materialize=False)) as batches:
+        for batch in batches:
+            records.setdefault(batch.epoch, []).append((asked, batch.t, len(batch.x)))
+            if step_s:
+                _busy(step_s)
+            asked = time.perf_counter()
+    return ThroughputResult([_epoch(epoch, rows) for epoch, rows in sorted(records.items())])
+
+
+def _epoch(epoch: int, rows: list[tuple[float, float, int]]) -> EpochThroughput:
+    asked = np.array([r[0] for r in rows])
+    arrived = np.array([r[1] for r in rows])
+    samples = np.array([r[2] for r in rows])
+    latency = arrived - asked
+    wall = arrived[-1] - asked[0]
+    steady = arrived[-1] - arrived[0]
+    return EpochThroughput(
+        epoch=epoch,
+        batches=len(rows),
+        samples=int(samples.sum()),
+        wall_s=float(wall),
+        first_batch_s=float(latency[0]),
+        samples_per_s=float(samples[1:].sum() / steady) if len(rows) > 1 and steady > 0 else None,
+        latency_p50_s=float(np.percentile(latency, 50)),
+        latency_p95_s=float(np.percentile(latency, 95)),
+        latency_max_s=float(latency.max()),
+        wait_fraction=float(latency.sum() / wall) if wall > 0 else 1.0,
+    )
+
+
+def _busy(seconds: float) -> None:
+    # A train step keeps a core busy; sleeping would hand it to the generator.
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
