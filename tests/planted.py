@@ -91,4 +91,113 @@ def plain_generator(spec, source):
 
 
 NOT_CALLABLE = 42
-WORKER_PID_FILE = os.environ.get("FEEDBENCH_TEST_PIDS", "")
+
+
+# --------------------------------------------------------------------------- planted flaws for the analyzers
+
+
+class Plain(keras.utils.PyDataset):
+    """Traced, unshuffled, unaugmented slices copied out of the source: no flaw."""
+
+    def __init__(self, spec, source):
+        super().__init__(**spec.parallel_settings())
+        self.x, self.y, self.bs = source.x, source.y, spec.batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.x) / self.bs)
+
+    def batch(self, idx):
+        rows = slice(idx * self.bs, (idx + 1) * self.bs)
+        return np.array(self.x[rows]), np.array(self.y[rows])
+
+    def __getitem__(self, idx):
+        return self.batch(idx)
+
+
+class RepeatsBatch0(Plain):
+    def __getitem__(self, idx):
+        return self.batch(0 if idx == FAIL_AT else idx)
+
+
+class DropsABatch(Plain):
+    def __len__(self):
+        return super().__len__() - 1
+
+    def __getitem__(self, idx):
+        return self.batch(idx if idx < FAIL_AT else idx + 1)
+
+
+class Reorders(Plain):
+    def __getitem__(self, idx):
+        swap = {FAIL_AT: FAIL_AT + 1, FAIL_AT + 1: FAIL_AT}
+        return self.batch(swap.get(idx, idx))
+
+
+class ReseedsConstant(Plain):
+    def __getitem__(self, idx):
+        np.random.seed(7)
+        x, y = self.batch(idx)
+        return x + np.random.uniform(-0.1, 0.1, len(x)).astype(np.float32)[:, None, None, None], y
+
+
+class GlobalNumpyRng(Plain):
+    def __getitem__(self, idx):
+        x, y = self.batch(idx)
+        return x + np.random.uniform(-0.1, 0.1, len(x)).astype(np.float32)[:, None, None, None], y
+
+
+class WritesIntoView(Plain):
+    def __getitem__(self, idx):
+        view = self.x[idx * self.bs : (idx + 1) * self.bs]
+        view[:, 0, 0, 0] = -1.0  # a "normalization" written back through the view
+        return np.array(view), np.array(self.y[idx * self.bs : (idx + 1) * self.bs])
+
+
+WORKER_BUFFER_BYTES = 256 << 20
+_PARENT = os.getpid()
+_KEPT = []
+
+
+class BigWorkerBuffer(Plain):
+    """Each forked worker allocates and keeps a large buffer."""
+
+    def __getitem__(self, idx):
+        if os.getpid() != _PARENT and not _KEPT:
+            _KEPT.append(np.ones(WORKER_BUFFER_BYTES // 8))  # touched: really resident
+        time.sleep(0.05)  # slow enough that both workers get batches
+        return self.batch(idx)
+
+
+LEAK_BYTES_PER_BATCH = 2 << 20
+_LEAKED = []
+
+
+class LeakyWorkers(Plain):
+    def __getitem__(self, idx):
+        _LEAKED.append(np.ones(LEAK_BYTES_PER_BATCH // 8))
+        return self.batch(idx)
+
+
+SLEEP_S = 0.02
+
+
+class SleepsPerBatch(Plain):
+    def __getitem__(self, idx):
+        time.sleep(SLEEP_S)
+        return self.batch(idx)
+
+
+def _factory(cls):
+    return lambda spec, source: cls(spec, source)
+
+
+plain = _factory(Plain)
+repeats_batch0 = _factory(RepeatsBatch0)
+drops_a_batch = _factory(DropsABatch)
+reorders = _factory(Reorders)
+reseeds_constant = _factory(ReseedsConstant)
+global_numpy_rng = _factory(GlobalNumpyRng)
+writes_into_view = _factory(WritesIntoView)
+big_worker_buffer = _factory(BigWorkerBuffer)
+leaky_workers = _factory(LeakyWorkers)
+sleeps_per_batch = _factory(SleepsPerBatch)

@@ -6,10 +6,12 @@ import pytest
 
 from feedbench import drive
 from feedbench.data import SIZES
+from feedbench.errors import DriveTimeout
 from feedbench.generators import BUILTINS, Spec, build
 
 N, BS, EPOCHS = 100, 16, 2  # 7 batches, the last one partial (4 samples)
 SETTINGS = [(1, False), (1, True), (2, False), (2, True)]
+TF_OPS_IN_GETITEM = {"seed_unseeded", "seed_reseeded"}
 
 
 def _cases():
@@ -25,7 +27,16 @@ def test_counts_shapes_ids_and_cleanup(name, workers, multiprocessing, no_stray_
     spec = Spec(name, n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, seed=5)
     built = build(spec)
     assert built.not_applicable == {}
-    batches = drive.run(built, epochs=EPOCHS, timeout_s=120)
+    if name in TF_OPS_IN_GETITEM and multiprocessing:
+        try:
+            batches = drive.run(built, epochs=EPOCHS, timeout_s=30)
+        except DriveTimeout:
+            # TensorFlow ops in a worker forked from a process whose TF runtime
+            # already runs threads can deadlock: a real hazard of the copied
+            # pattern. The run must end at its limit with no worker left.
+            pytest.xfail("TensorFlow op deadlocked in a forked worker; ended at the time limit")
+    else:
+        batches = drive.run(built, epochs=EPOCHS, timeout_s=120)
 
     per_epoch = {e: [b for b in batches if b.epoch == e] for e in range(EPOCHS)}
     for epoch, delivered in per_epoch.items():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -51,14 +52,13 @@ class BatchDigest:
 @dataclass
 class Stream:
     batches: list[BatchDigest]
-    source_intact: bool
+    source_rows_changed: int  # source samples whose bytes the run changed
     traced: bool
 
 
 def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     """Run once and keep a compact digest of every delivered batch."""
     source = built.source
-    before = source.fingerprint()
     pristine = np.array(source.x)  # the source as it was, to tell augmentation from content
     traced = source.traced
     digests = []
@@ -76,7 +76,8 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
                     draws=_draws(batch.x, pristine, ids) if ids is not None else None,
                 )
             )
-    return Stream(digests, source.fingerprint() == before, traced and all(d.ids is not None for d in digests))
+    changed = int((np.asarray(source.x) != pristine).reshape(source.n, -1).any(axis=1).sum())
+    return Stream(digests, changed, traced and all(d.ids is not None for d in digests))
 
 
 def _ids(y, n: int) -> np.ndarray | None:
@@ -114,8 +115,9 @@ def _draws(x, pristine: np.ndarray, ids: np.ndarray) -> str | None:
     flipped = np.abs(x - mirrored).reshape(len(x), -1).sum(1) < np.abs(x - original).reshape(len(x), -1).sum(1)
     residual = x - np.where(flipped.reshape(-1, *([1] * (x.ndim - 1))), mirrored, original)
     residual = np.round(residual, 4)
-    if not flipped.any() and not residual.any():
-        return None  # nothing random happened to this batch
+    per_row = {(bool(f), r.tobytes()) for f, r in zip(flipped, residual)}
+    if len(per_row) == 1:
+        return None  # every row got the same treatment: a fixed transform, not a random draw
     return _hash(flipped, residual)
 
 
@@ -129,6 +131,7 @@ class DeterminismResult:
     epoch_diversity: float | None
     repeated_draws: int | None
     source_intact: bool
+    source_rows_changed: int = 0
     dropped_by_design: int = 0
     missing_per_epoch: list[int] | None = None
     duplicated_per_epoch: list[int] | None = None
@@ -187,7 +190,8 @@ def analyze(built: Built, main: Stream, repeat: Stream, serial: Stream) -> Deter
         matches_serial=differing_serial == 0,
         epoch_diversity=None,
         repeated_draws=None,
-        source_intact=main.source_intact,
+        source_intact=main.source_rows_changed == 0,
+        source_rows_changed=main.source_rows_changed,
         batches_differing_repeat=differing_repeat,
         batches_differing_serial=differing_serial,
         identified_by="traced ids" if main.traced else "content hashes",
@@ -274,14 +278,17 @@ def _repeated_draws(result: DeterminismResult, built: Built, main: Stream) -> No
             "the numpy workload transforms content, so equal random draws leave different residuals"
         )
         return
-    seen: dict[tuple[int, str], int] = {}
+    # Same draws on the *same* samples in another epoch is frozen augmentation
+    # (epoch_diversity); here only batches of different samples count.
+    seen: dict[tuple[int, str], Counter] = {}
     pairs = 0
     for digest in main.batches:
         if digest.draws is None or digest.rows < MIN_ROWS_FOR_DRAWS:
             continue
-        key = (digest.rows, digest.draws)
-        pairs += seen.get(key, 0)  # pairs with every earlier batch that got the same draws
-        seen[key] = seen.get(key, 0) + 1
+        samples = _hash(np.sort(digest.ids))
+        earlier = seen.setdefault((digest.rows, digest.draws), Counter())
+        pairs += sum(earlier.values()) - earlier[samples]
+        earlier[samples] += 1
     result.repeated_draws = pairs
 
 

@@ -3,7 +3,9 @@
 A sampler thread reads the main process and every descendant (found again at
 every sample, so pools created mid-run are seen) every ``interval_s``. USS is
 memory only that process holds; PSS splits shared pages between the sharers.
-Summed over the tree they are the honest figures. RSS counts pages that forked
+Summed over the tree they are the honest figures, PSS the more complete: after
+a fork the parent's pages are shared with its children, so they leave the
+parent's USS and count in nobody's (tree USS can even drop when workers start). RSS counts pages that forked
 workers share with their parent once per process, so its sum overstates; and
 the main process's RSS alone is what asv's ``peakmem_`` would see.
 """
@@ -30,12 +32,13 @@ class TreeSample:
     rss: int
     main_rss: int
     pids: frozenset
+    workers_uss: int = 0
 
 
 def sample_tree() -> TreeSample:
     """One reading of this process and all its descendants."""
     uss = pss = rss = 0
-    main_rss = 0
+    main_rss = workers_uss = 0
     pids = []
     for proc in [psutil.Process(), *procs.descendants()]:
         try:
@@ -48,7 +51,9 @@ def sample_tree() -> TreeSample:
         pids.append(proc.pid)
         if proc.pid == os.getpid():
             main_rss = info.rss
-    return TreeSample(uss, pss, rss, main_rss, frozenset(pids))
+        else:
+            workers_uss += info.uss
+    return TreeSample(uss, pss, rss, main_rss, frozenset(pids), workers_uss)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class MemoryResult:
     peak_tree_pss_bytes: int
     peak_tree_rss_bytes: int
     peak_main_rss_bytes: int
+    peak_workers_uss_bytes: int  # what only the worker processes hold
     workers_seen: int
     growth_bytes: int | None  # tree USS after the last epoch minus after epoch 2 (index 1)
     growth_reason: str | None
@@ -72,7 +78,7 @@ class MemoryResult:
 class _Sampler:
     def __init__(self, interval_s: float):
         self.interval_s = interval_s
-        self.peak = TreeSample(0, 0, 0, 0, frozenset())
+        self.peak = TreeSample(0, 0, 0, 0, frozenset(), 0)
         self.pids: set[int] = set()
         self.count = 0
         self._stop = threading.Event()
@@ -90,6 +96,7 @@ class _Sampler:
                 max(self.peak.rss, sample.rss),
                 max(self.peak.main_rss, sample.main_rss),
                 frozenset(),
+                max(self.peak.workers_uss, sample.workers_uss),
             )
         return sample
 
@@ -136,6 +143,7 @@ def measure_memory(
         peak_tree_pss_bytes=sampler.peak.pss,
         peak_tree_rss_bytes=sampler.peak.rss,
         peak_main_rss_bytes=sampler.peak.main_rss,
+        peak_workers_uss_bytes=sampler.peak.workers_uss,
         workers_seen=workers,
         growth_bytes=growth,
         growth_reason=reason,

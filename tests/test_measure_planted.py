@@ -1,0 +1,135 @@
+"""Every analyzer proven on planted defects: each flaw is flagged, and nothing else."""
+
+import numpy as np
+import pytest
+
+import planted
+from feedbench.generators import Spec
+from feedbench.measure import measure_determinism, measure_memory, measure_throughput
+
+N, BS = 160, 16  # 10 full batches
+ALL_CHECKS = {"missing", "duplicated", "in_order", "reproducible", "matches_serial", "epoch_diversity", "repeated_draws", "source_intact"}
+
+
+def determinism(name, workers=1, multiprocessing=False, epochs=3):
+    spec = Spec(f"planted:{name}", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing)
+    return measure_determinism(spec, epochs=epochs, timeout_s=120)
+
+
+def test_the_unflawed_plain_generator_passes_everything():
+    result = determinism("plain")
+    # No augmentation at all: the content never changes between epochs, which
+    # is 0 diversity but no random draw is repeated either.
+    assert set(result.problems()) == {"epoch_diversity"}
+    assert result.repeated_draws == 0 and result.missing == 0 and result.in_order
+
+
+def test_batch_0_returned_again_in_place_of_batch_3():
+    result = determinism("repeats_batch0")
+    assert result.missing_per_epoch == [BS] * 3 and result.duplicated_per_epoch == [BS] * 3
+    assert set(result.problems()) == {"missing", "duplicated", "in_order", "epoch_diversity"}
+
+
+def test_a_dropped_batch():
+    result = determinism("drops_a_batch")
+    assert result.missing_per_epoch == [BS] * 3 and result.duplicated == 0 and result.dropped_by_design == 0
+    assert set(result.problems()) == {"missing", "epoch_diversity"}
+
+
+def test_reordered_batches():
+    result = determinism("reorders")
+    assert result.missing == 0 and result.duplicated == 0 and result.in_order is False
+    assert set(result.problems()) == {"in_order", "epoch_diversity"}
+
+
+def test_a_constant_reseeded_before_every_batch():
+    result = determinism("reseeds_constant")
+    # 10 batches x 3 epochs with one draw pattern: every pair of the 30 repeats,
+    # except the 30 pairs of the same batch in two epochs (that is frozen, not repeated).
+    assert result.repeated_draws == 30 * 29 // 2 - 30
+    assert result.epoch_diversity == 0
+    assert set(result.problems()) == {"repeated_draws", "epoch_diversity"}
+
+
+def test_global_numpy_rng_in_forked_workers_repeats_draws():
+    forked = determinism("global_numpy_rng", workers=2, multiprocessing=True)
+    assert forked.repeated_draws > 0
+    assert forked.missing == 0 and forked.duplicated == 0 and forked.source_intact and forked.in_order
+    serial = determinism("global_numpy_rng")
+    assert serial.repeated_draws == 0  # one process, one advancing RNG: no repeats
+    assert not serial.reproducible  # unseeded: but that is the same flaw seen from another side
+
+
+@pytest.mark.parametrize("workers,multiprocessing,changed", [(1, False, N), (2, False, N), (2, True, 2 * BS)])
+def test_writes_into_a_view_reach_the_source_with_threads_not_with_processes(workers, multiprocessing, changed):
+    result = determinism("writes_into_view", workers, multiprocessing)
+    # With forked workers only the main process's own reads write the source:
+    # the TensorFlow adapter's two spec-inference reads of batches 0 and 1.
+    assert result.source_rows_changed == changed and not result.source_intact
+    assert set(result.problems()) == {"epoch_diversity", "source_intact"}
+
+
+SETTINGS = [(1, False), (2, False), (2, True), (4, True)]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("workers,multiprocessing", SETTINGS)
+def test_keyed_passes_everything_under_every_setting(workers, multiprocessing, shuffle):
+    spec = Spec("keyed", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, shuffle=shuffle)
+    result = measure_determinism(spec, epochs=3, timeout_s=120)
+    assert result.problems() == []
+    assert result.epoch_diversity == 1.0 and result.repeated_draws == 0
+    assert result.in_order is (None if shuffle else True)
+
+
+def test_keyed_drops_nothing_and_a_remainder_is_not_missing():
+    spec = Spec("keyed", n_samples=N + 5, batch_size=BS)
+    result = measure_determinism(spec, epochs=2)
+    assert result.missing == 0 and result.dropped_by_design == 0
+
+
+def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
+    buffer = planted.WORKER_BUFFER_BYTES
+    flawed = measure_memory(Spec("planted:big_worker_buffer", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2)
+    clean = measure_memory(Spec("planted:plain", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2)
+    assert flawed.workers_seen >= 2
+    assert flawed.peak_workers_uss_bytes - clean.peak_workers_uss_bytes > 1.5 * buffer  # two workers' buffers
+    assert flawed.peak_tree_pss_bytes - clean.peak_tree_pss_bytes > 1.5 * buffer
+    # Tree USS shows them too, though the parent's pages leave its USS once shared with the forks.
+    assert flawed.peak_tree_uss_bytes - clean.peak_tree_uss_bytes > 0.5 * buffer
+    assert abs(flawed.peak_main_rss_bytes - clean.peak_main_rss_bytes) < buffer / 2  # asv's view misses them
+    assert flawed.peak_tree_rss_bytes >= flawed.peak_tree_uss_bytes
+
+
+def test_a_leak_every_epoch_shows_as_growth():
+    epochs = 4
+    leaky = measure_memory(Spec("planted:leaky_workers", n_samples=N, batch_size=BS, workers=2), epochs=epochs)
+    clean = measure_memory(Spec("planted:plain", n_samples=N, batch_size=BS, workers=2), epochs=epochs)
+    leaked = (epochs - 2) * (N // BS) * planted.LEAK_BYTES_PER_BATCH
+    assert leaky.growth_bytes > 0.8 * leaked
+    assert abs(clean.growth_bytes) < 0.25 * leaked
+
+
+def test_growth_needs_three_epochs_and_says_so():
+    result = measure_memory(Spec("keyed", n_samples=N, batch_size=BS), epochs=2)
+    assert result.growth_bytes is None and "3 or more epochs" in result.growth_reason
+
+
+def test_a_sleep_per_batch_cuts_throughput_in_proportion():
+    plain = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3)
+    slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=3)
+    base_batch_s = BS / plain.samples_per_s
+    predicted = BS / (base_batch_s + planted.SLEEP_S)
+    assert slow.latency_p50_s >= planted.SLEEP_S
+    assert 0.6 * predicted < slow.samples_per_s < 1.15 * predicted
+    assert [e.batches for e in slow.epochs] == [N // BS] * 3
+
+
+def test_throughput_fields_are_consistent():
+    result = measure_throughput(Spec("keyed", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2)
+    for epoch in result.epochs:
+        assert epoch.samples == N and epoch.batches == N // BS
+        assert 0 < epoch.latency_p50_s <= epoch.latency_p95_s <= epoch.latency_max_s
+        assert 0 < epoch.wait_fraction <= 1
+        assert epoch.first_batch_s > 0
+    assert set(result.to_dict()) >= {"first_batch_s", "samples_per_s", "latency_p50_s", "latency_p95_s", "per_epoch"}
