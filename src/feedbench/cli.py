@@ -2,6 +2,7 @@
 
     feedbench list                      the implementations, plug-ins included
     feedbench drive IMPL [options]      feed IMPL as fit would and report each epoch
+    feedbench profile IMPL [options]    throughput, memory, determinism over a settings grid
 
 Bad input ends with one line on stderr and exit status 2; a run that fails
 (the generator raised, timed out, changed shape) exits 1.
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the implementations")
     _add_plugin_option(listing)
     _add_spec_options(commands.add_parser("drive", help="feed an implementation as model.fit does"))
+    prof = commands.add_parser("profile", help="throughput, memory and determinism over a grid of settings")
+    _add_spec_options(prof)
+    prof.set_defaults(epochs=3, timeout=120.0)
+    prof.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2, 4], metavar="N")
+    prof.add_argument("--grid-multiprocessing", choices=["off", "on", "both"], default="both")
+    prof.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     return parser
 
 
@@ -73,14 +80,10 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_drive(args) -> int:
-    import time
-    from collections import Counter
+def _spec_from(args):
+    from feedbench.generators import Spec
 
-    from feedbench import drive
-    from feedbench.generators import Spec, build
-
-    spec = Spec(
+    return Spec(
         args.impl,
         size=args.size,
         n_samples=args.samples,
@@ -93,6 +96,38 @@ def cmd_drive(args) -> int:
         shuffle=args.shuffle,
         io_latency_s=args.io_latency,
     )
+
+
+def cmd_profile(args) -> int:
+    import json
+
+    from feedbench import profile, report
+    from feedbench.generators import get
+
+    get(args.impl, args.plugin)  # an unknown name fails now, not once per setting
+    spec = _spec_from(args)
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.grid_multiprocessing]
+    grid = profile.settings_grid(tuple(args.grid_workers), modes)
+    def progress(line):
+        print(line, file=sys.stderr, flush=True)
+
+    records = profile.profile(spec, grid, args.epochs, args.timeout, args.plugin, progress)
+    print(report.render(spec, records))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"spec": spec.to_dict(), "epochs": args.epochs, "settings": records}, handle, indent=2)
+        print(f"\nevery figure: {args.json}")
+    return 1 if any(r.get("error") for r in records) else 0
+
+
+def cmd_drive(args) -> int:
+    import time
+    from collections import Counter
+
+    from feedbench import drive
+    from feedbench.generators import build
+
+    spec = _spec_from(args)
     built = build(spec, args.plugin)
     print(f"{spec.impl} ({built.family}) on Keras backend {drive.backend()}: {spec.n_samples} samples "
           f"of {args.size}, batch {spec.batch_size}, workload {spec.workload}, workers={spec.workers}, "
@@ -122,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
-    handlers = {"list": cmd_list, "drive": cmd_drive}
+    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile}
     try:
         return handlers[args.command](args)
     except (GeneratorFailed, DriveTimeout, BadDataset) as exc:
