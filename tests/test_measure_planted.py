@@ -95,8 +95,10 @@ def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
     assert flawed.workers_seen >= 2
     assert flawed.peak_workers_uss_bytes - clean.peak_workers_uss_bytes > 1.5 * buffer  # two workers' buffers
     assert flawed.peak_tree_pss_bytes - clean.peak_tree_pss_bytes > 1.5 * buffer
-    # Tree USS shows them too, though the parent's pages leave its USS once shared with the forks.
-    assert flawed.peak_tree_uss_bytes - clean.peak_tree_uss_bytes > 0.5 * buffer
+    # The tree's summed USS is no reliable witness here: at each fork the parent's
+    # pages become shared with the children and leave its USS, offsetting the
+    # buffers. The workers' own USS and the tree's PSS are.
+    assert flawed.peak_tree_uss_bytes >= flawed.peak_workers_uss_bytes > 2 * buffer * 0.9
     assert abs(flawed.peak_main_rss_bytes - clean.peak_main_rss_bytes) < buffer / 2  # asv's view misses them
     assert flawed.peak_tree_rss_bytes >= flawed.peak_tree_uss_bytes
 

@@ -3,6 +3,7 @@
     feedbench list                      the implementations, plug-ins included
     feedbench drive IMPL [options]      feed IMPL as fit would and report each epoch
     feedbench profile IMPL [options]    throughput, memory, determinism over a settings grid
+    feedbench overhead                  what the harness adds to the cheapest generator's epoch
 
 Bad input ends with one line on stderr and exit status 2; a run that fails
 (the generator raised, timed out, changed shape) exits 1.
@@ -65,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2, 4], metavar="N")
     prof.add_argument("--grid-multiprocessing", choices=["off", "on", "both"], default="both")
     prof.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+    over = commands.add_parser("overhead", help="what the harness adds to the cheapest generator's epoch")
+    over.add_argument("--repeats", type=int, default=15)
+    over.add_argument("--batches", type=int, default=1000)
+    over.add_argument("--backend", choices=BACKENDS)
     return parser
 
 
@@ -120,6 +125,25 @@ def cmd_profile(args) -> int:
     return 1 if any(r.get("error") for r in records) else 0
 
 
+def cmd_overhead(args) -> int:
+    import platform
+    from datetime import datetime, timezone
+
+    from feedbench.measure.overhead import measure_overhead
+
+    result = measure_overhead(args.repeats, args.batches)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"harness overhead on a preallocated-batch PyDataset ({result.batches_per_epoch} batches of "
+          f"{result.batch_size}, Keras backend {result.backend}, {platform.node()}, {stamp})")
+    print(f"  bare Keras epoch, median of {result.repeats} runs: {result.bare_epoch_s * 1e3:.1f} ms")
+    print(f"  through feedbench's measurement:     {result.harness_epoch_s * 1e3:.1f} ms")
+    print(f"  overhead: {result.overhead_fraction * 100:+.2f} % median of paired runs "
+          f"(quartiles {result.overhead_p25 * 100:+.2f} % to {result.overhead_p75 * 100:+.2f} %)")
+    print(f"  the harness's own code, timed alone: {result.harness_per_batch_s * 1e6:.1f} us per batch = "
+          f"{result.harness_fraction * 100:.2f} % of the bare Keras time per batch (target: below 2 %)")
+    return 0
+
+
 def cmd_drive(args) -> int:
     import time
     from collections import Counter
@@ -157,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
-    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile}
+    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead}
     try:
         return handlers[args.command](args)
     except (GeneratorFailed, DriveTimeout, BadDataset) as exc:

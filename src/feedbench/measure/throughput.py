@@ -23,6 +23,7 @@ import numpy as np
 
 from feedbench import drive
 from feedbench.generators import Spec, build
+from feedbench.generators.spec import Built
 
 
 @dataclass
@@ -37,6 +38,7 @@ class EpochThroughput:
     latency_p95_s: float
     latency_max_s: float
     wait_fraction: float
+    last_arrival: float  # perf_counter of the epoch's last batch
 
 
 @dataclass
@@ -89,7 +91,11 @@ class ThroughputResult:
 def measure_throughput(
     spec: Spec, epochs: int = 3, timeout_s: float = drive.DEFAULT_TIMEOUT_S, step_s: float = 0.0, plugins=()
 ) -> ThroughputResult:
-    built = build(spec, plugins)
+    return throughput_of(build(spec, plugins), epochs, timeout_s, step_s)
+
+
+def throughput_of(built: Built, epochs: int = 3, timeout_s: float = drive.DEFAULT_TIMEOUT_S, step_s: float = 0.0) -> ThroughputResult:
+    """The same measurement on a dataset already built."""
     records: dict[int, list[tuple[float, float, int]]] = {}  # epoch -> (asked, arrived, rows)
     asked = time.perf_counter()
     with contextlib.closing(drive.drive(built, epochs, timeout_s, materialize=False)) as batches:
@@ -119,6 +125,7 @@ def _epoch(epoch: int, rows: list[tuple[float, float, int]]) -> EpochThroughput:
         latency_p95_s=float(np.percentile(latency, 95)),
         latency_max_s=float(latency.max()),
         wait_fraction=float(latency.sum() / wall) if wall > 0 else 1.0,
+        last_arrival=float(arrived[-1]),
     )
 
 
