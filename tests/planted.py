@@ -201,3 +201,15 @@ writes_into_view = _factory(WritesIntoView)
 big_worker_buffer = _factory(BigWorkerBuffer)
 leaky_workers = _factory(LeakyWorkers)
 sleeps_per_batch = _factory(SleepsPerBatch)
+
+
+class EndsItsProcess(Plain):
+    """Takes the measuring process down, as a crash in native code would."""
+
+    def __getitem__(self, idx):
+        if idx == FAIL_AT:
+            os._exit(3)
+        return self.batch(idx)
+
+
+ends_its_process = _factory(EndsItsProcess)

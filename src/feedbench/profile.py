@@ -1,22 +1,16 @@
 """``feedbench profile``: the three measurements over a grid of settings.
 
-Each setting runs in its own process (``python -m feedbench.profile``), in its
-own session, under a time limit: a generator that raises, hangs or changes
-shape fails that setting with a one-line reason, the process group is killed
-if need be, and the other settings go on.
+The settings are measured by :mod:`feedbench.sweep`, in a child process under
+a time limit per setting: a generator that raises, hangs or changes shape
+fails that setting with a one-line reason, and the other settings go on.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import replace
 
+from feedbench import sweep
 from feedbench.generators import Spec
 
 THROUGHPUT_KEYS = ("first_batch_s", "samples_per_s", "latency_p50_s", "latency_p95_s", "wait_fraction")
@@ -39,8 +33,6 @@ DETERMINISM_KEYS = (
     "repeated_draws",
     "source_intact",
 )
-RUNS_PER_SETTING = 5  # throughput, memory, and up to three determinism runs
-START_UP_SLACK_S = 90  # importing TensorFlow in a fresh process, on a busy machine
 
 VERDICTS = {
     "missing": (
@@ -102,88 +94,45 @@ def profile(
     plugins=(),
     progress=None,
 ) -> list[dict]:
-    """One record per setting, each measured in its own process."""
-    records = []
-    for number, (workers, multiprocessing) in enumerate(grid, 1):
-        spec = replace(base, workers=workers, use_multiprocessing=multiprocessing)
-        started = time.monotonic()
-        if progress:
-            progress(f"[{number}/{len(grid)}] workers={workers} use_multiprocessing={multiprocessing} ...")
-        record = run_isolated(spec, epochs, timeout_s, plugins)
-        records.append(record)
+    """One record per setting, measured in a child process that a failing setting cannot take down."""
+    specs = [replace(base, workers=w, use_multiprocessing=mp) for w, mp in grid]
+    started = time.monotonic()
+
+    def report(index, record):
         if progress:
             state = "skipped" if record.get("skipped") else ("FAILED: " + record["error"] if record.get("error") else "done")
-            progress(f"[{number}/{len(grid)}] workers={workers} use_multiprocessing={multiprocessing} {state} "
+            progress(f"[{index + 1}/{len(specs)}] workers={specs[index].workers} "
+                     f"use_multiprocessing={specs[index].use_multiprocessing} {state} "
                      f"({time.monotonic() - started:.1f} s)")
-    return records
+
+    if progress:
+        progress(f"measuring {len(specs)} settings, each under a limit of "
+                 f"{sweep.setting_limit(sweep.MEASURES, timeout_s):g} s ...")
+    return sweep.sweep(specs, sweep.MEASURES, epochs, timeout_s, plugins, report)
 
 
-def run_isolated(spec: Spec, epochs: int, timeout_s: float, plugins=()) -> dict:
-    """Measure one setting in a child process; never more than its time limit."""
-    limit = timeout_s * RUNS_PER_SETTING + START_UP_SLACK_S
-    with tempfile.TemporaryDirectory(prefix="feedbench-profile-") as tmp:
-        out = os.path.join(tmp, "record.json")
-        request = json.dumps({"spec": spec.to_dict(), "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins), "out": out})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "feedbench.profile", request],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(),
-            start_new_session=True,  # its own process group: killed whole on timeout
-        )
-        try:
-            _, stderr = proc.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return _failed(spec, f"setting exceeded its time limit of {limit:g} s and was killed")
-        finally:
-            _kill_group(proc.pid)
-        if os.path.exists(out):
-            with open(out) as handle:
-                return json.load(handle)
-        lines = [line for line in (stderr or "").splitlines() if line.strip()]
-        return _failed(spec, lines[-1] if lines else f"measuring process exited with status {proc.returncode}")
-
-
-def _child_env() -> dict:
-    """The child imports what this process imports: plug-ins found on our sys.path too."""
-    paths = [entry or os.getcwd() for entry in sys.path]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)  # workers the child may have left behind
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _failed(spec: Spec, reason: str) -> dict:
-    return {"workers": spec.workers, "use_multiprocessing": spec.use_multiprocessing, "error": reason,
-            "throughput": None, "memory": None, "determinism": None, "null_reasons": {}}
-
-
-def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=()) -> dict:
-    """All three measurements of one setting, as a JSON-able record."""
+def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measures=sweep.MEASURES) -> dict:
+    """The measurements of one setting, as a JSON-able record."""
     from feedbench.errors import FeedbenchError
     from feedbench.generators import build
     from feedbench.measure import measure_determinism, measure_memory, measure_throughput
 
-    record = {"workers": spec.workers, "use_multiprocessing": spec.use_multiprocessing, "error": None,
-              "throughput": None, "memory": None, "determinism": None, "null_reasons": {}}
+    record = sweep.empty_record(spec)
     try:
         built = build(spec, plugins)
         if built.not_applicable:
             record["skipped"] = "; ".join(sorted(set(built.not_applicable.values())))
             return record
-        throughput = measure_throughput(spec, epochs, timeout_s, plugins=plugins)
-        record["throughput"] = {key: throughput.summary()[key] for key in THROUGHPUT_KEYS}
-        memory = measure_memory(spec, epochs, timeout_s, plugins=plugins)
-        record["memory"] = {key: getattr(memory, key) for key in MEMORY_KEYS}
-        if memory.growth_bytes is None:
-            record["null_reasons"]["memory.growth_bytes"] = memory.growth_reason
+        if "throughput" in measures:
+            throughput = measure_throughput(spec, epochs, timeout_s, plugins=plugins)
+            record["throughput"] = {key: throughput.summary()[key] for key in THROUGHPUT_KEYS}
+        if "memory" in measures:
+            memory = measure_memory(spec, epochs, timeout_s, plugins=plugins)
+            record["memory"] = {key: getattr(memory, key) for key in MEMORY_KEYS}
+            if memory.growth_bytes is None:
+                record["null_reasons"]["memory.growth_bytes"] = memory.growth_reason
+        if "determinism" not in measures:
+            return record
         determinism = measure_determinism(spec, epochs, timeout_s, plugins=plugins)
         record["determinism"] = {key: getattr(determinism, key) for key in DETERMINISM_KEYS}
         record["determinism"]["source_rows_changed"] = determinism.source_rows_changed
@@ -195,16 +144,3 @@ def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=()) -> di
         record["error"] = str(exc).splitlines()[0]
     return record
 
-
-def _main(argv: list[str]) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    request = json.loads(argv[0])
-    spec = Spec(**request["spec"])
-    record = measure_setting(spec, request["epochs"], request["timeout_s"], request["plugins"])
-    with open(request["out"], "w") as handle:
-        json.dump(record, handle)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
