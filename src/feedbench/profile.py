@@ -136,6 +136,8 @@ def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measu
         determinism = measure_determinism(spec, epochs, timeout_s, plugins=plugins)
         record["determinism"] = {key: getattr(determinism, key) for key in DETERMINISM_KEYS}
         record["determinism"]["source_rows_changed"] = determinism.source_rows_changed
+        record["determinism"]["batches_differing_repeat"] = determinism.batches_differing_repeat
+        record["determinism"]["batches_differing_serial"] = determinism.batches_differing_serial
         record["determinism"]["dropped_by_design"] = determinism.dropped_by_design
         record["determinism"]["identified_by"] = determinism.identified_by
         record["null_reasons"].update({f"determinism.{k}": v for k, v in determinism.reasons.items()})

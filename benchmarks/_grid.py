@@ -1,0 +1,99 @@
+"""The one place that defines the benchmark grids and their skip rules.
+
+Benchmarks are declarative: they name a grid from here and a measurement from
+``feedbench``; nothing is measured in this package. A setting that does not
+apply is skipped (NotImplementedError, shown as n/a), never faked.
+
+``FEEDBENCH_GRID=quick`` selects a smaller grid for smoke runs (CI, --quick).
+"""
+
+import itertools
+import os
+
+from feedbench.generators import Spec
+from feedbench.generators.registry import BUILTINS, registry
+
+QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
+CORES = os.cpu_count() or 1
+
+IMPLEMENTATIONS = list(registry())  # built-ins, then plug-ins (entry points, $FEEDBENCH_PLUGINS)
+WORKLOADS = ["copy", "python"] if QUICK else ["copy", "numpy", "python", "io"]
+WORKERS = [1, 2] if QUICK else [1, 2, 4, 8]
+MULTIPROCESSING = [False, True]
+SIZES = ["small"] if QUICK else ["small", "large"]
+
+SAMPLES = {"small": 512 if QUICK else 1024, "large": 256}
+BATCH_SIZE = {"small": 64, "large": 32}
+EPOCHS = 2 if QUICK else 3
+# A run that deadlocks (TensorFlow ops in a forked worker can) fails at this limit.
+RUN_TIMEOUT_S = 20.0 if QUICK else 60.0
+IO_LATENCY_S = 0.002
+PYTHON_ITERS = 2000
+
+
+def skip_reason(impl, workload="copy", workers=1, multiprocessing=False, size="small"):
+    """Why a setting is not run here, or None when it is."""
+    if workers > 2 * CORES:
+        return f"workers={workers} is more than twice this machine's {CORES} cores"
+    builtin = BUILTINS.get(impl)
+    if builtin is not None:
+        if builtin.family != "pydataset" and (workers != 1 or multiprocessing):
+            return f"{impl} is a {builtin.family}: workers/use_multiprocessing exist only for PyDataset"
+        if workload not in builtin.workloads:
+            return f"{impl} runs the {', '.join(builtin.workloads)} workload only"
+    if size == "large" and workload != "copy":
+        return "large sources are measured with the copy workload only (keeps a full run within budget)"
+    return None
+
+
+def spec(impl, workload="copy", workers=1, multiprocessing=False, size="small", seed=0):
+    return Spec(
+        impl,
+        size=size,
+        n_samples=SAMPLES[size],
+        batch_size=BATCH_SIZE[size],
+        workload=workload,
+        workers=workers,
+        use_multiprocessing=multiprocessing,
+        seed=seed,
+        python_iters=PYTHON_ITERS,
+        io_latency_s=IO_LATENCY_S,
+    )
+
+
+def applicable(params):
+    """The parameter tuples of a grid that are run here."""
+    return [p for p in itertools.product(*params) if skip_reason(*p) is None]
+
+
+def measured(params, measures):
+    """Run the measurements for every applicable setting of a grid (for setup_cache).
+
+    Returns {parameter tuple: record}; a setting that failed carries its reason.
+    """
+    from feedbench.sweep import sweep
+
+    settings = applicable(params)
+    records = sweep([spec(*p) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S)
+    return dict(zip(settings, records))
+
+
+def check_measured(cache, params):
+    """For a benchmark's setup: skip (n/a) a setting that does not apply here."""
+    reason = skip_reason(*params)
+    if reason:
+        raise NotImplementedError(reason)
+    record = cache[tuple(params)]
+    if record.get("skipped"):
+        raise NotImplementedError(record["skipped"])
+
+
+def figure(cache, params, group, key):
+    """One figure of a measured setting; a failed setting raises, so asv shows it failed."""
+    record = cache[tuple(params)]
+    if record.get("error"):
+        raise RuntimeError(record["error"])  # shown as failed in the results and the HTML
+    value = (record.get(group) or {}).get(key)
+    if value is None:  # not computable for this generator: asv records it as missing
+        return float("nan")
+    return float(value)
