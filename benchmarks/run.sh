@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job: set up what is needed, run the asv suite on this commit on this
+# machine, publish the HTML and say where to open it.
+#   bash benchmarks/run.sh            the full grid
+#   bash benchmarks/run.sh --quick    the smoke grid (FEEDBENCH_GRID=quick), each benchmark once
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/asv ]; then
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"   # asv and virtualenv come with it
+fi
+export PATH="$PWD/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
+asv machine --yes >/dev/null
+quick=()
+if [ "${1:-}" = "--quick" ]; then
+    export FEEDBENCH_GRID=quick
+    quick=(--quick)
+fi
+# A benchmark that fails is recorded as failed; the run goes on and the rest is published.
+asv run "${quick[@]}" --show-stderr HEAD^! || echo "feedbench: some benchmarks failed; see the results"
+asv publish
+echo
+echo "feedbench: results published to $PWD/.asv/html/index.html"
+echo "feedbench: view them with: .venv/bin/asv preview   (serves .asv/html on http://127.0.0.1:8080)"
