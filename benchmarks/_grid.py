@@ -16,7 +16,11 @@ from feedbench.generators.registry import BUILTINS, registry
 QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
 CORES = os.cpu_count() or 1
 
-IMPLEMENTATIONS = list(registry())  # built-ins, then plug-ins (entry points, $FEEDBENCH_PLUGINS)
+# Built-ins, then plug-ins (entry points, $FEEDBENCH_PLUGINS); FEEDBENCH_IMPLEMENTATIONS
+# (comma-separated names) narrows the grid to those.
+IMPLEMENTATIONS = list(registry())
+if os.environ.get("FEEDBENCH_IMPLEMENTATIONS"):
+    IMPLEMENTATIONS = [name.strip() for name in os.environ["FEEDBENCH_IMPLEMENTATIONS"].split(",") if name.strip()]
 WORKLOADS = ["copy", "python"] if QUICK else ["copy", "numpy", "python", "io"]
 WORKERS = [1, 2] if QUICK else [1, 2, 4, 8]
 MULTIPROCESSING = [False, True]

@@ -20,6 +20,8 @@ fi
 # A benchmark that fails is recorded as failed; the run goes on and the rest is published.
 asv run "${quick[@]}" --show-stderr HEAD^! || echo "feedbench: some benchmarks failed; see the results"
 asv publish
+# asv's pages load their libraries from CDNs; serve them locally so the site also works offline.
+feedbench offline-html .asv/html || echo "feedbench: the site needs internet access to load its scripts"
 echo
 echo "feedbench: results published to $PWD/.asv/html/index.html"
 echo "feedbench: view them with: .venv/bin/asv preview   (serves .asv/html on http://127.0.0.1:8080)"

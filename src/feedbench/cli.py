@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     over.add_argument("--repeats", type=int, default=15)
     over.add_argument("--batches", type=int, default=1000)
     over.add_argument("--backend", choices=BACKENDS)
+    offline = commands.add_parser("offline-html", help="make an `asv publish` site work without internet")
+    offline.add_argument("html_dir", nargs="?", default=".asv/html")
     return parser
 
 
@@ -144,6 +146,18 @@ def cmd_overhead(args) -> int:
     return 0
 
 
+def cmd_offline_html(args) -> int:
+    from feedbench.offline_html import make_offline
+
+    try:
+        replaced = make_offline(args.html_dir)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"feedbench: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.html_dir}: {len(replaced)} external scripts and styles now served locally")
+    return 0
+
+
 def cmd_drive(args) -> int:
     import time
     from collections import Counter
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
-    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead}
+    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead, "offline-html": cmd_offline_html}
     try:
         return handlers[args.command](args)
     except (GeneratorFailed, DriveTimeout, BadDataset) as exc:

@@ -1,0 +1,134 @@
+"""The asv suite end to end: a regression between two commits is found, and the
+published HTML shows our benchmarks in a real headless browser.
+
+A throwaway git repository holds two commits of this project; the second makes
+``keyed`` slower. asv builds each commit into its own virtualenv (the commit's
+wheel; TensorFlow and the other dependencies are borrowed from this test's
+environment through a .pth file, so nothing large is downloaded), runs the
+epoch benchmark on both, and ``asv compare`` must report exactly the keyed
+benchmarks as slower.
+"""
+
+import http.server
+import json
+import os
+import re
+import shutil
+import site
+import socketserver
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOWDOWN_S = 0.1  # per batch, planted in the second commit
+IMPLEMENTATIONS = "keyed,generator"
+pytestmark = pytest.mark.timeout(1500)
+
+
+def _run(cmd, cwd, env=None, timeout=900, check=True):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _config(repo: Path) -> Path:
+    """asv.conf.json for the throwaway repo: ours, but dependencies borrowed, not installed."""
+    outer = site.getsitepackages()[0]
+    borrow = f"python -c \"import site; open(site.getsitepackages()[0] + '/borrowed.pth', 'w').write({outer!r})\""
+    config = {
+        "version": 1,
+        "project": "feedbench",
+        "repo": ".",
+        "branches": ["main"],
+        "environment_type": "virtualenv",
+        "matrix": {"env": {"KERAS_BACKEND": ["tensorflow"]}},
+        "build_command": ["python -m pip wheel --no-deps --no-build-isolation -w {build_cache_dir} {build_dir}"],
+        "install_command": [borrow, "in-dir={env_dir} python -m pip install --no-deps {wheel_file}"],
+        "uninstall_command": ["return-code=any python -m pip uninstall -y {project}"],
+        "benchmark_dir": "benchmarks",
+        "env_dir": ".asv/env",
+        "results_dir": ".asv/results",
+        "html_dir": ".asv/html",
+        "launch_method": "spawn",
+        "show_commit_url": "https://example.invalid/commit/",
+    }
+    path = repo / "asv.test.conf.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def asv_repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("asv") / "repo"
+    files = _run(["git", "ls-files"], ROOT).stdout.split()
+    for name in files:
+        target = repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    git = ["git", "-c", "user.name=feedbench", "-c", "user.email=feedbench@localhost"]
+    _run(["git", "init", "-q", "-b", "main"], repo)
+    config = _config(repo)
+    _run([*git, "add", "-A"], repo)
+    _run([*git, "commit", "-qm", "base"], repo)
+    keyed = repo / "src" / "feedbench" / "generators" / "keyed.py"
+    text = keyed.read_text()
+    marker = "        return keyed_batch("
+    assert marker in text
+    keyed.write_text(text.replace(marker, f"        __import__('time').sleep({SLOWDOWN_S})\n{marker}", 1))
+    _run([*git, "commit", "-qam", "slow keyed"], repo)
+    env = dict(os.environ, FEEDBENCH_GRID="quick", FEEDBENCH_IMPLEMENTATIONS=IMPLEMENTATIONS, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    asv = [sys.executable, "-m", "asv", "--config", str(config)]
+    _run([*asv, "machine", "--yes"], repo, env)
+    for rev in ("main~1", "main"):
+        _run([*asv, "run", "--bench", r"EpochTime\.time_epoch", f"{rev}^!"], repo, env, timeout=1200)
+    return repo, asv, env
+
+
+def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
+    repo, asv, env = asv_repo
+    out = _run([*asv, "compare", "--factor", "1.5", "--split", "main~1", "main"], repo, env).stdout
+    # Rows whose Change column is "+" got slower, e.g.
+    # | +  | 90.2±4ms | 1.10±0.01s | 12.21 | throughput.EpochTime.time_epoch('keyed', 1, False) |
+    worse = {m.group(1) for m in re.finditer(r"^\|\s*\+\s*\|.*?(throughput\.EpochTime\.time_epoch\([^)]*\))", out, re.M)}
+    expected = {f"throughput.EpochTime.time_epoch('keyed', {w}, {mp})" for w in (1, 2) for mp in (False, True)}
+    assert worse == expected, out
+    assert "'generator'" in out and not any("generator" in name for name in worse)
+
+
+def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium here: .ci/run and the README set-up install Debian's chromium")
+    repo, asv, env = asv_repo
+    _run([*asv, "publish"], repo, env)
+    html = repo / ".asv" / "html"
+    assert (html / "index.html").exists()
+    # This machine has no internet: serve asv's CDN libraries from the site itself.
+    _run([sys.executable, "-m", "feedbench.cli", "offline-html", str(html)], repo, env)
+    assert "https://code.jquery.com" not in (html / "index.html").read_text()
+
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(html), **k)  # noqa: E731
+    with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/#throughput.EpochTime.time_epoch"
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
+        dom = _run([*flags, "--dump-dom", url], tmp_path, timeout=120).stdout
+        shot = tmp_path / "asv-site.png"
+        _run([*flags, "--window-size=1400,1000", f"--screenshot={shot}", url], tmp_path, timeout=120)
+        server.shutdown()
+    assert "throughput.EpochTime.time_epoch" in dom
+    for value in ("implementation", "workers", "use_multiprocessing", "keyed", "generator"):
+        assert value in dom, value
+    assert shot.exists() and shot.stat().st_size > 10_000
+    keep = os.environ.get("FEEDBENCH_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, Path(keep) / shot.name)
