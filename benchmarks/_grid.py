@@ -31,6 +31,7 @@ BATCH_SIZE = {"small": 64, "large": 32}
 EPOCHS = 2 if QUICK else 3
 # A run that deadlocks (TensorFlow ops in a forked worker can) fails at this limit.
 RUN_TIMEOUT_S = 20.0 if QUICK else 60.0
+SWEEP_TIMEOUT_S = 3600  # a whole grid's measurement, in setup_cache
 IO_LATENCY_S = 0.002
 PYTHON_ITERS = 2000
 
@@ -101,3 +102,36 @@ def figure(cache, params, group, key):
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")
     return float(value)
+
+
+AXES = ("implementation", "workload", "workers", "use_multiprocessing", "size")
+
+
+class Measured:
+    """Base of the benchmarks whose figures come from one sweep per commit.
+
+    A subclass names its ``params`` / ``param_names`` (a subset of AXES), the
+    measurement ``group`` and the axes it holds ``fixed``; its ``track_``
+    methods call ``self.figure(cache, params, key)``. It also defines its own
+    ``setup_cache`` returning ``self.measure()``: asv keys a cache by where its
+    function is written, so one inherited setup_cache would be shared by all.
+    """
+
+    group = ""
+    fixed: dict = {}
+    timeout = 60
+
+    def _grid_params(self, params):
+        given = dict(zip(self.param_names, params))
+        return tuple(given.get(axis, self.fixed.get(axis)) for axis in AXES)
+
+    def measure(self):
+        axes = dict(zip(self.param_names, self.params))
+        grid_axes = [axes.get(axis, [self.fixed.get(axis)]) for axis in AXES]
+        return measured(grid_axes, (self.group,))
+
+    def setup(self, cache, *params):
+        check_measured(cache, self._grid_params(params))
+
+    def figure(self, cache, params, key):
+        return figure(cache, self._grid_params(params), self.group, key)

@@ -28,27 +28,24 @@ class EpochTime:
         drive.run(self.built, epochs=1, timeout_s=grid.RUN_TIMEOUT_S, materialize=False)
 
 
-class Throughput:
+class Throughput(grid.Measured):
     """Steady-state samples/s and time to first batch, median over epochs."""
 
     params = [grid.IMPLEMENTATIONS, grid.WORKLOADS, grid.WORKERS, grid.MULTIPROCESSING, grid.SIZES]
     param_names = ["implementation", "workload", "workers", "use_multiprocessing", "size"]
-    timeout = 60
+    group = "throughput"
 
     def setup_cache(self):
-        return grid.measured(self.params, ("throughput",))
+        return self.measure()
 
-    setup_cache.timeout = 3600
-
-    def setup(self, cache, *params):
-        grid.check_measured(cache, params)
+    setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 
     def track_samples_per_s(self, cache, *params):
-        return grid.figure(cache, params, "throughput", "samples_per_s")
+        return self.figure(cache, params, "samples_per_s")
 
     track_samples_per_s.unit = "samples/s"
 
     def track_first_batch_s(self, cache, *params):
-        return grid.figure(cache, params, "throughput", "first_batch_s")
+        return self.figure(cache, params, "first_batch_s")
 
     track_first_batch_s.unit = "s"
