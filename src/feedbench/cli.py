@@ -204,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FeedbenchError, ValueError) as exc:
         print(f"feedbench: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # Keras itself failing to load its backend
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        print(f"feedbench: {exc}; Keras backend {backend!r} needs its package installed "
+              f"(pip install -e '.[{backend}]' for jax or torch)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

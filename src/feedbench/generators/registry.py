@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 
 from feedbench.data import make_source
-from feedbench.errors import BadDataset, PluginError, UnknownImplementation
+from feedbench.errors import BadDataset, FeedbenchError, PluginError, UnknownImplementation
 from feedbench.generators.spec import FAMILIES, Built, Spec, not_applicable
 from feedbench.generators.workloads import WORKLOADS
 
@@ -40,7 +40,17 @@ class Implementation:
     plugin: bool = False
 
     def load(self) -> Callable:
-        return load_callable(self.factory)
+        if self.plugin:
+            return load_callable(self.factory)
+        module, _, attr = self.factory.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:  # a missing backend package, not a bad name
+            backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+            raise FeedbenchError(
+                f"implementation {self.name!r} cannot load: {exc}; Keras backend {backend!r} "
+                f"needs its package installed (pip install -e '.[{backend}]' for jax or torch)"
+            ) from exc
 
 
 BUILTINS: dict[str, Implementation] = {

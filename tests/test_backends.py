@@ -1,0 +1,83 @@
+"""The driver on the other Keras backends, each in a fresh process (the backend
+is chosen at import). Runs where jax / torch are installed (pip install -e
+".[jax]" or ".[torch]"); without them, a clear one-line error."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, keras
+    from feedbench import drive, procs
+    from feedbench.generators import Spec, build, BUILTINS
+
+    assert keras.backend.backend() == "{backend}"
+    before = procs.descendant_pids()
+
+    # fit's order of calls, recorded from a real fit and from the driver
+    class Recorder(keras.utils.PyDataset):
+        def __init__(self, events):
+            super().__init__()
+            self.events = events
+        def __len__(self):
+            return 3
+        def __getitem__(self, idx):
+            self.events.append(f"get{{idx}}")
+            return np.full((2, 4), idx, np.float32), np.zeros((2, 1), np.float32)
+        def on_epoch_begin(self):
+            self.events.append("begin")
+        def on_epoch_end(self):
+            self.events.append("end")
+
+    fit_events, drive_events = [], []
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(Recorder(fit_events), epochs=2, shuffle=False, verbose=0)
+    from feedbench.data import make_source
+    drive.run(drive.Built(Spec("recorder"), "pydataset", Recorder(drive_events), make_source(n=6)), epochs=2)
+    assert drive_events == fit_events, (drive_events, fit_events)
+
+    for name, impl in BUILTINS.items():
+        settings = [(1, False), (2, False), (2, True)] if impl.family == "pydataset" else [(1, False)]
+        if name.startswith("seed_"):
+            settings = [(1, False), (2, False)]  # TensorFlow ops in forked workers can deadlock
+        for workers, mp in settings:
+            built = build(Spec(name, n_samples=100, batch_size=16, workers=workers, use_multiprocessing=mp))
+            batches = drive.run(built, epochs=2, timeout_s=120)
+            for epoch in (0, 1):
+                ids = np.concatenate([b.y[:, 1] for b in batches if b.epoch == epoch])
+                assert sorted(ids.tolist()) == list(range(100)), (name, workers, mp, epoch)
+    procs.assert_no_new_workers(before)
+    print("ok", fit_events)
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_driver_matches_fit_and_feeds_every_implementation(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(backend=backend)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("ok")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_missing_backend_package_is_one_clear_line(backend):
+    if importlib.util.find_spec(backend) is not None:
+        pytest.skip(f"{backend} is installed")
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "drive", "keyed"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert f"No module named '{backend}'" in last and f".[{backend}]" in last
