@@ -1,6 +1,6 @@
-"""The driver on the other Keras backends, each in a fresh process (the backend
-is chosen at import). Runs where jax / torch are installed (pip install -e
-".[jax]" or ".[torch]"); without them, a clear one-line error."""
+"""The driver on every Keras backend, each in a fresh process (the backend is
+chosen at import). jax / torch run where installed (pip install -e ".[jax]"
+or ".[torch]"); without them, a clear one-line error."""
 
 import importlib.util
 import os
@@ -22,19 +22,7 @@ SCRIPT = textwrap.dedent(
     before = procs.descendant_pids()
 
     # fit's order of calls, recorded from a real fit and from the driver
-    class Recorder(keras.utils.PyDataset):
-        def __init__(self, events):
-            super().__init__()
-            self.events = events
-        def __len__(self):
-            return 3
-        def __getitem__(self, idx):
-            self.events.append(f"get{{idx}}")
-            return np.full((2, 4), idx, np.float32), np.zeros((2, 1), np.float32)
-        def on_epoch_begin(self):
-            self.events.append("begin")
-        def on_epoch_end(self):
-            self.events.append("end")
+    from planted import Recorder
 
     fit_events, drive_events = [], []
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -60,11 +48,12 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_driver_matches_fit_and_feeds_every_implementation(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")
     env = dict(os.environ, KERAS_BACKEND=backend)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "tests"), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", SCRIPT.format(backend=backend)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

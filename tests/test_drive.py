@@ -15,6 +15,7 @@ import pytest
 from feedbench import drive, procs
 from feedbench.errors import BadDataset, DriveTimeout, GeneratorFailed
 from feedbench.generators import Spec, build
+from planted import Recorder
 
 SETTINGS = [(1, False), (2, False), (2, True)]
 IDS = ["serial", "threads", "processes"]
@@ -93,27 +94,6 @@ def test_the_time_limit_also_ends_a_stuck_native_wait():
     assert time.monotonic() - start < 60
     pid = int(proc.stdout.split()[1])
     assert not psutil.pid_exists(pid)
-
-
-class Recorder(keras.utils.PyDataset):
-    """Records the order of Keras's calls."""
-
-    def __init__(self, events, **kwargs):
-        super().__init__(**kwargs)
-        self.events = events
-
-    def __len__(self):
-        return 3
-
-    def __getitem__(self, idx):
-        self.events.append(f"get{idx}")
-        return np.full((2, 4), idx, np.float32), np.zeros((2, 1), np.float32)
-
-    def on_epoch_begin(self):
-        self.events.append("begin")
-
-    def on_epoch_end(self):
-        self.events.append("end")
 
 
 def test_driver_calls_the_dataset_in_exactly_fits_order():

@@ -45,13 +45,23 @@ class EpochThroughput:
 class ThroughputResult:
     epochs: list[EpochThroughput] = field(default_factory=list)
 
+    # summary key -> the per-epoch field it is the median of
+    SUMMARY = {
+        "first_batch_s": "first_batch_s",
+        "samples_per_s": "samples_per_s",
+        "latency_p50_s": "latency_p50_s",
+        "latency_p95_s": "latency_p95_s",
+        "wait_fraction": "wait_fraction",
+        "epoch_s": "wall_s",
+    }
+
     def _median(self, key: str) -> float | None:
         values = [getattr(e, key) for e in self.epochs if getattr(e, key) is not None]
         return float(np.median(values)) if values else None
 
-    @property
-    def first_batch_s(self) -> float | None:
-        return self._median("first_batch_s")
+    def summary(self) -> dict:
+        """Medians over epochs: the figures a report shows."""
+        return {key: self._median(field) for key, field in self.SUMMARY.items()}
 
     @property
     def samples_per_s(self) -> float | None:
@@ -60,29 +70,6 @@ class ThroughputResult:
     @property
     def latency_p50_s(self) -> float | None:
         return self._median("latency_p50_s")
-
-    @property
-    def latency_p95_s(self) -> float | None:
-        return self._median("latency_p95_s")
-
-    @property
-    def wait_fraction(self) -> float | None:
-        return self._median("wait_fraction")
-
-    @property
-    def epoch_s(self) -> float | None:
-        return self._median("wall_s")
-
-    def summary(self) -> dict:
-        """Medians over epochs: the figures a report shows."""
-        return {
-            "first_batch_s": self.first_batch_s,
-            "samples_per_s": self.samples_per_s,
-            "latency_p50_s": self.latency_p50_s,
-            "latency_p95_s": self.latency_p95_s,
-            "wait_fraction": self.wait_fraction,
-            "epoch_s": self.epoch_s,
-        }
 
     def to_dict(self) -> dict:
         return {**self.summary(), "per_epoch": [asdict(e) for e in self.epochs]}
