@@ -14,11 +14,9 @@ prefixed with ``name=``, and joins the registry from the command line
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
-import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import metadata
 
 from feedbench.data import make_source
@@ -205,9 +203,8 @@ def _wrap_plugin_result(impl: Implementation, spec: Spec, source, made) -> Built
         )
     if family == "pydataset":
         return Built(spec, family, made, source, fit_shuffle=spec.shuffle)
-    return replace(
-        Built(spec, family, made, source, steps_per_epoch=spec.batches_per_epoch),
-        not_applicable=not_applicable(family, spec),
+    return Built(
+        spec, family, made, source, steps_per_epoch=spec.batches_per_epoch, not_applicable=not_applicable(family, spec)
     )
 
 
@@ -217,7 +214,7 @@ def family_of(obj) -> str | None:
 
     if isinstance(obj, keras.utils.PyDataset):
         return "pydataset"
-    if isinstance(obj, (types.GeneratorType, Iterator)) or inspect.isgenerator(obj):
+    if isinstance(obj, Iterator):  # generator objects included
         return "generator"
     if type(obj).__module__.startswith("tensorflow") and hasattr(obj, "element_spec"):
         return "tfdata"
