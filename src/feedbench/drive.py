@@ -324,9 +324,10 @@ class _Watchdog:
 
     At the limit it fails every pending pool result (which wakes a consumer
     waiting on a worker), signals the main thread (which wakes one sleeping
-    in the generator's own code) and raises inside data-path threads. If the data path is stuck in native code and
-    does not come back within ``STUCK_GRACE_S``, it kills the workers and ends
-    the process with exit status 124 and a one-line message.
+    in the generator's own code) and raises inside data-path threads. If the
+    data path is stuck in native code and does not come back within
+    ``STUCK_GRACE_S``, it kills the workers and ends the process with exit
+    status 124 and a one-line message.
     """
 
     def __init__(self, timeout_s: float, name: str):

@@ -33,6 +33,14 @@ DETERMINISM_KEYS = (
     "repeated_draws",
     "source_intact",
 )
+# The counts behind the verdicts, for the JSON and the asv benchmarks.
+DETERMINISM_DETAIL_KEYS = (
+    "source_rows_changed",
+    "batches_differing_repeat",
+    "batches_differing_serial",
+    "dropped_by_design",
+    "identified_by",
+)
 
 VERDICTS = {
     "missing": (
@@ -114,14 +122,17 @@ def profile(
 def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measures=sweep.MEASURES) -> dict:
     """The measurements of one setting, as a JSON-able record."""
     from feedbench.errors import FeedbenchError
-    from feedbench.generators import build
+    from feedbench.generators import build, get
+    from feedbench.generators.spec import not_applicable
     from feedbench.measure import measure_determinism, measure_memory, measure_throughput
 
     record = sweep.empty_record(spec)
     try:
-        built = build(spec, plugins)
-        if built.not_applicable:
-            record["skipped"] = "; ".join(sorted(set(built.not_applicable.values())))
+        # A built-in's family is known; only a plug-in must be built to tell.
+        family = get(spec.impl, plugins).family or build(spec, plugins).family
+        reasons = not_applicable(family, spec)
+        if reasons:
+            record["skipped"] = "; ".join(sorted(set(reasons.values())))
             return record
         if "throughput" in measures:
             throughput = measure_throughput(spec, epochs, timeout_s, plugins=plugins)
@@ -134,12 +145,7 @@ def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measu
         if "determinism" not in measures:
             return record
         determinism = measure_determinism(spec, epochs, timeout_s, plugins=plugins)
-        record["determinism"] = {key: getattr(determinism, key) for key in DETERMINISM_KEYS}
-        record["determinism"]["source_rows_changed"] = determinism.source_rows_changed
-        record["determinism"]["batches_differing_repeat"] = determinism.batches_differing_repeat
-        record["determinism"]["batches_differing_serial"] = determinism.batches_differing_serial
-        record["determinism"]["dropped_by_design"] = determinism.dropped_by_design
-        record["determinism"]["identified_by"] = determinism.identified_by
+        record["determinism"] = {key: getattr(determinism, key) for key in DETERMINISM_KEYS + DETERMINISM_DETAIL_KEYS}
         record["null_reasons"].update({f"determinism.{k}": v for k, v in determinism.reasons.items()})
         record["problems"] = determinism.problems()
     except (FeedbenchError, ValueError) as exc:

@@ -47,7 +47,7 @@ def sweep(
     remaining = list(range(len(specs)))
     limit = setting_limit(measures, timeout_s)
     while remaining:
-        done, failure = _run_child(specs, remaining, measures, epochs, timeout_s, plugins, limit, records, progress)
+        failure = _run_child(specs, remaining, measures, epochs, timeout_s, plugins, limit, records, progress)
         remaining = [i for i in remaining if records[i] is None]
         if failure and remaining:
             index = remaining.pop(0)  # the setting the child was on when it failed
@@ -57,7 +57,8 @@ def sweep(
     return records
 
 
-def _run_child(specs, indices, measures, epochs, timeout_s, plugins, limit, records, progress):
+def _run_child(specs, indices, measures, epochs, timeout_s, plugins, limit, records, progress) -> str | None:
+    """Measure ``indices`` in one child, filling ``records``; the reason it stopped early, if it did."""
     with tempfile.TemporaryDirectory(prefix="feedbench-sweep-") as tmp:
         out = os.path.join(tmp, "records.jsonl")
         request = os.path.join(tmp, "request.json")
@@ -97,7 +98,7 @@ def _run_child(specs, indices, measures, epochs, timeout_s, plugins, limit, reco
         finally:
             _kill_group(proc.pid)
             proc.wait()
-        return read, failure
+        return failure
 
 
 def _read_new(path: str, offset: int):
