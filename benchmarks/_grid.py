@@ -83,9 +83,9 @@ def measured(params, measures):
     return dict(zip(settings, records))
 
 
-def check_measured(cache, params):
+def check_measured(cache, params, skip=skip_reason):
     """For a benchmark's setup: skip (n/a) a setting that does not apply here."""
-    reason = skip_reason(*params)
+    reason = skip(*params)
     if reason:
         raise NotImplementedError(reason)
     record = cache[tuple(params)]
@@ -102,6 +102,48 @@ def figure(cache, params, group, key):
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")
     return float(value)
+
+
+# --------------------------------------------------------------------------- training
+
+TRAINING_WORKERS = [1, 2]
+DEVICES = ["cpu", "gpu"]
+TRAINING_SEEDS = 2 if QUICK else 3
+TRAINING_TIMEOUT_S = 60.0  # one model.fit; a deadlocked forked worker fails here
+
+
+def training_task():
+    from feedbench.train import Task
+
+    return Task(epochs=3 if QUICK else 5)
+
+
+def training_skip_reason(impl, workers=1, multiprocessing=False, device="cpu"):
+    if device == "gpu":
+        from feedbench.train import gpu_present
+
+        if not gpu_present():
+            return "no GPU on this machine (nvidia-smi lists none): the GPU variant is skipped"
+    return skip_reason(impl, "copy", workers, multiprocessing, "small")
+
+
+def measured_training(params):
+    """Train every applicable (implementation, workers, use_multiprocessing, device), per device."""
+    from feedbench.sweep import sweep
+    from feedbench.train import device_env
+
+    task = training_task()
+    settings = [p for p in itertools.product(*params) if training_skip_reason(*p) is None]
+    cache = {}
+    for device in DEVICES:
+        chosen = [p for p in settings if p[3] == device]
+        if not chosen:
+            continue
+        specs = [task.spec(impl, workers=workers, use_multiprocessing=mp) for impl, workers, mp, _ in chosen]
+        records = sweep(specs, ("training",), task.epochs, TRAINING_TIMEOUT_S, seeds=TRAINING_SEEDS,
+                        env=device_env(device))
+        cache.update(zip(chosen, records))
+    return cache
 
 
 AXES = ("implementation", "workload", "workers", "use_multiprocessing", "size")

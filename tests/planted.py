@@ -234,3 +234,17 @@ class Recorder(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.events.append("end")
+
+
+# --------------------------------------------------------------------------- planted flaws for training
+
+
+class MisalignedLabels(Plain):
+    """Rolls the samples of each batch but not their labels: the classic separate-shuffle bug."""
+
+    def __getitem__(self, idx):
+        x, y = self.batch(idx)
+        return np.roll(x, 1, axis=0), y
+
+
+misaligned_labels = _factory(MisalignedLabels)

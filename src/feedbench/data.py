@@ -76,8 +76,18 @@ def make_labels(n: int, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray
     return np.random.default_rng([seed, 1]).integers(0, num_classes, n).astype(np.int64)
 
 
-def make_samples(labels: np.ndarray, size: str, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Noise plus one bright band per sample, placed and coloured by its label."""
+def make_samples(
+    labels: np.ndarray,
+    size: str,
+    seed: int,
+    num_classes: int = NUM_CLASSES,
+    band_brightness: float = BAND_BRIGHTNESS,
+) -> np.ndarray:
+    """Noise plus one bright band per sample, placed and coloured by its label.
+
+    ``band_brightness`` sets how hard the task is: at the default the band
+    stands out plainly; the training task dims it so accuracy is not saturated.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown source size {size!r}; expected one of {sorted(SIZES)}")
     height, width, channels = SIZES[size]
@@ -87,7 +97,7 @@ def make_samples(labels: np.ndarray, size: str, seed: int, num_classes: int = NU
     band = height // num_classes
     for c in range(num_classes):
         rows = slice(c * band, (c + 1) * band)
-        x[labels == c, rows, :, c % channels] += BAND_BRIGHTNESS
+        x[labels == c, rows, :, c % channels] += band_brightness
     return x
 
 
@@ -98,6 +108,7 @@ def make_source(
     traced: bool = True,
     storage: str = "memory",
     directory: Path | None = None,
+    band_brightness: float = BAND_BRIGHTNESS,
 ) -> Source:
     """A deterministic source: the same (size, n, seed) always gives the same bytes.
 
@@ -112,15 +123,16 @@ def make_source(
         raise ValueError(f"unknown storage {storage!r}; expected one of {list(STORAGES)}")
     labels = make_labels(n, seed)
     if storage == "memory":
-        return Source(make_samples(labels, size, seed), labels, size, seed, traced, storage)
-    path = _disk_file(size, n, seed, labels, directory or cache_dir())
+        return Source(make_samples(labels, size, seed, band_brightness=band_brightness), labels, size, seed, traced, storage)
+    path = _disk_file(size, n, seed, labels, directory or cache_dir(), band_brightness)
     x = np.load(path, mmap_mode="c")
     return Source(x, labels, size, seed, traced, storage, path)
 
 
-def _disk_file(size: str, n: int, seed: int, labels: np.ndarray, directory: Path) -> Path:
+def _disk_file(size: str, n: int, seed: int, labels: np.ndarray, directory: Path, band_brightness: float) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"source-{size}-n{n}-seed{seed}-k{NUM_CLASSES}.npy"
+    band = "" if band_brightness == BAND_BRIGHTNESS else f"-band{band_brightness:g}"
+    path = directory / f"source-{size}-n{n}-seed{seed}-k{NUM_CLASSES}{band}.npy"
     expected = (n, *SIZES[size])
     if path.exists():
         try:
@@ -130,6 +142,6 @@ def _disk_file(size: str, n: int, seed: int, labels: np.ndarray, directory: Path
             pass  # a torn or foreign file: write it again
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:  # np.save on a path would append ".npy"
-        np.save(handle, make_samples(labels, size, seed))
+        np.save(handle, make_samples(labels, size, seed, band_brightness=band_brightness))
     os.replace(tmp, path)  # atomic: concurrent runs never read half a file
     return path

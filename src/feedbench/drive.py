@@ -116,6 +116,32 @@ def run(built: Built, epochs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, mat
         return list(batches)
 
 
+@contextlib.contextmanager
+def guarded(name: str, timeout_s: float = DEFAULT_TIMEOUT_S):
+    """The driver's time limit and clean-up around code that feeds a dataset itself.
+
+    For a real ``model.fit``: past ``timeout_s`` it raises DriveTimeout (or, if
+    the data path is stuck in native code, ends the process with 124); an
+    exception from the generator comes out as GeneratorFailed; either way no
+    worker process started inside survives the block.
+    """
+    keep = procs.descendant_pids()
+    watchdog = _Watchdog(timeout_s, name)
+    with _tracked_pools() as pools, watchdog.armed(pools):
+        try:
+            yield
+            watchdog.check()
+        except FeedbenchError:
+            raise
+        except Exception as exc:
+            if watchdog.fired:
+                raise watchdog.error() from exc
+            raise _explain(exc, name, "a model.fit step") from exc
+        finally:
+            _abort(None, pools)
+            procs.reap(keep)
+
+
 # --------------------------------------------------------------------------- fit's data path
 
 

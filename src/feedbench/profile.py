@@ -119,7 +119,8 @@ def profile(
     return sweep.sweep(specs, sweep.MEASURES, epochs, timeout_s, plugins, report)
 
 
-def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measures=sweep.MEASURES) -> dict:
+def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measures=sweep.MEASURES,
+                    seeds: int = 1) -> dict:
     """The measurements of one setting, as a JSON-able record."""
     from feedbench.errors import FeedbenchError
     from feedbench.generators import build, get
@@ -142,6 +143,10 @@ def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measu
             record["memory"] = {key: getattr(memory, key) for key in MEMORY_KEYS}
             if memory.growth_bytes is None:
                 record["null_reasons"]["memory.growth_bytes"] = memory.growth_reason
+        if "training" in measures:
+            from feedbench.train import measure_training
+
+            record["training"] = measure_training(spec, epochs, seeds, timeout_s, plugins).summary()
         if "determinism" not in measures:
             return record
         determinism = measure_determinism(spec, epochs, timeout_s, plugins=plugins)

@@ -21,14 +21,16 @@ from collections.abc import Callable
 
 from feedbench.generators import Spec
 
-MEASURES = ("throughput", "memory", "determinism")
-RUNS = {"throughput": 1, "memory": 1, "determinism": 3}
+MEASURES = ("throughput", "memory", "determinism")  # what profile measures
+KNOWN_MEASURES = MEASURES + ("training",)
+RUNS = {"throughput": 1, "memory": 1, "determinism": 3, "training": 2}  # training: per seed (and its baseline)
 START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy machine
 
 
-def setting_limit(measures, timeout_s: float) -> float:
+def setting_limit(measures, timeout_s: float, seeds: int = 1) -> float:
     """The most one setting may take: every run at its own limit, plus start-up."""
-    return timeout_s * sum(RUNS[m] for m in measures) + START_UP_SLACK_S
+    runs = sum(RUNS[m] * (seeds if m == "training" else 1) for m in measures)
+    return timeout_s * runs + START_UP_SLACK_S
 
 
 def sweep(
@@ -38,16 +40,24 @@ def sweep(
     timeout_s: float = 120.0,
     plugins=(),
     progress: Callable[[int, dict], None] | None = None,
+    seeds: int = 1,
+    env: dict[str, str] | None = None,
 ) -> list[dict]:
-    """One record per spec, in order; ``progress(index, record)`` as each finishes."""
-    unknown = set(measures) - set(MEASURES)
+    """One record per spec, in order; ``progress(index, record)`` as each finishes.
+
+    ``seeds``: how many seeds the training measure repeats over. ``env``: set
+    in the measuring process before anything loads (``CUDA_VISIBLE_DEVICES``).
+    """
+    unknown = set(measures) - set(KNOWN_MEASURES)
     if unknown:
-        raise ValueError(f"unknown measures {sorted(unknown)}; expected some of {list(MEASURES)}")
+        raise ValueError(f"unknown measures {sorted(unknown)}; expected some of {list(KNOWN_MEASURES)}")
     records: list[dict | None] = [None] * len(specs)
     remaining = list(range(len(specs)))
-    limit = setting_limit(measures, timeout_s)
+    limit = setting_limit(measures, timeout_s, seeds)
+    options = {"measures": list(measures), "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins),
+               "seeds": seeds}
     while remaining:
-        failure = _run_child(specs, remaining, measures, epochs, timeout_s, plugins, limit, records, progress)
+        failure = _run_child(specs, remaining, options, env or {}, limit, records, progress)
         remaining = [i for i in remaining if records[i] is None]
         if failure and remaining:
             index = remaining.pop(0)  # the setting the child was on when it failed
@@ -57,21 +67,21 @@ def sweep(
     return records
 
 
-def _run_child(specs, indices, measures, epochs, timeout_s, plugins, limit, records, progress) -> str | None:
+def _run_child(specs, indices, options, env, limit, records, progress) -> str | None:
     """Measure ``indices`` in one child, filling ``records``; the reason it stopped early, if it did."""
     with tempfile.TemporaryDirectory(prefix="feedbench-sweep-") as tmp:
         out = os.path.join(tmp, "records.jsonl")
         request = os.path.join(tmp, "request.json")
         with open(request, "w") as handle:
-            json.dump({"specs": [specs[i].to_dict() for i in indices], "indices": indices, "measures": list(measures),
-                       "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins), "out": out}, handle)
+            json.dump({"specs": [specs[i].to_dict() for i in indices], "indices": indices, "out": out, **options},
+                      handle)
         stderr_path = os.path.join(tmp, "stderr")
         with open(stderr_path, "w") as stderr:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "feedbench.sweep", request],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
-                env=_child_env(),
+                env=_child_env(env),
                 start_new_session=True,  # its own process group, killed whole
             )
         read = 0
@@ -122,10 +132,10 @@ def _last_line(path: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def _child_env() -> dict:
+def _child_env(extra: dict[str, str]) -> dict:
     """The child imports what this process imports: plug-ins found on our sys.path too."""
     paths = [entry or os.getcwd() for entry in sys.path]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **extra)
 
 
 def _kill_group(pgid: int) -> None:
@@ -137,7 +147,7 @@ def _kill_group(pgid: int) -> None:
 
 def empty_record(spec: Spec) -> dict:
     return {"workers": spec.workers, "use_multiprocessing": spec.use_multiprocessing, "error": None,
-            "throughput": None, "memory": None, "determinism": None, "null_reasons": {}}
+            "throughput": None, "memory": None, "determinism": None, "training": None, "null_reasons": {}}
 
 
 def failed_record(spec: Spec, reason: str) -> dict:
@@ -152,7 +162,7 @@ def _main(argv: list[str]) -> int:
         request = json.load(handle)
     for index, spec_dict in zip(request["indices"], request["specs"]):
         record = measure_setting(Spec(**spec_dict), request["epochs"], request["timeout_s"], request["plugins"],
-                                 request["measures"])
+                                 request["measures"], request["seeds"])
         with open(request["out"], "a") as out:
             out.write(json.dumps({"index": index, "record": record}) + "\n")
     return 0

@@ -183,7 +183,9 @@ def build(spec: Spec, plugins: list[str] | tuple[str, ...] = ()) -> Built:
         raise ValueError(
             f"workload {spec.workload!r} given for {impl.name}; it runs {', '.join(impl.workloads)}"
         )
-    source = make_source(spec.size, spec.n_samples, spec.seed, spec.traced, spec.work.storage)
+    source = make_source(
+        spec.size, spec.n_samples, spec.seed, spec.traced, spec.work.storage, band_brightness=spec.band_brightness
+    )
     factory = impl.load()
     made = factory(spec, source)
     if impl.plugin:

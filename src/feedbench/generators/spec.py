@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from feedbench.data import SIZES, Source
+from feedbench.data import BAND_BRIGHTNESS, SIZES, Source
 from feedbench.generators.workloads import WORKLOADS, Workload
 
 FAMILIES = ("pydataset", "generator", "tfdata")
@@ -42,6 +42,7 @@ class Spec:
     traced: bool = True
     python_iters: int = 2000
     io_latency_s: float = 0.0
+    band_brightness: float = BAND_BRIGHTNESS  # lower is a harder task (training)
 
     def __post_init__(self):
         if self.size not in SIZES:

@@ -1,0 +1,304 @@
+"""The training task: does a generator cost accuracy, and does it starve ``fit``?
+
+The task is feedbench's synthetic source with its label band dimmed
+(``Task.band_brightness``), so a small conv net reaches clearly-above-chance
+accuracy in a few epochs on two CPU cores without saturating: a generator
+that loses samples or augments badly has room to show it. Flips and the
+brightness jitter of the keyed implementations keep every label true.
+
+For each seed, the model starts from the same weights (``keras.utils.
+set_random_seed(seed)``) whether it is fed by the implementation or by the
+baseline, ``model.fit(x, y)`` on the same training arrays in memory; so the
+per-seed accuracy differences are paired, and their spread over seeds says
+whether a difference is more than seed noise.
+
+Fit throughput is the training samples per second of ``fit`` itself (the
+train steps of each epoch after the first, validation excluded; the pool
+start-up Keras repeats each epoch with multiprocessing included).
+Starvation = 1 - fit samples/s with the generator / fit samples/s on the same
+data in memory, both measured in the same process.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from feedbench import drive
+from feedbench.data import make_source
+from feedbench.generators import Spec, build
+from feedbench.generators.spec import Built
+
+DEVICES = ("cpu", "gpu")
+DEVICE_ENV = "FEEDBENCH_DEVICE"  # the device a measuring process must train on
+VALIDATION_SEED = 10_000  # one held-out set for every seed and implementation
+# A paired accuracy difference counts as real beyond this many standard errors.
+NOISE_SE = 2.0
+
+
+@dataclass(frozen=True)
+class Task:
+    size: str = "small"
+    n_train: int = 1024
+    n_val: int = 512
+    batch_size: int = 32
+    epochs: int = 5
+    band_brightness: float = 0.15
+    learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        if self.epochs < 2:
+            raise ValueError(f"epochs={self.epochs} given; expected 2 or more (the first epoch is warm-up)")
+
+    @classmethod
+    def of(cls, spec: Spec, epochs: int) -> Task:
+        """The task a training spec belongs to."""
+        return cls(spec.size, spec.n_samples, batch_size=spec.batch_size, epochs=epochs,
+                   band_brightness=spec.band_brightness)
+
+    def spec(self, impl: str, seed: int = 0, **settings) -> Spec:
+        """A spec that feeds this task: shuffled, plain labels, the task's source."""
+        return Spec(impl, size=self.size, n_samples=self.n_train, batch_size=self.batch_size, seed=seed,
+                    shuffle=True, traced=False, band_brightness=self.band_brightness, **settings)
+
+    def training_arrays(self, seed: int):
+        source = make_source(self.size, self.n_train, seed, traced=False, band_brightness=self.band_brightness)
+        return source.x, source.y
+
+    @functools.cached_property
+    def validation_arrays(self):
+        source = make_source(self.size, self.n_val, VALIDATION_SEED, traced=False,
+                             band_brightness=self.band_brightness)
+        return source.x, source.y
+
+
+def make_model(task: Task, seed: int):
+    """Two strided convolutions and a linear read-out; the same weights for the same seed."""
+    import keras
+
+    from feedbench.data import NUM_CLASSES, SIZES
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input(SIZES[task.size]),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(NUM_CLASSES),
+    ])
+    model.compile(
+        optimizer=keras.optimizers.Adam(task.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+@dataclass
+class FitRun:
+    seed: int
+    val_accuracy: float
+    samples_per_s: float  # median over the epochs after the first
+    train_epoch_s: list[float]
+
+
+def _train_clock():
+    """A callback timing each epoch's train steps (validation excluded)."""
+    import keras
+
+    class TrainClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+            self._start = self._last = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = self._last = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._last = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(self._last - self._start)
+
+    return TrainClock()
+
+
+def _fit(model, data, task: Task, seed: int, name: str, timeout_s: float, validation, **fit_args) -> FitRun:
+    clock = _train_clock()
+    with drive.guarded(name, timeout_s):
+        history = model.fit(data, epochs=task.epochs, validation_data=validation, verbose=0,
+                            callbacks=[clock], **fit_args)
+    steady = clock.seconds[1:]  # the first epoch compiles the step
+    return FitRun(seed, float(history.history["val_accuracy"][-1]),
+                  float(task.n_train / np.median(steady)), clock.seconds)
+
+
+def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, validation=None) -> FitRun:
+    """``model.fit`` on an implementation's dataset, exactly as a user calls it."""
+    fit_args = {"shuffle": built.fit_shuffle}
+    if built.family != "pydataset":
+        fit_args["steps_per_epoch"] = built.steps_per_epoch or built.spec.batches_per_epoch
+    model = make_model(task, seed)
+    return _fit(model, built.dataset, task, seed, built.spec.impl, timeout_s,
+                validation or task.validation_arrays, **fit_args)
+
+
+@functools.lru_cache(maxsize=None)  # once per process: every setting of a grid compares with it
+def fit_baseline(task: Task, seed: int, timeout_s: float = 300.0) -> FitRun:
+    """The reference: ``model.fit(x, y)`` on the training arrays in memory."""
+    x, y = task.training_arrays(seed)
+    model = make_model(task, seed)
+    return _fit(model, x, task, seed, "baseline (arrays in memory)", timeout_s, task.validation_arrays,
+                y=y, batch_size=task.batch_size, shuffle=True)
+
+
+@dataclass
+class TrainingResult:
+    impl: str
+    workers: int
+    use_multiprocessing: bool
+    device: str
+    epochs: int
+    runs: list[FitRun] = field(default_factory=list)
+    baseline: list[FitRun] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+    @property
+    def differences(self) -> list[float]:
+        """Per seed, the implementation's accuracy minus the baseline's (same initial weights)."""
+        return [run.val_accuracy - base.val_accuracy for run, base in zip(self.runs, self.baseline)]
+
+    def summary(self) -> dict:
+        accuracy = [run.val_accuracy for run in self.runs]
+        base_accuracy = [run.val_accuracy for run in self.baseline]
+        diffs = self.differences
+        noise = NOISE_SE * _stdev(diffs) / math.sqrt(len(diffs))
+        fit_sps = float(np.median([run.samples_per_s for run in self.runs]))
+        base_sps = float(np.median([run.samples_per_s for run in self.baseline]))
+        mean_diff = statistics.fmean(diffs)
+        return {
+            "device": self.device,
+            "seeds": len(self.runs),
+            "val_accuracy": statistics.fmean(accuracy),
+            "val_accuracy_spread": _stdev(accuracy),
+            "baseline_val_accuracy": statistics.fmean(base_accuracy),
+            "baseline_val_accuracy_spread": _stdev(base_accuracy),
+            "accuracy_vs_baseline": mean_diff,
+            "accuracy_vs_baseline_spread": _stdev(diffs),
+            "accuracy_noise": noise,
+            "accuracy_verdict": _accuracy_verdict(mean_diff, noise),
+            "fit_samples_per_s": fit_sps,
+            "baseline_samples_per_s": base_sps,
+            "starvation": 1.0 - fit_sps / base_sps,
+        }
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "summary": self.summary()}
+
+
+def _stdev(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _accuracy_verdict(mean_diff: float, noise: float) -> str:
+    if abs(mean_diff) <= noise or mean_diff == 0:
+        return "within seed noise"
+    return "lower than baseline" if mean_diff < 0 else "higher than baseline"
+
+
+def measure_training(
+    spec: Spec,
+    epochs: int = 5,
+    seeds: int = 3,
+    timeout_s: float = 300.0,
+    plugins=(),
+    preprocess_validation: bool = True,
+) -> TrainingResult:
+    """Train on ``spec``'s implementation for seeds spec.seed, spec.seed+1, ...; and on the baseline.
+
+    ``preprocess_validation`` gives the validation arrays the same workload as
+    the training batches (the ``numpy`` workload standardizes and blurs);
+    without it, training and validation are preprocessed inconsistently.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds} given; expected 1 or more")
+    task = Task.of(spec, epochs)
+    if os.environ.get(DEVICE_ENV):
+        require_device(os.environ[DEVICE_ENV])
+    device = current_device()
+    result = TrainingResult(spec.impl, spec.workers, spec.use_multiprocessing, device, epochs)
+    validation = task.validation_arrays
+    if preprocess_validation and spec.workload == "numpy":
+        validation = (spec.work.apply(validation[0]), validation[1])
+    for seed in range(spec.seed, spec.seed + seeds):
+        built = build(replace(spec, seed=seed), plugins)
+        result.runs.append(fit_built(built, task, seed, timeout_s, validation))
+        result.baseline.append(fit_baseline(task, seed, timeout_s))
+    return result
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU, asked without loading a framework."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return listing.returncode == 0 and "GPU" in listing.stdout
+
+
+def device_env(device: str) -> dict[str, str]:
+    """Environment for a process that must train on ``device`` (set before Keras loads)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {list(DEVICES)}")
+    hide_gpus = {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else {}
+    return {DEVICE_ENV: device, **hide_gpus}
+
+
+def current_device() -> str:
+    """The device the active Keras backend computes on: "gpu" if it sees one, else "cpu"."""
+    backend = drive.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if backend == "jax":
+        import jax
+
+        return "gpu" if jax.default_backend() == "gpu" else "cpu"
+    return "cpu"
+
+
+def require_device(device: str) -> None:
+    """Fail with one line when this process does not compute on ``device``."""
+    have = current_device()
+    if have != device:
+        hint = {
+            "gpu": "install the backend's GPU build (pip install 'tensorflow[and-cuda]', or jax/torch with CUDA)",
+            "cpu": "set CUDA_VISIBLE_DEVICES=-1 before Keras loads",
+        }[device]
+        raise ValueError(f"device {device!r} asked for, but Keras backend {drive.backend()!r} computes on "
+                         f"{have!r} here; {hint}")

@@ -1,0 +1,64 @@
+"""The training measurement, proven on planted defects: accuracy against the
+baseline, fit throughput and starvation, devices."""
+
+import pytest
+
+from feedbench import train
+from feedbench.errors import GeneratorFailed
+from planted import SLEEP_S
+
+# Easier and shorter than the benchmark task: the tests need a clear signal fast.
+TASK = train.Task(n_train=512, n_val=256, epochs=3, band_brightness=0.3)
+
+
+def test_the_task_is_learnable_and_the_baseline_is_repeatable():
+    first = train.fit_baseline(TASK, 0)
+    again = train.fit_baseline.__wrapped__(TASK, 0)  # not the cached run: a second fit
+    assert first.val_accuracy > 0.6  # chance is 0.25
+    assert again.val_accuracy == pytest.approx(first.val_accuracy, abs=0.02)
+
+
+def test_the_keyed_generator_costs_no_accuracy(no_stray_workers):
+    result = train.measure_training(TASK.spec("keyed", workers=2, use_multiprocessing=True), TASK.epochs, seeds=3)
+    summary = result.summary()
+    assert summary["seeds"] == 3 and len(result.baseline) == 3
+    assert abs(summary["accuracy_vs_baseline"]) < 0.05
+    assert summary["val_accuracy"] > 0.6
+
+
+def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
+    result = train.measure_training(TASK.spec("planted:misaligned_labels"), TASK.epochs, seeds=2)
+    summary = result.summary()
+    assert summary["accuracy_verdict"] == "lower than baseline"
+    assert summary["accuracy_vs_baseline"] < -0.25
+    assert summary["val_accuracy"] < 0.45
+
+
+def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
+    summary = train.measure_training(TASK.spec("planted:sleeps_per_batch"), TASK.epochs, seeds=1).summary()
+    # A train step of bs / baseline_sps plus the sleep: the predicted share of time waiting.
+    step_s = TASK.batch_size / summary["baseline_samples_per_s"]
+    predicted = SLEEP_S / (SLEEP_S + step_s)
+    assert summary["starvation"] == pytest.approx(predicted, abs=0.1)
+    assert summary["fit_samples_per_s"] < summary["baseline_samples_per_s"]
+
+
+def test_a_generator_that_raises_during_fit_fails_with_one_line(no_stray_workers):
+    with pytest.raises(GeneratorFailed, match=r"raised at a model.fit step: .*planted failure at index 3"):
+        train.measure_training(TASK.spec("planted:raising", workers=2, use_multiprocessing=True), TASK.epochs, 1)
+
+
+def test_a_generator_that_hangs_during_fit_ends_at_the_limit(no_stray_workers):
+    from feedbench.errors import DriveTimeout
+
+    with pytest.raises(DriveTimeout, match="time limit of 3 s"):
+        train.measure_training(TASK.spec("planted:hanging", workers=2), TASK.epochs, 1, timeout_s=3)
+
+
+def test_without_a_gpu_the_gpu_variant_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(train, "current_device", lambda: "cpu")
+    with pytest.raises(ValueError, match=r"^device 'gpu' asked for, but Keras backend 'tensorflow' computes on 'cpu'"):
+        train.require_device("gpu")
+    assert train.device_env("cpu") == {"FEEDBENCH_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "-1"}
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        train.device_env("tpu")
