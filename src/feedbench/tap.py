@@ -1,0 +1,116 @@
+"""What a real ``model.fit`` delivers: the reference the driver is checked against.
+
+A tiny tap model trains on a traced dataset with ``run_eagerly=True``; its loss
+records the sample ids (``y[:, 1]``) of every batch the train step receives,
+and a callback marks the epochs. The dataset's ``on_epoch_begin`` /
+``on_epoch_end`` calls are counted too. This works the same on every Keras
+backend, and (``feedbench.legacy``) on legacy Keras 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from feedbench import drive
+from feedbench.generators.spec import Built
+
+
+@dataclass
+class FitStream:
+    """Sample ids per epoch as the train step received them, and the dataset hooks fit called."""
+
+    backend: str
+    epochs: list[list[int]] = field(default_factory=list)
+    hooks: dict[str, int] = field(default_factory=dict)
+
+    def summary(self, n: int) -> dict:
+        """Coverage, repeats and order of each epoch, against a source of ``n`` samples."""
+        per_epoch = []
+        for ids in self.epochs:
+            counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=n)
+            per_epoch.append({
+                "samples": len(ids),
+                "missing": int((counts == 0).sum()),
+                "duplicated": int((counts > 1).sum()),
+                "in_order": ids == sorted(ids),
+            })
+        same_order = len(self.epochs) > 1 and all(e == self.epochs[0] for e in self.epochs[1:])
+        return {"backend": self.backend, "epochs": per_epoch, "same_order_every_epoch": same_order,
+                "hooks": dict(self.hooks)}
+
+
+class Tap:
+    """The recording parts, shared by Keras 3 and legacy Keras 2 (give it the ``keras`` module)."""
+
+    def __init__(self, keras):
+        self.keras = keras
+        self.epochs: list[list[int]] = []
+        self.symbolic_calls = 0  # loss calls on symbolic tensors (fit building the model): no data
+
+    def loss(self, y_true, y_pred):
+        ops = self.keras.ops if hasattr(self.keras, "ops") else None
+        try:
+            ids = ops.convert_to_numpy(y_true)[:, 1] if ops else np.asarray(y_true)[:, 1]
+        except Exception:  # a tracer or symbolic tensor (jax, torch build the model on one)
+            self.symbolic_calls += 1
+        else:
+            if not self.epochs:
+                raise RuntimeError("the tap's loss saw data before fit's first epoch began")
+            self.epochs[-1].extend(int(i) for i in ids)
+        if ops:
+            return ops.mean(ops.square(y_pred))
+        import tensorflow as tf
+
+        return tf.reduce_mean(tf.square(y_pred))
+
+    def callback(self):
+        tap = self
+
+        class MarkEpochs(self.keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                tap.epochs.append([])
+
+        return MarkEpochs()
+
+    def model(self, input_shape):
+        layers = self.keras.layers
+        model = self.keras.Sequential([layers.Input(input_shape), layers.GlobalAveragePooling2D(), layers.Dense(1)])
+        model.compile(optimizer="sgd", loss=self.loss, run_eagerly=True)
+        return model
+
+
+def count_hooks(dataset, hooks: dict[str, int]) -> None:
+    """Count the dataset's epoch hooks as fit calls them (in the main process)."""
+    for name in ("on_epoch_begin", "on_epoch_end"):
+        original = getattr(dataset, name, None)
+        if original is None:
+            continue
+        hooks[name] = 0
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            hooks[_name] += 1
+            return _original(*args, **kwargs)
+
+        setattr(dataset, name, counted)
+
+
+def fit_stream(built: Built, epochs: int = 2, timeout_s: float = 300.0) -> FitStream:
+    """Run a real ``model.fit`` on ``built`` (traced) and record what its train step receives."""
+    import keras
+
+    if not built.source.traced:
+        raise ValueError(f"{built.spec.impl}: the tap needs a traced source (sample ids in y[:, 1])")
+    stream = FitStream(drive.backend())
+    if built.family == "pydataset":
+        count_hooks(built.dataset, stream.hooks)
+    tap = Tap(keras)
+    model = tap.model(built.source.x.shape[1:])
+    fit_args = {"shuffle": built.fit_shuffle}
+    if built.family != "pydataset":
+        fit_args["steps_per_epoch"] = built.steps_per_epoch or built.spec.batches_per_epoch
+    with drive.guarded(built.spec.impl, timeout_s):
+        model.fit(built.dataset, epochs=epochs, verbose=0, callbacks=[tap.callback()], **fit_args)
+    stream.epochs = tap.epochs
+    return stream
