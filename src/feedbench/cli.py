@@ -4,6 +4,7 @@
     feedbench drive IMPL [options]      feed IMPL as fit would and report each epoch
     feedbench profile IMPL [options]    throughput, memory, determinism over a settings grid
     feedbench overhead                  what the harness adds to the cheapest generator's epoch
+    feedbench findings                  measure the popular accuracy claims, write docs/FINDINGS.md
 
 Bad input ends with one line on stderr and exit status 2; a run that fails
 (the generator raised, timed out, changed shape) exits 1.
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     over.add_argument("--repeats", type=int, default=15)
     over.add_argument("--batches", type=int, default=1000)
     over.add_argument("--backend", choices=BACKENDS)
+    find = commands.add_parser("findings", help="measure the popular accuracy claims and write docs/FINDINGS.md")
+    find.add_argument("--out", default="docs/FINDINGS.md", help="the Markdown report to write")
+    find.add_argument("--json", default="docs/findings.json", help="where the measurements are stored")
+    find.add_argument("--from", dest="source", metavar="FILE",
+                      help="render stored measurements (a --json file) instead of measuring again")
     offline = commands.add_parser("offline-html", help="make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
     return parser
@@ -146,6 +152,26 @@ def cmd_overhead(args) -> int:
     return 0
 
 
+def cmd_findings(args) -> int:
+    import json
+
+    from feedbench import findings
+
+    if args.source:
+        try:
+            with open(args.source) as handle:
+                results = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"stored findings {args.source!r} cannot be read ({exc}); expected a file written by "
+                             "feedbench findings --json") from None
+        findings.write(results, args.out, None)
+    else:
+        results = findings.measure(lambda line: print(line, file=sys.stderr, flush=True))
+        findings.write(results, args.out, args.json)
+    print(f"{args.out}: findings measured on {results['machine']}, {results['when']}")
+    return 0
+
+
 def cmd_offline_html(args) -> int:
     from feedbench.offline_html import make_offline
 
@@ -195,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
-    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead, "offline-html": cmd_offline_html}
+    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead, "offline-html": cmd_offline_html,
+                "findings": cmd_findings}
     try:
         return handlers[args.command](args)
     except (GeneratorFailed, DriveTimeout, BadDataset) as exc:

@@ -107,6 +107,7 @@ def drive(
             raise _explain(exc, name, _where(where)) from exc
         finally:
             _abort(iterator, pools)
+            built.close()
             procs.reap(keep)
 
 

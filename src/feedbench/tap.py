@@ -110,7 +110,10 @@ def fit_stream(built: Built, epochs: int = 2, timeout_s: float = 300.0) -> FitSt
     fit_args = {"shuffle": built.fit_shuffle}
     if built.family != "pydataset":
         fit_args["steps_per_epoch"] = built.steps_per_epoch or built.spec.batches_per_epoch
-    with drive.guarded(built.spec.impl, timeout_s):
-        model.fit(built.dataset, epochs=epochs, verbose=0, callbacks=[tap.callback()], **fit_args)
+    try:
+        with drive.guarded(built.spec.impl, timeout_s):
+            model.fit(built.dataset, epochs=epochs, verbose=0, callbacks=[tap.callback()], **fit_args)
+    finally:
+        built.close()
     stream.epochs = tap.epochs
     return stream

@@ -148,8 +148,11 @@ def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, val
     if built.family != "pydataset":
         fit_args["steps_per_epoch"] = built.steps_per_epoch or built.spec.batches_per_epoch
     model = make_model(task, seed)
-    return _fit(model, built.dataset, task, seed, built.spec.impl, timeout_s,
-                validation or task.validation_arrays, **fit_args)
+    try:
+        return _fit(model, built.dataset, task, seed, built.spec.impl, timeout_s,
+                    validation or task.validation_arrays, **fit_args)
+    finally:
+        built.close()
 
 
 @functools.lru_cache(maxsize=None)  # once per process: every setting of a grid compares with it

@@ -76,6 +76,13 @@ BUILTINS: dict[str, Implementation] = {
             "feedbench.generators.seed_patterns:build_bounded",
         ),
         Implementation(
+            "numpy_global",
+            "pydataset",
+            "flips and brightness from NumPy's global RNG: forked workers repeat each other's "
+            "draws, one forked worker repeats them every epoch",
+            "feedbench.generators.global_rng:build",
+        ),
+        Implementation(
             "keyed",
             "pydataset",
             "best practice: draws keyed by (seed, epoch, batch); the same stream under any "

@@ -91,6 +91,12 @@ class Built:
             return self.dataset.num_batches
         return self.steps_per_epoch or self.spec.batches_per_epoch
 
+    def close(self) -> None:
+        """Release what the dataset holds between epochs (shm's worker pool); a no-op for most."""
+        closer = getattr(self.dataset, "close", None) if self.family == "pydataset" else None
+        if callable(closer):
+            closer()
+
     @property
     def expected_samples(self) -> int:
         if self.drops_last_partial:
