@@ -3,6 +3,7 @@ chosen at import). jax / torch run where installed (pip install -e ".[jax]"
 or ".[torch]"); without them, a clear one-line error."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,35 @@ def test_a_missing_backend_package_is_one_clear_line(backend):
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert f"No module named '{backend}'" in last and f".[{backend}]" in last
+
+
+TRAINING_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from feedbench import train
+    task = train.Task(n_train=256, n_val=128, epochs=2, band_brightness=0.3)
+    result = train.measure_training(task.spec("keyed", workers=2, use_multiprocessing=True), task.epochs, seeds=1)
+    print(json.dumps(result.summary()))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_training_and_profile_run_on_each_backend(backend, tmp_path):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    proc = subprocess.run([sys.executable, "-c", TRAINING_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["device"] == "cpu" and summary["seeds"] == 1
+    assert summary["fit_samples_per_s"] > 0 and summary["baseline_val_accuracy"] > 0.25
+    report = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "profile", "keyed", "--backend", backend,
+                           "--samples", "128", "--epochs", "2", "--grid-workers", "1", "2", "--json", str(report)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = json.loads(report.read_text())["settings"]
+    assert len(settings) == 4 and all(s["error"] is None for s in settings)
+    assert all(s["determinism"]["missing"] == 0 and s["determinism"]["reproducible"] for s in settings)
