@@ -248,3 +248,27 @@ class MisalignedLabels(Plain):
 
 
 misaligned_labels = _factory(MisalignedLabels)
+
+
+# --------------------------------------------------------------------------- planted flaws for shm's workers
+
+
+class FailsOnThirdBatch:
+    """A workload that raises in the third batch a process computes (shm calls work.apply in its workers)."""
+
+    name = "copy"
+    calls = 0
+
+    def apply(self, x):
+        FailsOnThirdBatch.calls += 1
+        if FailsOnThirdBatch.calls == 3:
+            raise ValueError("planted failure in a worker")
+        return x
+
+
+class SlowWork:
+    name = "copy"
+
+    def apply(self, x):
+        time.sleep(0.05)
+        return x

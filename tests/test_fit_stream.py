@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     before = procs.descendant_pids()
     out = {}
     for name, workers, mp in [("keyed", 1, False), ("keyed", 2, True), ("generator", 1, False),
-                              ("tfdata", 1, False), ("seed_bounded", 2, False)]:
+                              ("tfdata", 1, False), ("seed_bounded", 2, False), ("shm", 2, True)]:
         spec = Spec(name, n_samples=100, batch_size=16, shuffle=True, workers=workers, use_multiprocessing=mp)
         stream = tap.fit_stream(build(spec), epochs=EPOCHS)
         driven = drive.run(build(spec), epochs=EPOCHS)
@@ -53,7 +53,8 @@ def streams():
     return {backend: _fit_streams(backend) for backend in BACKENDS}
 
 
-SERIAL = ("keyed-1-False", "generator-1-False", "tfdata-1-False")
+# Keras feeds these in one thread (shm's processes are its own): no pool for the build batch to shift.
+SERIAL = ("keyed-1-False", "generator-1-False", "tfdata-1-False", "shm-2-True")
 POOLED = ("keyed-2-True", "seed_bounded-2-False")  # Keras runs a worker pool for these
 
 
@@ -90,8 +91,9 @@ def test_the_driver_delivers_what_fit_delivers(streams):
 
 def test_keyed_streams_are_the_same_on_every_backend(streams):
     reference = streams["tensorflow"]
+    assert reference["shm-2-True"]["ids"] == reference["keyed-1-False"]["ids"]
     for backend, runs in streams.items():
-        for name in ("keyed-1-False", "generator-1-False"):  # keyed by NumPy; tf.data's shuffle is TensorFlow's
+        for name in ("keyed-1-False", "generator-1-False", "shm-2-True"):  # keyed by NumPy; tf.data's is TF's
             assert runs[name]["ids"] == reference[name]["ids"], (backend, name)
 
 

@@ -11,12 +11,28 @@ import psutil
 from feedbench.errors import WorkerLeak
 
 
+# Python's own per-interpreter helpers, started on first use and meant to live as long
+# as the interpreter: the forkserver (whose children, the workers, still count) and
+# the resource tracker. Killing them breaks every later pool of that start method.
+_HELPERS = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
+
+
 def descendants(pid: int | None = None) -> list[psutil.Process]:
-    """Every living process below ``pid`` (this process by default), found recursively."""
+    """Every living process below ``pid`` (this process by default), found recursively,
+    except multiprocessing's own long-lived helpers."""
     try:
-        return psutil.Process(pid).children(recursive=True)
+        found = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+    return [proc for proc in found if not _is_helper(proc)]
+
+
+def _is_helper(proc: psutil.Process) -> bool:
+    try:
+        command = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return any(helper in command for helper in _HELPERS)
 
 
 def descendant_pids(pid: int | None = None) -> set[int]:

@@ -90,6 +90,13 @@ BUILTINS: dict[str, Implementation] = {
             "feedbench.generators.keyed:build",
         ),
         Implementation(
+            "shm",
+            "pydataset",
+            "keyed's stream from a persistent process pool writing into a shared-memory ring: "
+            "no pickling, no fork per epoch",
+            "feedbench.generators.shm:build",
+        ),
+        Implementation(
             "generator",
             "generator",
             "a plain Python generator: serial in the main process, needs steps_per_epoch",

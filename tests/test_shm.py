@@ -1,0 +1,166 @@
+"""``shm``: keyed's stream bit for bit under every worker count and start method,
+and clean-up on every path (no process survives, nothing left in /dev/shm)."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from feedbench import drive, procs
+from feedbench.data import make_source
+from feedbench.errors import GeneratorFailed
+from feedbench.generators import Spec, build
+from feedbench.generators.shm import ShmDataset
+from feedbench.generators.shm_worker import SEGMENT_PREFIX, SHM_DIR
+from feedbench.generators.workloads import Workload
+from planted import FailsOnThirdBatch, SlowWork
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ["fork", "forkserver", "spawn"]
+
+
+def segments():
+    """Ours, and the named semaphores of multiprocessing queues (spawn and forkserver name them)."""
+    return sorted(name for name in os.listdir(SHM_DIR) if name.startswith((SEGMENT_PREFIX, "sem.mp-")))
+
+
+@pytest.fixture
+def clean(no_stray_workers):
+    before = segments()
+    yield
+    assert segments() == before, "shared-memory segments left behind"
+
+
+def _stream(impl, epochs=3, **settings):
+    spec = Spec(impl, n_samples=100, batch_size=16, seed=7, shuffle=True, **settings)
+    return drive.run(build(spec), epochs=epochs)
+
+
+@pytest.fixture(scope="module")
+def keyed_stream():
+    return _stream("keyed")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_stream_is_keyeds_bit_for_bit(method, workers, keyed_stream, monkeypatch, clean):
+    monkeypatch.setenv("FEEDBENCH_SHM_START_METHOD", method)
+    stream = _stream("shm", workers=workers, use_multiprocessing=True)
+    assert [(b.epoch, b.step) for b in stream] == [(b.epoch, b.step) for b in keyed_stream]
+    for mine, theirs in zip(stream, keyed_stream):
+        assert mine.x.tobytes() == theirs.x.tobytes() and np.array_equal(mine.y, theirs.y), (mine.epoch, mine.step)
+
+
+def test_without_multiprocessing_it_is_keyed_on_keras_threads(keyed_stream, clean):
+    stream = _stream("shm", workers=2, use_multiprocessing=False)
+    assert all(a.x.tobytes() == b.x.tobytes() for a, b in zip(stream, keyed_stream))
+
+
+def test_the_pool_persists_across_epochs_and_ends_with_the_run(no_stray_workers, clean):
+    built = build(Spec("shm", n_samples=256, batch_size=16, workers=2, use_multiprocessing=True))
+    seen = set()
+    for batch in drive.drive(built, epochs=3):
+        seen |= set(built.dataset.worker_pids)
+    assert len(seen) == 2  # the same two processes in every epoch (Keras would fork 2 per epoch)
+    assert built.dataset.worker_pids == []
+
+
+def test_no_segment_name_stays_in_dev_shm_while_it_runs(clean):
+    source = make_source("small", 64, 0)
+    with ShmDataset(source, 16, 0, False, Workload("copy"), workers=2, use_multiprocessing=True) as dataset:
+        dataset[0]
+        assert len(dataset.worker_pids) == 2
+        assert segments() == []
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_an_exception_in_a_worker_names_the_batch_and_carries_its_traceback(method, clean):
+    source = make_source("small", 256, 0)
+    dataset = ShmDataset(source, 16, 0, False, FailsOnThirdBatch(), workers=1, use_multiprocessing=True,
+                         start_method=method)
+    with pytest.raises(GeneratorFailed, match=r"^shm: worker 0 raised at batch \d+ of epoch 0: ValueError: planted "
+                                              r"failure in a worker") as caught:
+        for index in range(len(dataset)):
+            dataset[index]
+    assert "planted.py" in caught.value.worker_traceback and "in apply" in caught.value.worker_traceback
+    assert dataset.worker_pids == []  # the failure closed the pool
+
+
+def test_a_worker_killed_by_a_signal_is_reported_within_seconds(clean):
+    source = make_source("small", 512, 0)
+    dataset = ShmDataset(source, 16, 0, False, SlowWork(), workers=2, use_multiprocessing=True)
+    dataset[0]
+    os.kill(dataset.worker_pids[1], signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(GeneratorFailed, match=r"^shm: worker 1 \(pid \d+\) was killed by SIGKILL while producing "
+                                              r"batch \d+ of epoch 0$"):
+        for index in range(1, len(dataset)):
+            dataset[index]
+    assert time.monotonic() - start < 5
+    assert dataset.worker_pids == []
+
+
+def test_the_consumer_stopping_early_leaves_nothing(clean):
+    built = build(Spec("shm", n_samples=2000, batch_size=16, workers=2, use_multiprocessing=True))
+    with contextlib.closing(drive.drive(built, epochs=3)) as batches:
+        for i, _ in enumerate(batches):
+            if i == 5:
+                break
+
+
+def test_the_time_limit_ends_a_run_waiting_on_a_worker(clean):
+    source = make_source("small", 64, 0)
+    dataset = ShmDataset(source, 16, 0, False, SlowWork(), workers=1, use_multiprocessing=True)
+    built = drive.Built(Spec("shm", n_samples=64, batch_size=16), "pydataset", dataset, source)
+    from feedbench.errors import DriveTimeout
+
+    with pytest.raises(DriveTimeout):
+        drive.run(built, epochs=50, timeout_s=2)
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys, time
+    from feedbench.data import make_source
+    from feedbench.generators.shm import ShmDataset
+    from feedbench.generators.workloads import Workload
+
+    if __name__ == "__main__":
+        dataset = ShmDataset(make_source("small", 256, 0), 16, 0, False, Workload("copy"), workers=2,
+                             use_multiprocessing=True, start_method=sys.argv[1])
+        dataset[0]
+        print(*dataset.worker_pids, flush=True)
+        time.sleep(600)
+    """
+)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, method, tmp_path, clean):
+    before = segments()
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        parent.send_signal(how)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
+            time.sleep(0.1)
+        while segments() != before:  # multiprocessing's resource tracker unlinks what a killed parent left
+            assert time.monotonic() < deadline, f"left in {SHM_DIR}: {sorted(set(segments()) - set(before))}"
+            time.sleep(0.1)
+    finally:
+        parent.kill()
+        parent.wait()
