@@ -164,3 +164,34 @@ def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, met
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_the_ring_the_memory_target_counts_is_the_ring_shm_allocates(clean):
+    from feedbench.shm_targets import COPY, ring_bytes
+
+    spec = Spec("shm", size=COPY.size, n_samples=64, batch_size=COPY.batch_size, workers=COPY.workers,
+                use_multiprocessing=True)
+    built = build(spec)
+    try:
+        built.dataset[0]
+        pool = built.dataset._box[0]
+        assert pool.ring.slots * pool.ring.slot_bytes == ring_bytes(spec)
+    finally:
+        built.close()
+
+
+def test_profile_measures_shm_like_any_implementation(tmp_path):
+    import json
+
+    report = tmp_path / "shm.json"
+    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "profile", "shm", "--samples", "256", "--epochs", "2",
+                           "--grid-workers", "1", "2", "--shuffle", "--json", str(report)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    settings = json.loads(report.read_text())["settings"]
+    assert len(settings) == 4
+    for record in settings:
+        d = record["determinism"]
+        assert d["missing"] == 0 and d["duplicated"] == 0 and d["reproducible"] and d["matches_serial"], record
+    processes = [r for r in settings if r["use_multiprocessing"]]
+    assert [r["memory"]["workers_seen"] for r in processes] == [1, 2]  # one pool for all epochs, not one per epoch

@@ -5,6 +5,7 @@
     feedbench profile IMPL [options]    throughput, memory, determinism over a settings grid
     feedbench overhead                  what the harness adds to the cheapest generator's epoch
     feedbench findings                  measure the popular accuracy claims, write docs/FINDINGS.md
+    feedbench shm-targets               shm against keyed and Keras's own pools, as ratios
 
 Bad input ends with one line on stderr and exit status 2; a run that fails
 (the generator raised, timed out, changed shape) exits 1.
@@ -76,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--json", default="docs/findings.json", help="where the measurements are stored")
     find.add_argument("--from", dest="source", metavar="FILE",
                       help="render stored measurements (a --json file) instead of measuring again")
+    targets = commands.add_parser("shm-targets", help="shm against keyed and Keras's own pools, as ratios")
+    targets.add_argument("--epochs", type=int, default=3)
+    targets.add_argument("--timeout", type=float, default=120.0, help="time limit of each run, seconds")
+    targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     offline = commands.add_parser("offline-html", help="make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
     return parser
@@ -172,6 +177,19 @@ def cmd_findings(args) -> int:
     return 0
 
 
+def cmd_shm_targets(args) -> int:
+    import json
+
+    from feedbench import shm_targets
+
+    result = shm_targets.measure(args.epochs, args.timeout, lambda line: print(line, file=sys.stderr, flush=True))
+    print(shm_targets.render(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+    return 0 if all(result["passed"].values()) else 1
+
+
 def cmd_offline_html(args) -> int:
     from feedbench.offline_html import make_offline
 
@@ -222,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
     handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead, "offline-html": cmd_offline_html,
-                "findings": cmd_findings}
+                "findings": cmd_findings, "shm-targets": cmd_shm_targets}
     try:
         return handlers[args.command](args)
     except (GeneratorFailed, DriveTimeout, BadDataset) as exc:

@@ -58,6 +58,11 @@ BATCH_TIMEOUT_S = 300.0  # no batch for this long: fail rather than hang
 HELD_SLOTS = 8
 
 
+def ring_slots(workers: int) -> int:
+    """Slots in the ring: the look-ahead (two batches per worker), what Keras may hold, and one more."""
+    return 2 * max(1, workers) + HELD_SLOTS + 1
+
+
 class ShmDataset(KeyedDataset):
     def __init__(self, source, batch_size, seed, shuffle, work, workers=1, use_multiprocessing=False,
                  max_queue_size=10, start_method=None):
@@ -112,7 +117,7 @@ class _Pool:
         sample_x, sample_y = keyed_batch(source, np.arange(source.n), dataset.batch_size, 0, dataset.seed, 0,
                                          dataset.work)
         self.depth = 2 * dataset.shm_workers  # batches computed ahead
-        slots = self.depth + HELD_SLOTS + 1
+        slots = ring_slots(dataset.shm_workers)
         # slot -> (epoch, index) it holds or is computing; None when free
         self.key_of: list[tuple[int, int] | None] = [None] * slots
         self.ready: dict[tuple[int, int], tuple[int, int]] = {}  # key -> (slot, rows)

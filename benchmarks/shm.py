@@ -1,0 +1,53 @@
+"""shm's targets, tracked per commit: ratios measured in one run (feedbench.shm_targets)."""
+
+
+class Targets:
+    """shm against keyed under Keras's own pools; higher is better for the ratios."""
+
+    timeout = 60
+
+    def setup_cache(self):
+        from feedbench import shm_targets
+
+        return shm_targets.measure()
+
+    setup_cache.timeout = 1800
+
+    def _ratio(self, result, key):
+        value = result["ratios"][key]
+        if value is None:
+            raise RuntimeError(f"{key}: a setting it compares failed")
+        return value
+
+    def track_copy_vs_keyed_processes(self, result):
+        """copy workload, large source: shm 2 workers / keyed with Keras's 2 processes (target >= 3)."""
+        return self._ratio(result, "copy_vs_keyed_processes")
+
+    track_copy_vs_keyed_processes.unit = "ratio"
+
+    def track_copy_vs_best_threads(self, result):
+        """copy workload, large source: shm 2 workers / the best keyed thread setting (target >= 0.9)."""
+        return self._ratio(result, "copy_vs_best_threads")
+
+    track_copy_vs_best_threads.unit = "ratio"
+
+    def track_python_vs_best_threads(self, result):
+        """GIL-holding python workload: shm 2 workers / the best keyed thread setting (target >= 1.6)."""
+        return self._ratio(result, "python_vs_best_threads")
+
+    track_python_vs_best_threads.unit = "ratio"
+
+    def track_workers_uss_over_budget(self, result):
+        """Workers' peak USS / (ring + 64 MiB per worker): at most 1."""
+        memory = result["memory"]
+        if memory["peak_workers_uss_bytes"] is None:
+            raise RuntimeError(f"memory: {memory['error']}")
+        return memory["peak_workers_uss_bytes"] / memory["workers_budget_bytes"]
+
+    track_workers_uss_over_budget.unit = "ratio"
+
+    def track_determinism_failures(self, result):
+        """Settings with a missing or duplicated sample, not reproducible or not matching serial: 0."""
+        return sum(1 for d in result["determinism"] if not d["ok"])
+
+    track_determinism_failures.unit = "count"
