@@ -75,6 +75,7 @@ class ShmDataset(KeyedDataset):
         self.start_method = start_method or os.environ.get(START_METHOD_ENV) or None
         self._box: list[_Pool | None] = [None]  # the pool, in a box the finalizer can reach
         self._lock = threading.Lock()
+        self._closed = False
         weakref.finalize(self, _close_box, self._box)
 
     def __getitem__(self, idx):
@@ -83,6 +84,10 @@ class ShmDataset(KeyedDataset):
         if not 0 <= idx < len(self):
             raise IndexError(f"batch index {idx} out of range [0, {len(self)})")
         with self._lock:
+            if self._closed:
+                # Asked after close() (a backend's prefetch thread finishing up): no new pool
+                # until the next epoch begins; the batch is the same computed here.
+                return super().__getitem__(idx)
             if self._box[0] is None:
                 self._box[0] = _Pool(self)
             try:
@@ -96,9 +101,13 @@ class ShmDataset(KeyedDataset):
         pool = self._box[0]
         return [p.pid for p in pool.workers] if pool is not None else []
 
+    def on_epoch_begin(self):
+        self._closed = False  # a new run (fit again after close()) gets a fresh pool
+
     def close(self) -> None:
-        """Stop the workers and free the shared memory; the next batch asked for starts a fresh pool."""
+        """Stop the workers and free the shared memory; the next epoch starts a fresh pool."""
         with self._lock:
+            self._closed = True
             _close_box(self._box)
 
     def __enter__(self):
@@ -192,9 +201,11 @@ class _Pool:
                 process.kill()
         for process in getattr(self, "workers", []):
             process.join(timeout=5)
-        for q in getattr(self, "tasks", []) + ([self.results] if getattr(self, "results", None) else []):
-            q.cancel_join_thread()
+        for q in getattr(self, "tasks", []):
             q.close()
+            q.join_thread()  # its feeder thread holds the queue's semaphore until it ends (a few tasks, never blocks)
+        if getattr(self, "results", None) is not None:
+            self.results.close()
         # Dropped now, not when an exception's traceback lets go of this pool: a queue's
         # semaphores (named in /dev/shm under spawn and forkserver) are unlinked with it.
         self.tasks, self.results, self.workers = [], None, []
