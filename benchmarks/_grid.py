@@ -51,7 +51,7 @@ def skip_reason(impl, workload="copy", workers=1, multiprocessing=False, size="s
     return None
 
 
-def spec(impl, workload="copy", workers=1, multiprocessing=False, size="small", seed=0):
+def spec(impl, workload="copy", workers=1, multiprocessing=False, size="small", seed=0, shuffle=False):
     return Spec(
         impl,
         size=size,
@@ -61,6 +61,7 @@ def spec(impl, workload="copy", workers=1, multiprocessing=False, size="small", 
         workers=workers,
         use_multiprocessing=multiprocessing,
         seed=seed,
+        shuffle=shuffle,
         python_iters=PYTHON_ITERS,
         io_latency_s=IO_LATENCY_S,
     )
@@ -71,7 +72,7 @@ def applicable(params):
     return [p for p in itertools.product(*params) if skip_reason(*p) is None]
 
 
-def measured(params, measures):
+def measured(params, measures, shuffle=False):
     """Run the measurements for every applicable setting of a grid (for setup_cache).
 
     Returns {parameter tuple: record}; a setting that failed carries its reason.
@@ -79,7 +80,7 @@ def measured(params, measures):
     from feedbench.sweep import sweep
 
     settings = applicable(params)
-    records = sweep([spec(*p) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S)
+    records = sweep([spec(*p, shuffle=shuffle) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S)
     return dict(zip(settings, records))
 
 
@@ -161,6 +162,7 @@ class Measured:
 
     group = ""
     fixed: dict = {}
+    shuffle = False
     timeout = 60
 
     def _grid_params(self, params):
@@ -170,7 +172,7 @@ class Measured:
     def measure(self):
         axes = dict(zip(self.param_names, self.params))
         grid_axes = [axes.get(axis, [self.fixed.get(axis)]) for axis in AXES]
-        return measured(grid_axes, (self.group,))
+        return measured(grid_axes, (self.group,), self.shuffle)
 
     def setup(self, cache, *params):
         check_measured(cache, self._grid_params(params))

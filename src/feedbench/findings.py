@@ -376,8 +376,10 @@ def _finding_hooks(r) -> list[str]:
     lines += ["", "Every backend calls `on_epoch_end` once before the first epoch: a dataset that reshuffles there "
               "starts training on its second order. jax and torch also call `on_epoch_begin` one extra time, for the "
               "batch they build the model on."]
-    return _finding("The extra `on_epoch_end` (and `on_epoch_begin`)", lines, "`tests/test_fit_stream.py` "
-                    "(a real `fit` with a tap model on every installed backend)")
+    return _finding("The extra `on_epoch_end` (and `on_epoch_begin`)", lines,
+                    _bench("fit_stream.FitStream.track_on_epoch_end_calls", implementation="keyed") + " and " +
+                    _bench("fit_stream.FitStream.track_on_epoch_begin_calls", implementation="keyed") +
+                    " (a real `fit` with a tap model; run the suite per backend), and `tests/test_fit_stream.py`")
 
 
 def _finding_shuffle(r) -> list[str]:
@@ -407,7 +409,9 @@ def _finding_dropped(r) -> list[str]:
               "goes on feeding: every epoch is batches 1.. of the dataset's epoch plus batch 0 of the next one. "
               "Unshuffled, this goes unnoticed (every id still appears once); shuffled, samples go missing and "
               "repeat within each epoch. TensorFlow delivers every sample once."]
-    return _finding("Dropped and repeated samples", lines, "`tests/test_fit_stream.py`")
+    return _finding("Dropped and repeated samples", lines,
+                    _bench("fit_stream.FitStream.track_duplicated", implementation="keyed", use_multiprocessing=True)
+                    + " (with `KERAS_BACKEND=jax` or `torch` in the asv matrix), and `tests/test_fit_stream.py`")
 
 
 # --------------------------------------------------------------------------- entry points

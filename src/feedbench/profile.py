@@ -147,6 +147,10 @@ def measure_setting(spec: Spec, epochs: int, timeout_s: float, plugins=(), measu
             from feedbench.train import measure_training
 
             record["training"] = measure_training(spec, epochs, seeds, timeout_s, plugins).summary()
+        if "fit_stream" in measures:
+            from feedbench.tap import fit_stream
+
+            record["fit_stream"] = fit_stream(build(spec, plugins), epochs, timeout_s).figures(spec.n_samples)
         if "determinism" not in measures:
             return record
         determinism = measure_determinism(spec, epochs, timeout_s, plugins=plugins)

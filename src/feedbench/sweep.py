@@ -22,8 +22,9 @@ from collections.abc import Callable
 from feedbench.generators import Spec
 
 MEASURES = ("throughput", "memory", "determinism")  # what profile measures
-KNOWN_MEASURES = MEASURES + ("training",)
-RUNS = {"throughput": 1, "memory": 1, "determinism": 3, "training": 2}  # training: per seed (and its baseline)
+KNOWN_MEASURES = MEASURES + ("training", "fit_stream")
+# Runs per setting (each under the time limit); training: per seed, and its baseline.
+RUNS = {"throughput": 1, "memory": 1, "determinism": 3, "training": 2, "fit_stream": 1}
 START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy machine
 
 
@@ -147,7 +148,8 @@ def _kill_group(pgid: int) -> None:
 
 def empty_record(spec: Spec) -> dict:
     return {"workers": spec.workers, "use_multiprocessing": spec.use_multiprocessing, "error": None,
-            "throughput": None, "memory": None, "determinism": None, "training": None, "null_reasons": {}}
+            "throughput": None, "memory": None, "determinism": None, "training": None, "fit_stream": None,
+            "null_reasons": {}}
 
 
 def failed_record(spec: Spec, reason: str) -> dict:

@@ -40,6 +40,16 @@ class FitStream:
         return {"backend": self.backend, "epochs": per_epoch, "same_order_every_epoch": same_order,
                 "hooks": dict(self.hooks)}
 
+    def figures(self, n: int) -> dict:
+        """The worst epoch's counts and the hook calls, flat (for the asv benchmarks)."""
+        epochs = self.summary(n)["epochs"]
+        return {
+            "missing": max(e["missing"] for e in epochs),
+            "duplicated": max(e["duplicated"] for e in epochs),
+            "on_epoch_begin_calls": self.hooks.get("on_epoch_begin"),
+            "on_epoch_end_calls": self.hooks.get("on_epoch_end"),
+        }
+
 
 class Tap:
     """The recording parts, shared by Keras 3 and legacy Keras 2 (give it the ``keras`` module)."""
