@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 
-from feedbench import drive, procs
+from feedbench import drive
 from feedbench.data import make_source
 from feedbench.errors import GeneratorFailed
 from feedbench.generators import Spec, build

@@ -241,7 +241,7 @@ def _claim_unseeded(r) -> list[str]:
     verdict, where = _verdict_accuracy(r, "seed_unseeded")
     d_serial, d_proc = _d(r, "seed_unseeded", 1, False), _d(r, "seed_unseeded", 2, True)
     measured = [
-        f"- `seed_unseeded` (unseeded `tf.image.random_flip_left_right`): " + "; ".join(
+        "- `seed_unseeded` (unseeded `tf.image.random_flip_left_right`): " + "; ".join(
             f"{_setting(w, mp)}: {_acc(_t(r, 'seed_unseeded', w, mp))}" for w, mp in SETTINGS) + ".",
         f"- Its stream is not reproducible (serial: reproducible = {d_serial.get('reproducible')}), and differs from "
         f"the serial stream under 2 processes (matches_serial = {d_proc.get('matches_serial')}); the flips preserve "

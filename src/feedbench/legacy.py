@@ -90,16 +90,17 @@ def _run(request: dict) -> dict:
 
         def __init__(self):
             self.epoch = 0
+            self.order = epoch_order(spec.seed, 0, source.n, spec.shuffle)
 
         def __len__(self):
             return math.ceil(source.n / spec.batch_size)
 
         def __getitem__(self, idx):
-            order = epoch_order(spec.seed, self.epoch, source.n, spec.shuffle)
-            return keyed_batch(source, order, spec.batch_size, idx, spec.seed, self.epoch, spec.work)
+            return keyed_batch(source, self.order, spec.batch_size, idx, spec.seed, self.epoch, spec.work)
 
         def on_epoch_end(self):
             self.epoch += 1
+            self.order = epoch_order(spec.seed, self.epoch, source.n, spec.shuffle)
 
     stream = FitStream(f"tf_keras {tf_keras.__version__}")
     fit_args = {"workers": request["workers"], "use_multiprocessing": request["use_multiprocessing"]}
