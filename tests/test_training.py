@@ -35,6 +35,7 @@ def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
 
 
 def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
+    train.fit_baseline.cache_clear()  # the baseline measured beside this run, not earlier under other load
     summary = train.measure_training(TASK.spec("planted:sleeps_per_batch"), TASK.epochs, seeds=1).summary()
     # A train step of bs / baseline_sps plus the sleep: the predicted share of time waiting.
     step_s = TASK.batch_size / summary["baseline_samples_per_s"]
