@@ -10,7 +10,7 @@ apply is skipped (NotImplementedError, shown as n/a), never faked.
 import itertools
 import os
 
-from feedbench.generators import Spec
+from feedbench.core.spec import Spec, not_applicable
 from feedbench.generators.registry import BUILTINS, registry
 
 QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
@@ -42,10 +42,12 @@ def skip_reason(impl, workload="copy", workers=1, multiprocessing=False, size="s
         return f"workers={workers} is more than twice this machine's {CORES} cores"
     builtin = BUILTINS.get(impl)
     if builtin is not None:
-        if builtin.family != "pydataset" and (workers != 1 or multiprocessing):
-            return f"{impl} is a {builtin.family}: workers/use_multiprocessing exist only for PyDataset"
-        if workload not in builtin.workloads:
-            return f"{impl} runs the {', '.join(builtin.workloads)} workload only"
+        parallel = not_applicable(builtin.family, Spec(impl, workers=workers, use_multiprocessing=multiprocessing))
+        if parallel:
+            return f"{impl} is a {builtin.family}: " + "; ".join(sorted(set(parallel.values())))
+        reason = builtin.workload_reason(workload)
+        if reason:
+            return reason
     if size == "large" and workload != "copy":
         return "large sources are measured with the copy workload only (keeps a full run within budget)"
     return None
@@ -75,9 +77,9 @@ def applicable(params):
 def measured(params, measures, shuffle=False):
     """Run the measurements for every applicable setting of a grid (for setup_cache).
 
-    Returns {parameter tuple: record}; a setting that failed carries its reason.
+    Returns {parameter tuple: SettingResult}; a setting that failed carries its reason.
     """
-    from feedbench.sweep import sweep
+    from feedbench.run.sweep import sweep
 
     settings = applicable(params)
     records = sweep([spec(*p, shuffle=shuffle) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S)
@@ -89,17 +91,23 @@ def check_measured(cache, params, skip=skip_reason):
     reason = skip(*params)
     if reason:
         raise NotImplementedError(reason)
-    record = cache[tuple(params)]
-    if record.get("skipped"):
-        raise NotImplementedError(record["skipped"])
+    result = cache[tuple(params)]
+    if result.skipped:
+        raise NotImplementedError(result.skipped)
 
 
 def figure(cache, params, group, key):
-    """One figure of a measured setting; a failed setting raises, so asv shows it failed."""
-    record = cache[tuple(params)]
-    if record.get("error"):
-        raise RuntimeError(record["error"])  # shown as failed in the results and the HTML
-    value = (record.get(group) or {}).get(key)
+    """One figure of a measured setting; a failed setting raises, so asv shows it failed.
+
+    ``group`` is a measure of ``feedbench.measure.setting.MEASURES`` and ``key`` a field of its
+    figures: a name that is neither raises (a typo is an error, never a silent n/a).
+    """
+    from feedbench.measure.setting import figure_of
+
+    result = cache[tuple(params)]
+    if result.error:
+        raise RuntimeError(result.error)  # shown as failed in the results and the HTML
+    value = figure_of(result, group, key)
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")
     return float(value)
@@ -114,14 +122,14 @@ TRAINING_TIMEOUT_S = 60.0  # one model.fit; a deadlocked forked worker fails her
 
 
 def training_task():
-    from feedbench.train import Task
+    from feedbench.fit.training import Task
 
     return Task(epochs=3 if QUICK else 5)
 
 
 def training_skip_reason(impl, workers=1, multiprocessing=False, device="cpu"):
     if device == "gpu":
-        from feedbench.train import gpu_present
+        from feedbench.fit.training import gpu_present
 
         if not gpu_present():
             return "no GPU on this machine (nvidia-smi lists none): the GPU variant is skipped"
@@ -130,8 +138,8 @@ def training_skip_reason(impl, workers=1, multiprocessing=False, device="cpu"):
 
 def measured_training(params):
     """Train every applicable (implementation, workers, use_multiprocessing, device), per device."""
-    from feedbench.sweep import sweep
-    from feedbench.train import device_env
+    from feedbench.fit.training import device_env
+    from feedbench.run.sweep import sweep
 
     task = training_task()
     settings = [p for p in itertools.product(*params) if training_skip_reason(*p) is None]
@@ -141,8 +149,9 @@ def measured_training(params):
         if not chosen:
             continue
         specs = [task.spec(impl, workers=workers, use_multiprocessing=mp) for impl, workers, mp, _ in chosen]
-        records = sweep(specs, ("training",), task.epochs, TRAINING_TIMEOUT_S, seeds=TRAINING_SEEDS,
-                        env=device_env(device))
+        records = sweep(
+            specs, ("training",), task.epochs, TRAINING_TIMEOUT_S, seeds=TRAINING_SEEDS, env=device_env(device)
+        )
         cache.update(zip(chosen, records))
     return cache
 

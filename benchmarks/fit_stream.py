@@ -1,4 +1,4 @@
-"""What a real model.fit delivers (feedbench.tap), shuffled: the reference for the driver.
+"""What a real model.fit delivers (feedbench.fit.tap), shuffled: the reference for the driver.
 
 A tap model records the sample ids each train step receives. A backend that
 drops or repeats samples (jax and torch shift a Keras worker pool's stream by

@@ -1,4 +1,4 @@
-"""shm's targets, tracked per commit: ratios measured in one run (feedbench.shm_targets)."""
+"""shm's targets, tracked per commit: ratios measured in one run (feedbench.run.shm_targets)."""
 
 
 class Targets:
@@ -7,7 +7,7 @@ class Targets:
     timeout = 60
 
     def setup_cache(self):
-        from feedbench import shm_targets
+        from feedbench.run import shm_targets
 
         return shm_targets.measure()
 

@@ -23,9 +23,9 @@ class EpochTime:
         self.built = build(grid.spec(impl, "copy", workers, multiprocessing))
 
     def time_epoch(self, impl, workers, multiprocessing):
-        from feedbench import drive
+        from feedbench.fit import driver
 
-        drive.run(self.built, epochs=1, timeout_s=grid.RUN_TIMEOUT_S, materialize=False)
+        driver.run(self.built, epochs=1, timeout_s=grid.RUN_TIMEOUT_S, materialize=False)
 
 
 class Throughput(grid.Measured):

@@ -1,6 +1,6 @@
 """Training: does the generator cost accuracy, and does it starve fit?
 
-Each setting trains feedbench's small task (feedbench.train) for several
+Each setting trains feedbench's small task (feedbench.fit.training) for several
 seeds, with the implementation and with the baseline ``model.fit(x, y)`` on
 the same arrays in memory, from the same initial weights per seed. Shuffle
 is on; the GPU variants run only where a GPU is present.
@@ -50,7 +50,6 @@ class Training:
         return self._figure(cache, params, "accuracy_vs_baseline_spread")
 
     track_accuracy_vs_baseline_spread.unit = "fraction"
-
 
     def track_fit_samples_per_s(self, cache, *params):
         """Samples/s of model.fit's train steps (median over the epochs after the first, and over seeds)."""

@@ -8,7 +8,7 @@ os.environ.setdefault("FEEDBENCH_CACHE", tempfile.mkdtemp(prefix="feedbench-cach
 
 import pytest  # noqa: E402
 
-from feedbench import procs  # noqa: E402
+from feedbench.core import procs  # noqa: E402
 
 
 @pytest.fixture

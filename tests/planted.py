@@ -215,6 +215,18 @@ class EndsItsProcess(Plain):
 ends_its_process = _factory(EndsItsProcess)
 
 
+class StuckInNativeCode(Plain):
+    """Never returns to Python from one batch (a sleep in C stands for a long BLAS call)."""
+
+    def __getitem__(self, idx):
+        if idx == 2:
+            time.sleep(3600)
+        return self.batch(idx)
+
+
+stuck_in_native_code = _factory(StuckInNativeCode)
+
+
 class Recorder(keras.utils.PyDataset):
     """Records the order of Keras's calls: fit's order is the reference."""
 

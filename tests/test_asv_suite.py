@@ -26,13 +26,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN_S = 0.1  # per batch, planted in the second commit
 IMPLEMENTATIONS = "keyed,generator"
-pytestmark = pytest.mark.timeout(1500)
+pytestmark = [pytest.mark.timeout(1500), pytest.mark.slow, pytest.mark.asv]
 
 
 def _run(cmd, cwd, env=None, timeout=900, check=True):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -95,12 +97,15 @@ def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
     out = _run([*asv, "compare", "--factor", "2", "--split", "main~1", "main"], repo, env).stdout
     # Rows whose Change column is "+" got slower, e.g.
     # | +  | 90.2±4ms | 1.10±0.01s | 12.21 | throughput.EpochTime.time_epoch('keyed', 1, False) |
-    worse = {m.group(1) for m in re.finditer(r"^\|\s*\+\s*\|.*?(throughput\.EpochTime\.time_epoch\([^)]*\))", out, re.M)}
+    worse = {
+        m.group(1) for m in re.finditer(r"^\|\s*\+\s*\|.*?(throughput\.EpochTime\.time_epoch\([^)]*\))", out, re.M)
+    }
     expected = {f"throughput.EpochTime.time_epoch('keyed', {w}, {mp})" for w in (1, 2) for mp in (False, True)}
     assert worse == expected, out
     assert "'generator'" in out and not any("generator" in name for name in worse)
 
 
+@pytest.mark.browser
 def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -117,9 +122,19 @@ def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path):
     with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/#throughput.EpochTime.time_epoch"
-        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
+        flags = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=15000",
+        ]
         dom = _run([*flags, "--dump-dom", url], tmp_path, timeout=120).stdout
         shot = tmp_path / "asv-site.png"
         _run([*flags, "--window-size=1400,1000", f"--screenshot={shot}", url], tmp_path, timeout=120)

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from feedbench.cli import main
 from feedbench.generators import BUILTINS
 
@@ -41,3 +43,20 @@ def test_failing_run_exits_1_with_the_reason(capsys):
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "list"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "keyed" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "option,value", [("--timeout", "0"), ("--timeout", "-5"), ("--timeout", "nan"), ("--io-latency", "-1")]
+)
+def test_bad_seconds_are_refused_in_one_line(option, value, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(["drive", "keyed", option, value])
+    assert ended.value.code == 2
+    assert f"{value!r} given; expected a finite number of seconds" in capsys.readouterr().err
+
+
+def test_an_unwritable_json_path_is_refused_before_measuring(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder" / "out.json"
+    assert main(["profile", "keyed", "--json", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--json '{missing}' cannot be written" in err[0]

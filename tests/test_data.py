@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from feedbench.data import NUM_CLASSES, SIZES, make_source
+from feedbench.core.data import NUM_CLASSES, SIZES, make_source
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes():

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from feedbench import findings, train
+from feedbench.fit import training as train
+from feedbench.report import findings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORED = os.path.join(ROOT, "docs", "findings.json")
@@ -30,8 +31,11 @@ def _set_accuracy(results, impl, verdict, diff):
     for workers, mp in findings.SETTINGS:
         record = results["training"][findings.key(impl, workers, mp, True)]
         record["error"] = None
-        record["training"] = {**(record.get("training") or _any_training(results)),
-                              "accuracy_verdict": verdict, "accuracy_vs_baseline": diff}
+        record["training"] = {
+            **(record.get("training") or _any_training(results)),
+            "accuracy_verdict": verdict,
+            "accuracy_vs_baseline": diff,
+        }
 
 
 def _any_training(results):
@@ -44,7 +48,9 @@ def test_verdicts_follow_the_measured_accuracy(stored):
     assert "**Verdict: confirmed in every setting.**" in findings.render(lowered)
     unchanged = copy.deepcopy(stored)
     _set_accuracy(unchanged, "seed_unseeded", "within seed noise", 0.0)
-    assert "**Verdict: refuted: unseeded augmentation costs no accuracy beyond seed noise.**" in findings.render(unchanged)
+    assert "**Verdict: refuted: unseeded augmentation costs no accuracy beyond seed noise.**" in findings.render(
+        unchanged
+    )
 
 
 def test_a_lost_sample_turns_the_uneven_batch_verdict(stored):
@@ -59,22 +65,32 @@ def test_preprocessing_only_the_training_batches_costs_accuracy(no_stray_workers
     spec = task.spec("keyed", workload="numpy")
     consistent = train.measure_training(spec, task.epochs, seeds=2).summary()
     inconsistent = train.measure_training(spec, task.epochs, seeds=2, preprocess_validation=False).summary()
-    assert consistent["val_accuracy"] - inconsistent["val_accuracy"] > 0.1
+    assert consistent.val_accuracy - inconsistent.val_accuracy > 0.1
 
 
 def test_findings_from_a_file_that_is_not_stored_results_is_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "findings", "--from", str(bad), "--out",
-                           str(tmp_path / "F.md")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "findings", "--from", str(bad), "--out", str(tmp_path / "F.md")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f"feedbench: stored findings '{bad}' cannot be read")
 
 
 def test_findings_rerenders_stored_results(tmp_path):
     out = tmp_path / "F.md"
-    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "findings", "--from", STORED, "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "findings", "--from", STORED, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(os.path.join(ROOT, "docs", "FINDINGS.md")) as handle:
         assert out.read_text() == handle.read()

@@ -4,10 +4,12 @@ batch and sample counts over 2 epochs, shapes and dtypes, traced ids, no worker 
 import numpy as np
 import pytest
 
-from feedbench import drive
-from feedbench.data import SIZES
-from feedbench.errors import DriveTimeout
+from feedbench.core.data import SIZES
+from feedbench.core.errors import DriveTimeout
+from feedbench.fit import driver
 from feedbench.generators import BUILTINS, Spec, build
+
+pytestmark = [pytest.mark.slow]
 
 N, BS, EPOCHS = 100, 16, 2  # 7 batches, the last one partial (4 samples)
 SETTINGS = [(1, False), (1, True), (2, False), (2, True)]
@@ -29,17 +31,17 @@ def test_counts_shapes_ids_and_cleanup(name, workers, multiprocessing, no_stray_
     assert built.not_applicable == {}
     if name in TF_OPS_IN_GETITEM and multiprocessing:
         try:
-            batches = drive.run(built, epochs=EPOCHS, timeout_s=30)
+            batches = driver.run(built, epochs=EPOCHS, timeout_s=30)
         except DriveTimeout:
             # TensorFlow ops in a worker forked from a process whose TF runtime
             # already runs threads can deadlock: a real hazard of the copied
             # pattern. The run must end at its limit with no worker left.
             pytest.xfail("TensorFlow op deadlocked in a forked worker; ended at the time limit")
     else:
-        batches = drive.run(built, epochs=EPOCHS, timeout_s=120)
+        batches = driver.run(built, epochs=EPOCHS, timeout_s=120)
 
     per_epoch = {e: [b for b in batches if b.epoch == e] for e in range(EPOCHS)}
-    for epoch, delivered in per_epoch.items():
+    for _epoch, delivered in per_epoch.items():
         assert len(delivered) == 7 == built.expected_batches
         assert sum(len(b.x) for b in delivered) == N == built.expected_samples
         sizes = sorted(len(b.x) for b in delivered)
@@ -65,8 +67,10 @@ def test_parallel_settings_that_do_not_apply_are_said_so(name):
 def test_keyed_stream_is_the_same_under_every_setting_and_varies_by_epoch():
     streams = []
     for workers, multiprocessing in SETTINGS:
-        spec = Spec("keyed", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, shuffle=True)
-        streams.append(drive.run(build(spec), epochs=2))
+        spec = Spec(
+            "keyed", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, shuffle=True
+        )
+        streams.append(driver.run(build(spec), epochs=2))
     reference = streams[0]
     for other in streams[1:]:
         for a, b in zip(reference, other, strict=True):
@@ -80,7 +84,7 @@ def test_keyed_stream_is_the_same_under_every_setting_and_varies_by_epoch():
 def test_seed_unseeded_writes_into_its_source_when_serial():
     built = build(Spec("seed_unseeded", n_samples=N, batch_size=BS, seed=1))
     before = built.source.fingerprint()
-    drive.run(built, epochs=1)
+    driver.run(built, epochs=1)
     assert built.source.fingerprint() != before  # flips landed in the source array
 
 
@@ -88,20 +92,20 @@ def test_keyed_and_seed_bounded_never_write_into_their_source():
     for name in ("keyed", "seed_bounded"):
         built = build(Spec(name, n_samples=N, batch_size=BS))
         before = built.source.fingerprint()
-        drive.run(built, epochs=2)
+        driver.run(built, epochs=2)
         assert built.source.fingerprint() == before, name
 
 
 def test_seed_bounded_delivers_plain_slices():
     built = build(Spec("seed_bounded", n_samples=N, batch_size=BS))
-    batches = drive.run(built, epochs=1)
+    batches = driver.run(built, epochs=1)
     np.testing.assert_array_equal(np.concatenate([b.x for b in batches]), built.source.x)
 
 
 def test_seed_reseeded_gives_every_batch_the_same_flips():
     built = build(Spec("seed_reseeded", n_samples=N, batch_size=BS))
     original = np.array(built.source.x)
-    batches = drive.run(built, epochs=1)
+    batches = driver.run(built, epochs=1)
     flips = {}
     for b in batches:
         flips[b.step] = [not np.array_equal(x, original[i]) for x, i in zip(b.x, b.y[:, 1])]
@@ -119,7 +123,7 @@ def test_seed_reseeded_gives_every_batch_the_same_flips():
 def test_workloads_run_through_the_driver(workload, no_stray_workers):
     built = build(Spec("keyed", n_samples=N, batch_size=BS, workload=workload, workers=2, use_multiprocessing=True))
     assert built.source.storage == ("disk" if workload == "io" else "memory")
-    batches = drive.run(built, epochs=1)
+    batches = driver.run(built, epochs=1)
     assert sum(len(b.x) for b in batches) == N
 
 

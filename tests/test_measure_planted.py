@@ -1,14 +1,24 @@
 """Every analyzer proven on planted defects: each flaw is flagged, and nothing else."""
 
-import numpy as np
 import pytest
 
 import planted
 from feedbench.generators import Spec
 from feedbench.measure import measure_determinism, measure_memory, measure_throughput
 
+pytestmark = [pytest.mark.slow]
+
 N, BS = 160, 16  # 10 full batches
-ALL_CHECKS = {"missing", "duplicated", "in_order", "reproducible", "matches_serial", "epoch_diversity", "repeated_draws", "source_intact"}
+ALL_CHECKS = {
+    "missing",
+    "duplicated",
+    "in_order",
+    "reproducible",
+    "matches_serial",
+    "epoch_diversity",
+    "repeated_draws",
+    "source_intact",
+}
 
 
 def determinism(name, workers=1, multiprocessing=False, epochs=3):
@@ -75,7 +85,9 @@ SETTINGS = [(1, False), (2, False), (2, True), (4, True)]
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("workers,multiprocessing", SETTINGS)
 def test_keyed_passes_everything_under_every_setting(workers, multiprocessing, shuffle):
-    spec = Spec("keyed", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, shuffle=shuffle)
+    spec = Spec(
+        "keyed", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, shuffle=shuffle
+    )
     result = measure_determinism(spec, epochs=3, timeout_s=120)
     assert result.problems() == []
     assert result.epoch_diversity == 1.0 and result.repeated_draws == 0
@@ -90,8 +102,12 @@ def test_keyed_drops_nothing_and_a_remainder_is_not_missing():
 
 def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
     buffer = planted.WORKER_BUFFER_BYTES
-    flawed = measure_memory(Spec("planted:big_worker_buffer", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2)
-    clean = measure_memory(Spec("planted:plain", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2)
+    flawed = measure_memory(
+        Spec("planted:big_worker_buffer", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2
+    )
+    clean = measure_memory(
+        Spec("planted:plain", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2
+    )
     assert flawed.workers_seen >= 2
     assert flawed.peak_workers_uss_bytes - clean.peak_workers_uss_bytes > 1.5 * buffer  # two workers' buffers
     assert flawed.peak_tree_pss_bytes - clean.peak_tree_pss_bytes > 1.5 * buffer
@@ -128,7 +144,9 @@ def test_a_sleep_per_batch_cuts_throughput_in_proportion():
 
 
 def test_throughput_fields_are_consistent():
-    result = measure_throughput(Spec("keyed", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2)
+    result = measure_throughput(
+        Spec("keyed", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2
+    )
     for epoch in result.epochs:
         assert epoch.samples == N and epoch.batches == N // BS
         assert 0 < epoch.latency_p50_s <= epoch.latency_p95_s <= epoch.latency_max_s

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from feedbench import drive
-from feedbench.errors import BadDataset, PluginError, UnknownImplementation
+from feedbench.core.errors import BadDataset, PluginError, UnknownImplementation
+from feedbench.fit import driver
 from feedbench.generators import BUILTINS, Spec, build, get, registry
 from feedbench.generators.registry import ENTRY_POINT_GROUP, PLUGIN_ENV
 
@@ -47,7 +47,7 @@ def test_plugin_from_the_command_option_joins_and_runs():
     assert "mine" in table and table["mine"].plugin
     built = build(Spec("mine", n_samples=40, batch_size=16), plugins=["mine=planted:plain_generator"])
     assert built.family == "generator"
-    batches = drive.run(built, epochs=2)
+    batches = driver.run(built, epochs=2)
     assert [len(b.x) for b in batches] == [16, 16, 8] * 2
 
 
@@ -66,7 +66,7 @@ def test_plugin_from_an_entry_point(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert registry()["from_ep"].factory == "planted:plain_generator"
     built = build(Spec("from_ep", n_samples=32, batch_size=16))
-    assert len(drive.run(built, epochs=1)) == 2
+    assert len(driver.run(built, epochs=1)) == 2
 
 
 def test_plugin_cannot_take_a_builtin_name():
@@ -77,5 +77,5 @@ def test_plugin_cannot_take_a_builtin_name():
 def test_plugin_pydataset_is_fed_with_its_parallel_settings(no_stray_workers):
     built = build(Spec("planted:raising", n_samples=32, batch_size=16, workers=2, use_multiprocessing=True))
     assert built.family == "pydataset" and built.dataset.workers == 2 and built.dataset.use_multiprocessing
-    assert len(drive.run(built, epochs=1)) == 2  # two batches: index 3 is never reached
-    assert np.array_equal(drive.run(built, epochs=1)[0].y[:, 1], np.arange(16))
+    assert len(driver.run(built, epochs=1)) == 2  # two batches: index 3 is never reached
+    assert np.array_equal(driver.run(built, epochs=1)[0].y[:, 1], np.arange(16))

@@ -13,14 +13,17 @@ import numpy as np
 import psutil
 import pytest
 
-from feedbench import drive
-from feedbench.data import make_source
-from feedbench.errors import GeneratorFailed
+from feedbench.core.data import make_source
+from feedbench.core.errors import GeneratorFailed
+from feedbench.core.spec import Built
+from feedbench.core.workloads import Workload
+from feedbench.fit import driver
 from feedbench.generators import Spec, build
 from feedbench.generators.shm import ShmDataset
 from feedbench.generators.shm_worker import SEGMENT_PREFIX, SHM_DIR
-from feedbench.generators.workloads import Workload
 from planted import FailsOnThirdBatch, SlowWork
+
+pytestmark = [pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ["fork", "forkserver", "spawn"]
@@ -40,7 +43,7 @@ def clean(no_stray_workers):
 
 def _stream(impl, epochs=3, **settings):
     spec = Spec(impl, n_samples=100, batch_size=16, seed=7, shuffle=True, **settings)
-    return drive.run(build(spec), epochs=epochs)
+    return driver.run(build(spec), epochs=epochs)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def test_without_multiprocessing_it_is_keyed_on_keras_threads(keyed_stream, clea
 def test_the_pool_persists_across_epochs_and_ends_with_the_run(no_stray_workers, clean):
     built = build(Spec("shm", n_samples=256, batch_size=16, workers=2, use_multiprocessing=True))
     seen = set()
-    for batch in drive.drive(built, epochs=3):
+    for _batch in driver.drive(built, epochs=3):
         seen |= set(built.dataset.worker_pids)
     assert len(seen) == 2  # the same two processes in every epoch (Keras would fork 2 per epoch)
     assert built.dataset.worker_pids == []
@@ -83,10 +86,14 @@ def test_no_segment_name_stays_in_dev_shm_while_it_runs(clean):
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_an_exception_in_a_worker_names_the_batch_and_carries_its_traceback(method, clean):
     source = make_source("small", 256, 0)
-    dataset = ShmDataset(source, 16, 0, False, FailsOnThirdBatch(), workers=1, use_multiprocessing=True,
-                         start_method=method)
-    with pytest.raises(GeneratorFailed, match=r"^shm: worker 0 raised at batch \d+ of epoch 0: ValueError: planted "
-                                              r"failure in a worker") as caught:
+    dataset = ShmDataset(
+        source, 16, 0, False, FailsOnThirdBatch(), workers=1, use_multiprocessing=True, start_method=method
+    )
+    with pytest.raises(
+        GeneratorFailed,
+        match=r"^shm: worker 0 raised at batch \d+ of epoch 0: ValueError: planted "
+        r"failure in a worker",
+    ) as caught:
         for index in range(len(dataset)):
             dataset[index]
     assert "planted.py" in caught.value.worker_traceback and "in apply" in caught.value.worker_traceback
@@ -99,8 +106,11 @@ def test_a_worker_killed_by_a_signal_is_reported_within_seconds(clean):
     dataset[0]
     os.kill(dataset.worker_pids[1], signal.SIGKILL)
     start = time.monotonic()
-    with pytest.raises(GeneratorFailed, match=r"^shm: worker 1 \(pid \d+\) was killed by SIGKILL while producing "
-                                              r"batch \d+ of epoch 0$"):
+    with pytest.raises(
+        GeneratorFailed,
+        match=r"^shm: worker 1 \(pid \d+\) was killed by SIGKILL while producing "
+        r"batch \d+ of epoch 0$",
+    ):
         for index in range(1, len(dataset)):
             dataset[index]
     assert time.monotonic() - start < 5
@@ -109,7 +119,7 @@ def test_a_worker_killed_by_a_signal_is_reported_within_seconds(clean):
 
 def test_the_consumer_stopping_early_leaves_nothing(clean):
     built = build(Spec("shm", n_samples=2000, batch_size=16, workers=2, use_multiprocessing=True))
-    with contextlib.closing(drive.drive(built, epochs=3)) as batches:
+    with contextlib.closing(driver.drive(built, epochs=3)) as batches:
         for i, _ in enumerate(batches):
             if i == 5:
                 break
@@ -118,19 +128,19 @@ def test_the_consumer_stopping_early_leaves_nothing(clean):
 def test_the_time_limit_ends_a_run_waiting_on_a_worker(clean):
     source = make_source("small", 64, 0)
     dataset = ShmDataset(source, 16, 0, False, SlowWork(), workers=1, use_multiprocessing=True)
-    built = drive.Built(Spec("shm", n_samples=64, batch_size=16), "pydataset", dataset, source)
-    from feedbench.errors import DriveTimeout
+    built = Built(Spec("shm", n_samples=64, batch_size=16), "pydataset", dataset, source)
+    from feedbench.core.errors import DriveTimeout
 
     with pytest.raises(DriveTimeout):
-        drive.run(built, epochs=50, timeout_s=2)
+        driver.run(built, epochs=50, timeout_s=2)
 
 
 PARENT = textwrap.dedent(
     """
     import sys, time
-    from feedbench.data import make_source
+    from feedbench.core.data import make_source
     from feedbench.generators.shm import ShmDataset
-    from feedbench.generators.workloads import Workload
+    from feedbench.core.workloads import Workload
 
     if __name__ == "__main__":
         dataset = ShmDataset(make_source("small", 256, 0), 16, 0, False, Workload("copy"), workers=2,
@@ -167,10 +177,11 @@ def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, met
 
 
 def test_the_ring_the_memory_target_counts_is_the_ring_shm_allocates(clean):
-    from feedbench.shm_targets import COPY, ring_bytes
+    from feedbench.run.shm_targets import COPY, ring_bytes
 
-    spec = Spec("shm", size=COPY.size, n_samples=64, batch_size=COPY.batch_size, workers=COPY.workers,
-                use_multiprocessing=True)
+    spec = Spec(
+        "shm", size=COPY.size, n_samples=64, batch_size=COPY.batch_size, workers=COPY.workers, use_multiprocessing=True
+    )
     built = build(spec)
     try:
         built.dataset[0]
@@ -184,9 +195,29 @@ def test_profile_measures_shm_like_any_implementation(tmp_path):
     import json
 
     report = tmp_path / "shm.json"
-    proc = subprocess.run([sys.executable, "-m", "feedbench.cli", "profile", "shm", "--samples", "256", "--epochs", "2",
-                           "--grid-workers", "1", "2", "--shuffle", "--json", str(report)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedbench.cli",
+            "profile",
+            "shm",
+            "--samples",
+            "256",
+            "--epochs",
+            "2",
+            "--grid-workers",
+            "1",
+            "2",
+            "--shuffle",
+            "--json",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     settings = json.loads(report.read_text())["settings"]
     assert len(settings) == 4

@@ -1,8 +1,12 @@
 """The sweep survives settings that take its measuring process down."""
 
-from feedbench import procs
+import pytest  # noqa: E402
+
+from feedbench.core import procs
 from feedbench.generators import Spec
-from feedbench.sweep import sweep
+from feedbench.run.sweep import sweep
+
+pytestmark = [pytest.mark.slow]
 
 
 def test_a_dead_child_fails_one_setting_and_the_rest_are_measured():
@@ -14,9 +18,22 @@ def test_a_dead_child_fails_one_setting_and_the_rest_are_measured():
     ]
     seen = []
     records = sweep(specs, ("throughput",), epochs=2, timeout_s=30, progress=lambda i, r: seen.append(i))
-    assert records[0]["error"] is None and records[0]["throughput"]["samples_per_s"] > 0
-    assert "exited with status 3" in records[1]["error"]
-    assert records[2]["error"] is None and records[2]["workers"] == 2
-    assert records[0]["memory"] is None  # only what was asked for
+    assert records[0].error is None and records[0].throughput.samples_per_s > 0
+    assert "exited with status 3" in records[1].error
+    assert records[2].error is None and records[2].workers == 2
+    assert records[0].memory is None  # only what was asked for
     assert sorted(seen) == [0, 1, 2]
+    procs.assert_no_new_workers(before)
+
+
+def test_a_setting_stuck_in_native_code_is_failed_and_the_next_starts_in_a_fresh_process():
+    """The measuring child ends itself when a thread stays stuck past the limit; the sweep goes on."""
+    before = procs.descendant_pids()
+    specs = [
+        Spec("planted:stuck_in_native_code", n_samples=64, batch_size=16),
+        Spec("planted:plain", n_samples=64, batch_size=16),
+    ]
+    records = sweep(specs, ("throughput",), epochs=1, timeout_s=2, env={"FEEDBENCH_STUCK_GRACE_S": "1"})
+    assert "exited with status 124" in records[0].error and "stuck in native code" in records[0].error
+    assert records[1].error is None and records[1].throughput.samples_per_s > 0
     procs.assert_no_new_workers(before)

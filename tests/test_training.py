@@ -3,9 +3,11 @@ baseline, fit throughput and starvation, devices."""
 
 import pytest
 
-from feedbench import train
-from feedbench.errors import GeneratorFailed
+from feedbench.core.errors import GeneratorFailed
+from feedbench.fit import training as train
 from planted import SLEEP_S
+
+pytestmark = [pytest.mark.slow]
 
 # Easier and shorter than the benchmark task: the tests need a clear signal fast.
 TASK = train.Task(n_train=512, n_val=256, epochs=3, band_brightness=0.3)
@@ -21,27 +23,27 @@ def test_the_task_is_learnable_and_the_baseline_is_repeatable():
 def test_the_keyed_generator_costs_no_accuracy(no_stray_workers):
     result = train.measure_training(TASK.spec("keyed", workers=2, use_multiprocessing=True), TASK.epochs, seeds=3)
     summary = result.summary()
-    assert summary["seeds"] == 3 and len(result.baseline) == 3
-    assert abs(summary["accuracy_vs_baseline"]) < 0.05
-    assert summary["val_accuracy"] > 0.6
+    assert summary.seeds == 3 and len(result.baseline) == 3
+    assert abs(summary.accuracy_vs_baseline) < 0.05
+    assert summary.val_accuracy > 0.6
 
 
 def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
     result = train.measure_training(TASK.spec("planted:misaligned_labels"), TASK.epochs, seeds=2)
     summary = result.summary()
-    assert summary["accuracy_verdict"] == "lower than baseline"
-    assert summary["accuracy_vs_baseline"] < -0.25
-    assert summary["val_accuracy"] < 0.45
+    assert summary.accuracy_verdict == "lower than baseline"
+    assert summary.accuracy_vs_baseline < -0.25
+    assert summary.val_accuracy < 0.45
 
 
 def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
     train.fit_baseline.cache_clear()  # the baseline measured beside this run, not earlier under other load
     summary = train.measure_training(TASK.spec("planted:sleeps_per_batch"), TASK.epochs, seeds=1).summary()
     # A train step of bs / baseline_sps plus the sleep: the predicted share of time waiting.
-    step_s = TASK.batch_size / summary["baseline_samples_per_s"]
+    step_s = TASK.batch_size / summary.baseline_samples_per_s
     predicted = SLEEP_S / (SLEEP_S + step_s)
-    assert summary["starvation"] == pytest.approx(predicted, abs=0.1)
-    assert summary["fit_samples_per_s"] < summary["baseline_samples_per_s"]
+    assert summary.starvation == pytest.approx(predicted, abs=0.1)
+    assert summary.fit_samples_per_s < summary.baseline_samples_per_s
 
 
 def test_a_generator_that_raises_during_fit_fails_with_one_line(no_stray_workers):
@@ -50,7 +52,7 @@ def test_a_generator_that_raises_during_fit_fails_with_one_line(no_stray_workers
 
 
 def test_a_generator_that_hangs_during_fit_ends_at_the_limit(no_stray_workers):
-    from feedbench.errors import DriveTimeout
+    from feedbench.core.errors import DriveTimeout
 
     with pytest.raises(DriveTimeout, match="time limit of 3 s"):
         train.measure_training(TASK.spec("planted:hanging", workers=2), TASK.epochs, 1, timeout_s=3)

@@ -3,8 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from feedbench.data import make_source
-from feedbench.generators.workloads import WORKLOADS, Workload
+from feedbench.core.data import make_source
+from feedbench.core.workloads import WORKLOADS, Workload
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-from feedbench.data import SIZES
-from feedbench.generators.workloads import WORKLOADS
+from feedbench.core.data import SIZES
+from feedbench.core.workloads import WORKLOADS
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -26,6 +27,22 @@ BACKENDS = ("tensorflow", "jax", "torch")
 def _quiet_tensorflow() -> None:
     # TensorFlow's C++ logging would bury the report; errors still surface as exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _seconds(minimum_exclusive: bool):
+    """An argparse type: a finite number of seconds, above 0 (or at least 0)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 if minimum_exclusive else value >= 0) or value == float("inf"):
+            bound = "above 0" if minimum_exclusive else "0 or more"
+            raise argparse.ArgumentTypeError(f"{text!r} given; expected a finite number of seconds, {bound}")
+        return value
+
+    return parse
 
 
 def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
@@ -50,8 +67,8 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue-size", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shuffle", action="store_true")
-    parser.add_argument("--io-latency", type=float, default=0.0, help="seconds per batch, io workload")
-    parser.add_argument("--timeout", type=float, default=300.0, help="time limit of the run, seconds")
+    parser.add_argument("--io-latency", type=_seconds(False), default=0.0, help="seconds per batch, io workload")
+    parser.add_argument("--timeout", type=_seconds(True), default=300.0, help="time limit of the run, seconds")
     parser.add_argument("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     _add_plugin_option(parser)
 
@@ -67,7 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     prof.set_defaults(epochs=3, timeout=120.0)
     prof.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2, 4], metavar="N")
     prof.add_argument("--grid-multiprocessing", choices=["off", "on", "both"], default="both")
-    prof.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+    prof.add_argument("--json", metavar="FILE", help="write every figure to FILE (checked before measuring)")
+    prof.add_argument(
+        "--fail-on",
+        choices=["failures", "problems", "never"],
+        default="failures",
+        help="exit status 1 when a setting failed (failures, the default), also when a determinism "
+        "problem was found (problems), or never (default: %(default)s)",
+    )
     over = commands.add_parser("overhead", help="what the harness adds to the cheapest generator's epoch")
     over.add_argument("--repeats", type=int, default=15)
     over.add_argument("--batches", type=int, default=1000)
@@ -75,11 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     find = commands.add_parser("findings", help="measure the popular accuracy claims and write docs/FINDINGS.md")
     find.add_argument("--out", default="docs/FINDINGS.md", help="the Markdown report to write")
     find.add_argument("--json", default="docs/findings.json", help="where the measurements are stored")
-    find.add_argument("--from", dest="source", metavar="FILE",
-                      help="render stored measurements (a --json file) instead of measuring again")
+    find.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="render stored measurements (a --json file) instead of measuring again",
+    )
     targets = commands.add_parser("shm-targets", help="shm against keyed and Keras's own pools, as ratios")
     targets.add_argument("--epochs", type=int, default=3)
-    targets.add_argument("--timeout", type=float, default=120.0, help="time limit of each run, seconds")
+    targets.add_argument("--timeout", type=_seconds(True), default=120.0, help="time limit of each run, seconds")
     targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     offline = commands.add_parser("offline-html", help="make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
@@ -119,23 +147,55 @@ def _spec_from(args):
 def cmd_profile(args) -> int:
     import json
 
-    from feedbench import profile, report
     from feedbench.generators import get
+    from feedbench.measure.setting import SCHEMA_VERSION
+    from feedbench.report import table
+    from feedbench.run import profile
+    from feedbench.run.provenance import provenance
 
     get(args.impl, args.plugin)  # an unknown name fails now, not once per setting
     spec = _spec_from(args)
+    if args.json:
+        _check_writable(args.json)
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.grid_multiprocessing]
     grid = profile.settings_grid(tuple(args.grid_workers), modes)
+
     def progress(line):
         print(line, file=sys.stderr, flush=True)
 
-    records = profile.profile(spec, grid, args.epochs, args.timeout, args.plugin, progress)
-    print(report.render(spec, records))
+    results = profile.profile(spec, grid, args.epochs, args.timeout, args.plugin, progress)
+    print(table.render(spec, results))
     if args.json:
+        base = {k: v for k, v in spec.to_dict().items() if k not in ("workers", "use_multiprocessing")}
         with open(args.json, "w") as handle:
-            json.dump({"spec": spec.to_dict(), "epochs": args.epochs, "settings": records}, handle, indent=2)
+            json.dump(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "provenance": provenance(),
+                    "spec": base,
+                    "grid": [{"workers": w, "use_multiprocessing": mp} for w, mp in grid],
+                    "epochs": args.epochs,
+                    "settings": [r.to_json() for r in results],
+                },
+                handle,
+                indent=2,
+            )
         print(f"\nevery figure: {args.json}")
-    return 1 if any(r.get("error") for r in records) else 0
+    failed = any(r.error for r in results)
+    problems = any(r.problems for r in results)
+    return int({"failures": failed, "problems": failed or problems, "never": False}[args.fail_on])
+
+
+def _check_writable(path: str) -> None:
+    """Fail before measuring, not after, when the results cannot be written."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--json {path!r} cannot be written ({exc.strerror}); expected a writable file path") from None
+    if not existed:
+        os.remove(path)
 
 
 def cmd_overhead(args) -> int:
@@ -146,32 +206,41 @@ def cmd_overhead(args) -> int:
 
     result = measure_overhead(args.repeats, args.batches)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"harness overhead on a preallocated-batch PyDataset ({result.batches_per_epoch} batches of "
-          f"{result.batch_size}, Keras backend {result.backend}, {platform.node()}, {stamp})")
+    print(
+        f"harness overhead on a preallocated-batch PyDataset ({result.batches_per_epoch} batches of "
+        f"{result.batch_size}, Keras backend {result.backend}, {platform.node()}, {stamp})"
+    )
     print(f"  bare Keras epoch, median of {result.repeats} runs: {result.bare_epoch_s * 1e3:.1f} ms")
     print(f"  through feedbench's measurement:     {result.harness_epoch_s * 1e3:.1f} ms")
-    print(f"  overhead: {result.overhead_fraction * 100:+.2f} % median of paired runs "
-          f"(quartiles {result.overhead_p25 * 100:+.2f} % to {result.overhead_p75 * 100:+.2f} %)")
-    print(f"  the harness's own code, timed alone: {result.harness_per_batch_s * 1e6:.1f} us per batch = "
-          f"{result.harness_fraction * 100:.2f} % of the bare Keras time per batch (target: below 2 %)")
+    print(
+        f"  overhead: {result.overhead_fraction * 100:+.2f} % median of paired runs "
+        f"(quartiles {result.overhead_p25 * 100:+.2f} % to {result.overhead_p75 * 100:+.2f} %)"
+    )
+    print(
+        f"  the harness's own code, timed alone: {result.harness_per_batch_s * 1e6:.1f} us per batch = "
+        f"{result.harness_fraction * 100:.2f} % of the bare Keras time per batch (target: below 2 %)"
+    )
     return 0
 
 
 def cmd_findings(args) -> int:
     import json
 
-    from feedbench import findings
+    from feedbench.report import findings
+    from feedbench.run import findings as findings_run
 
     if args.source:
         try:
             with open(args.source) as handle:
                 results = json.load(handle)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"stored findings {args.source!r} cannot be read ({exc}); expected a file written by "
-                             "feedbench findings --json") from None
+            raise ValueError(
+                f"stored findings {args.source!r} cannot be read ({exc}); expected a file written by "
+                "feedbench findings --json"
+            ) from None
         findings.write(results, args.out, None)
     else:
-        results = findings.measure(lambda line: print(line, file=sys.stderr, flush=True))
+        results = findings_run.measure(lambda line: print(line, file=sys.stderr, flush=True))
         findings.write(results, args.out, args.json)
     print(f"{args.out}: findings measured on {results['machine']}, {results['when']}")
     return 0
@@ -180,9 +249,10 @@ def cmd_findings(args) -> int:
 def cmd_shm_targets(args) -> int:
     import json
 
-    from feedbench import shm_targets
+    from feedbench.report import shm_targets
+    from feedbench.run import shm_targets as shm_targets_run
 
-    result = shm_targets.measure(args.epochs, args.timeout, lambda line: print(line, file=sys.stderr, flush=True))
+    result = shm_targets_run.measure(args.epochs, args.timeout, lambda line: print(line, file=sys.stderr, flush=True))
     print(shm_targets.render(result))
     if args.json:
         with open(args.json, "w") as handle:
@@ -191,7 +261,7 @@ def cmd_shm_targets(args) -> int:
 
 
 def cmd_offline_html(args) -> int:
-    from feedbench.offline_html import make_offline
+    from feedbench.report.offline_html import make_offline
 
     try:
         replaced = make_offline(args.html_dir)
@@ -206,19 +276,21 @@ def cmd_drive(args) -> int:
     import time
     from collections import Counter
 
-    from feedbench import drive
+    from feedbench.fit import driver
     from feedbench.generators import build
 
     spec = _spec_from(args)
     built = build(spec, args.plugin)
-    print(f"{spec.impl} ({built.family}) on Keras backend {drive.backend()}: {spec.n_samples} samples "
-          f"of {args.size}, batch {spec.batch_size}, workload {spec.workload}, workers={spec.workers}, "
-          f"use_multiprocessing={spec.use_multiprocessing}, max_queue_size={spec.max_queue_size}")
+    print(
+        f"{spec.impl} ({built.family}) on Keras backend {driver.backend()}: {spec.n_samples} samples "
+        f"of {args.size}, batch {spec.batch_size}, workload {spec.workload}, workers={spec.workers}, "
+        f"use_multiprocessing={spec.use_multiprocessing}, max_queue_size={spec.max_queue_size}"
+    )
     for setting, reason in built.not_applicable.items():
         print(f"  note: {setting} does not apply: {reason}")
     batches, samples, first, last = Counter(), Counter(), {}, {}
     start = time.perf_counter()
-    for batch in drive.drive(built, epochs=args.epochs, timeout_s=args.timeout, materialize=False):
+    for batch in driver.drive(built, epochs=args.epochs, timeout_s=args.timeout, materialize=False):
         batches[batch.epoch] += 1
         samples[batch.epoch] += batch.x.shape[0]
         first.setdefault(batch.epoch, batch.t)
@@ -232,15 +304,31 @@ def cmd_drive(args) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so every clean-up path runs as for Ctrl-C."""
+
+
+def _on_terminate(signum, frame):
+    raise _Terminated(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status (never ends the process: tests call it)."""
     args = _parser().parse_args(argv)
     if getattr(args, "backend", None):
         os.environ["KERAS_BACKEND"] = args.backend
     _quiet_tensorflow()
-    from feedbench.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
+    from feedbench.core.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
-    handlers = {"list": cmd_list, "drive": cmd_drive, "profile": cmd_profile, "overhead": cmd_overhead, "offline-html": cmd_offline_html,
-                "findings": cmd_findings, "shm-targets": cmd_shm_targets}
+    handlers = {
+        "list": cmd_list,
+        "drive": cmd_drive,
+        "profile": cmd_profile,
+        "overhead": cmd_overhead,
+        "offline-html": cmd_offline_html,
+        "findings": cmd_findings,
+        "shm-targets": cmd_shm_targets,
+    }
     try:
         return handlers[args.command](args)
     except (GeneratorFailed, DriveTimeout, BadDataset) as exc:
@@ -251,10 +339,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ImportError as exc:  # Keras itself failing to load its backend
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-        print(f"feedbench: {exc}; Keras backend {backend!r} needs its package installed "
-              f"(pip install -e '.[{backend}]' for jax or torch)", file=sys.stderr)
+        print(
+            f"feedbench: {exc}; Keras backend {backend!r} needs its package installed "
+            f"(pip install -e '.[{backend}]' for jax or torch)",
+            file=sys.stderr,
+        )
         return 2
 
 
+def entry() -> None:
+    """The ``feedbench`` command: ``main`` in a process that is ours to end.
+
+    Ctrl-C, SIGTERM and SIGHUP stop the run through its clean-up paths (workers, children and
+    their process groups, temporary folders) and end with one line. The process then ends at
+    once: TensorFlow's iterator destructors at interpreter shutdown can wait forever on a
+    producer thread, and a data path stuck in native code cannot be joined.
+    """
+    from feedbench.fit import supervise
+
+    def stuck(message: str) -> None:
+        print(f"feedbench: run failed: {message}; ending the process", file=sys.stderr, flush=True)
+        os._exit(124)
+
+    supervise.on_stuck(stuck)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_terminate)
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("feedbench: interrupted; the run's workers were stopped", file=sys.stderr)
+        status = 130
+    except _Terminated as exc:
+        print(f"feedbench: stopped by {exc}; the run's workers were stopped", file=sys.stderr)
+        status = 128 + signal.Signals[str(exc)].value
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -3,7 +3,7 @@
 Importing this package does not import Keras or TensorFlow; building does.
 """
 
+from feedbench.core.spec import FAMILIES, Built, Spec
 from feedbench.generators.registry import BUILTINS, Implementation, build, get, registry
-from feedbench.generators.spec import FAMILIES, Built, Spec
 
 __all__ = ["BUILTINS", "FAMILIES", "Built", "Implementation", "Spec", "build", "get", "registry"]

@@ -15,8 +15,8 @@ import math
 import keras
 import numpy as np
 
+from feedbench.core.spec import Built, Spec
 from feedbench.generators.keying import BRIGHTNESS_JITTER
-from feedbench.generators.spec import Built, Spec
 
 
 class GlobalRngDataset(keras.utils.PyDataset):

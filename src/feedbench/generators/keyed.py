@@ -18,8 +18,8 @@ import math
 
 import keras
 
+from feedbench.core.spec import Built, Spec
 from feedbench.generators.keying import epoch_order, keyed_batch
-from feedbench.generators.spec import Built, Spec
 
 
 class KeyedDataset(keras.utils.PyDataset):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from feedbench.data import Source
-from feedbench.generators.workloads import Workload
+from feedbench.core.data import Source
+from feedbench.core.workloads import Workload
 
 BRIGHTNESS_JITTER = 0.1
 

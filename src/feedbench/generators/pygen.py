@@ -7,8 +7,8 @@ forever, epoch after epoch, with the same keyed batches as ``keyed``.
 
 from __future__ import annotations
 
+from feedbench.core.spec import Built, Spec, not_applicable
 from feedbench.generators.keying import epoch_order, keyed_batch
-from feedbench.generators.spec import Built, Spec, not_applicable
 
 
 def keyed_batches(spec: Spec, source):

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 
-from feedbench.data import make_source
-from feedbench.errors import BadDataset, FeedbenchError, PluginError, UnknownImplementation
-from feedbench.generators.spec import FAMILIES, Built, Spec, not_applicable
-from feedbench.generators.workloads import WORKLOADS
+from feedbench.core.data import make_source
+from feedbench.core.errors import BadDataset, FeedbenchError, PluginError, UnknownImplementation
+from feedbench.core.spec import FAMILIES, Built, Spec, not_applicable
+from feedbench.core.workloads import WORKLOADS
 
 PLUGIN_ENV = "FEEDBENCH_PLUGINS"
 ENTRY_POINT_GROUP = "feedbench.generators"
@@ -36,6 +36,12 @@ class Implementation:
     factory: str  # "module:callable", imported only when building
     workloads: tuple[str, ...] = WORKLOADS
     plugin: bool = False
+
+    def workload_reason(self, workload: str) -> str | None:
+        """Why this implementation cannot run ``workload``, or None when it can."""
+        if workload in self.workloads:
+            return None
+        return f"workload {workload!r} given for {self.name}; it runs {', '.join(self.workloads)}"
 
     def load(self) -> Callable:
         if self.plugin:
@@ -71,8 +77,7 @@ BUILTINS: dict[str, Implementation] = {
         Implementation(
             "seed_bounded",
             "pydataset",
-            "slice end bounded with min(): identical to plain slicing, NumPy already "
-            "clips slices",
+            "slice end bounded with min(): identical to plain slicing, NumPy already clips slices",
             "feedbench.generators.seed_patterns:build_bounded",
         ),
         Implementation(
@@ -105,8 +110,7 @@ BUILTINS: dict[str, Implementation] = {
         Implementation(
             "tfdata",
             "tfdata",
-            "native tf.data: seeded shuffle, stateless augmentation in a parallel map, "
-            "prefetch; the speed to beat",
+            "native tf.data: seeded shuffle, stateless augmentation in a parallel map, prefetch; the speed to beat",
             "feedbench.generators.tfdata:build",
             workloads=("copy",),
         ),
@@ -193,10 +197,9 @@ def get(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Implementation:
 def build(spec: Spec, plugins: list[str] | tuple[str, ...] = ()) -> Built:
     """Build the dataset that ``spec`` names, on a source made for it."""
     impl = get(spec.impl, plugins)
-    if spec.workload not in impl.workloads:
-        raise ValueError(
-            f"workload {spec.workload!r} given for {impl.name}; it runs {', '.join(impl.workloads)}"
-        )
+    reason = impl.workload_reason(spec.workload)
+    if reason:
+        raise ValueError(reason)
     source = make_source(
         spec.size, spec.n_samples, spec.seed, spec.traced, spec.work.storage, band_brightness=spec.band_brightness
     )

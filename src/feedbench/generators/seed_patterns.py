@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 
-from feedbench.generators.spec import Built, Spec
+from feedbench.core.spec import Built, Spec
 
 
 class _SeedPattern(keras.utils.PyDataset):

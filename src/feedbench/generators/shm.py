@@ -34,7 +34,6 @@ import atexit
 import multiprocessing
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -42,11 +41,12 @@ import weakref
 
 import numpy as np
 
-from feedbench.errors import GeneratorFailed
+from feedbench.core.errors import GeneratorFailed
+from feedbench.core.procs import how_it_ended
+from feedbench.core.spec import Built, Spec
 from feedbench.generators.keyed import KeyedDataset
 from feedbench.generators.keying import keyed_batch
 from feedbench.generators.shm_worker import Job, Layout, RingSpec, Segment, SourceSpec, worker_main
-from feedbench.generators.spec import Built, Spec
 
 START_METHOD_ENV = "FEEDBENCH_SHM_START_METHOD"
 POLL_S = 0.2  # how often a waiting request checks that every worker is alive
@@ -64,12 +64,24 @@ def ring_slots(workers: int) -> int:
 
 
 class ShmDataset(KeyedDataset):
-    def __init__(self, source, batch_size, seed, shuffle, work, workers=1, use_multiprocessing=False,
-                 max_queue_size=10, start_method=None):
+    def __init__(
+        self,
+        source,
+        batch_size,
+        seed,
+        shuffle,
+        work,
+        workers=1,
+        use_multiprocessing=False,
+        max_queue_size=10,
+        start_method=None,
+    ):
         self.shm_workers = max(1, workers) if use_multiprocessing else 0
-        keras_settings = ({"workers": 1, "use_multiprocessing": False, "max_queue_size": max_queue_size}
-                          if self.shm_workers else
-                          {"workers": workers, "use_multiprocessing": False, "max_queue_size": max_queue_size})
+        keras_settings = (
+            {"workers": 1, "use_multiprocessing": False, "max_queue_size": max_queue_size}
+            if self.shm_workers
+            else {"workers": workers, "use_multiprocessing": False, "max_queue_size": max_queue_size}
+        )
         super().__init__(source, batch_size, seed, shuffle, work, **keras_settings)
         self.max_queue_size = max_queue_size
         self.start_method = start_method or os.environ.get(START_METHOD_ENV) or None
@@ -123,8 +135,9 @@ class _Pool:
     def __init__(self, dataset: ShmDataset):
         self.per_epoch = len(dataset)
         source = dataset.source
-        sample_x, sample_y = keyed_batch(source, np.arange(source.n), dataset.batch_size, 0, dataset.seed, 0,
-                                         dataset.work)
+        sample_x, sample_y = keyed_batch(
+            source, np.arange(source.n), dataset.batch_size, 0, dataset.seed, 0, dataset.work
+        )
         self.depth = 2 * dataset.shm_workers  # batches computed ahead
         slots = ring_slots(dataset.shm_workers)
         # slot -> (epoch, index) it holds or is computing; None when free
@@ -138,9 +151,12 @@ class _Pool:
         self._segments: list[Segment] = []
         try:
             ring_segment = self._segment(slots * (sample_x[0].nbytes + sample_y[0].nbytes) * dataset.batch_size)
-            self.ring = RingSpec(ring_segment.path, slots,
-                                 Layout((dataset.batch_size, *sample_x.shape[1:]), sample_x.dtype.str),
-                                 Layout((dataset.batch_size, *sample_y.shape[1:]), sample_y.dtype.str))
+            self.ring = RingSpec(
+                ring_segment.path,
+                slots,
+                Layout((dataset.batch_size, *sample_x.shape[1:]), sample_x.dtype.str),
+                Layout((dataset.batch_size, *sample_y.shape[1:]), sample_y.dtype.str),
+            )
             self.slot_x, self.slot_y = self.ring.views(ring_segment)
             source_spec = self._share_source(source)
             self._start(dataset, source_spec)
@@ -175,9 +191,12 @@ class _Pool:
         job = Job(dataset.source.n, dataset.batch_size, dataset.seed, dataset.shuffle, dataset.work)
         self.workers = []
         for wid in range(dataset.shm_workers):
-            process = context.Process(target=worker_main, name=f"feedbench-shm-{wid}", daemon=True,
-                                      args=(wid, self.ring, source_spec, job, self.tasks[wid], self.results,
-                                            os.getpid()))
+            process = context.Process(
+                target=worker_main,
+                name=f"feedbench-shm-{wid}",
+                daemon=True,
+                args=(wid, self.ring, source_spec, job, self.tasks[wid], self.results, os.getpid()),
+            )
             process.start()
             self.workers.append(process)
         _LIVE_POOLS.add(self)
@@ -304,8 +323,10 @@ class _Pool:
             pass
         for wid, process in enumerate(self.workers):
             if process.exitcode is not None:
-                raise GeneratorFailed(f"shm: worker {wid} (pid {process.pid}) {_how_it_ended(process.exitcode)} "
-                                      f"while {self._doing(wid, doing)}")
+                raise GeneratorFailed(
+                    f"shm: worker {wid} (pid {process.pid}) {how_it_ended(process.exitcode)} "
+                    f"while {self._doing(wid, doing)}"
+                )
         if time.monotonic() > deadline:
             raise GeneratorFailed(f"shm: no progress for {BATCH_TIMEOUT_S:g} s while {doing}")
         return None
@@ -321,19 +342,9 @@ class _Pool:
         _, wid, _, epoch, index, text = message
         last = [line for line in text.strip().splitlines() if line.strip()][-1]
         where = "while starting" if index is None else f"at batch {index} of epoch {epoch}"
-        error = GeneratorFailed(f"shm: worker {wid} raised {where}: {last}\n"
-                                f"worker traceback:\n{text.rstrip()}")
+        error = GeneratorFailed(f"shm: worker {wid} raised {where}: {last}\nworker traceback:\n{text.rstrip()}")
         error.worker_traceback = text
         return error
-
-
-def _how_it_ended(exitcode: int) -> str:
-    if exitcode < 0:
-        try:
-            return f"was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"was killed by signal {-exitcode}"
-    return f"exited with status {exitcode}"
 
 
 def _close_box(box: list) -> None:

@@ -12,18 +12,18 @@ start-up; the memory goes when the last mapping does.
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import queue
 import signal
-import sys
 import tempfile
 import traceback
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
+
+from feedbench.core.procs import die_with_parent
 
 SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 SEGMENT_PREFIX = "feedbench-shm-"
@@ -130,19 +130,9 @@ class _SharedSource:
         self.x, self.y = x, y
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when its parent dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-
-
 def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, results, parent: int) -> None:
     """Compute keyed batches for ``(slot, epoch, index)`` tasks and write them into their slot."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     from feedbench.generators.keying import epoch_order, keyed_batch
 
@@ -172,8 +162,10 @@ def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, r
             x, y = keyed_batch(src, orders[epoch], job.batch_size, index, job.seed, epoch, job.work)
             rows = len(x)
             if x.shape[1:] != ring.x.shape[1:] or x.dtype != np.dtype(ring.x.dtype) or rows > ring.x.shape[0]:
-                raise ValueError(f"batch {index} has x {x.shape} {x.dtype}; expected (<= {ring.x.shape[0]}, "
-                                 f"{', '.join(map(str, ring.x.shape[1:]))}) {ring.x.dtype}")
+                raise ValueError(
+                    f"batch {index} has x {x.shape} {x.dtype}; expected (<= {ring.x.shape[0]}, "
+                    f"{', '.join(map(str, ring.x.shape[1:]))}) {ring.x.dtype}"
+                )
             ring_x[slot][:rows] = x
             ring_y[slot][:rows] = y
             results.put(("done", wid, slot, epoch, index, rows))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from feedbench.core.spec import Built, Spec, not_applicable
 from feedbench.generators.keying import BRIGHTNESS_JITTER, epoch_order, keyed_batch
-from feedbench.generators.spec import Built, Spec, not_applicable
 
 
 def build(spec: Spec, source) -> Built:

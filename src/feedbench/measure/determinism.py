@@ -29,9 +29,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from feedbench import drive
-from feedbench.generators import Spec, build
-from feedbench.generators.spec import Built
+from feedbench.core.records import Record
+from feedbench.core.spec import Built, Spec
+from feedbench.fit import driver
+from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
+from feedbench.generators import build
 
 # Batches shorter than this carry too few random bits for an identical flip
 # pattern to mean a repeated draw rather than chance (2**-16 per pair).
@@ -62,7 +64,7 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     pristine = np.array(source.x)  # the source as it was, to tell augmentation from content
     traced = source.traced
     digests = []
-    with contextlib.closing(drive.drive(built, epochs, timeout_s, materialize=True)) as batches:
+    with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=True)) as batches:
         for batch in batches:
             ids = _ids(batch.y, source.n) if traced else None
             digests.append(
@@ -97,7 +99,10 @@ def _hash(*arrays) -> str:
 
 def _row_hashes(x) -> np.ndarray:
     flat = np.ascontiguousarray(x).reshape(len(x), -1)
-    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") for row in flat], dtype=np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") for row in flat],
+        dtype=np.uint64,
+    )
 
 
 def _draws(x, pristine: np.ndarray, ids: np.ndarray) -> str | None:
@@ -122,6 +127,25 @@ def _draws(x, pristine: np.ndarray, ids: np.ndarray) -> str | None:
 
 
 @dataclass
+class DeterminismFigures(Record):
+    """The determinism verdicts of a setting and the counts behind them (for reports and asv)."""
+
+    missing: int | None = None
+    duplicated: int | None = None
+    in_order: bool | None = None
+    reproducible: bool | None = None
+    matches_serial: bool | None = None
+    epoch_diversity: float | None = None
+    repeated_draws: int | None = None
+    source_intact: bool | None = None
+    source_rows_changed: int | None = None
+    batches_differing_repeat: int | None = None
+    batches_differing_serial: int | None = None
+    dropped_by_design: int | None = None
+    identified_by: str | None = None
+
+
+@dataclass
 class DeterminismResult:
     missing: int | None
     duplicated: int | None
@@ -142,6 +166,9 @@ class DeterminismResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def figures(self) -> DeterminismFigures:
+        return DeterminismFigures(**{f: getattr(self, f) for f in DeterminismFigures.__dataclass_fields__})
 
     def problems(self) -> list[str]:
         """The names of the checks that failed (None is 'could not tell', not a failure)."""
@@ -166,7 +193,7 @@ class DeterminismResult:
 
 
 def measure_determinism(
-    spec: Spec, epochs: int = 3, timeout_s: float = drive.DEFAULT_TIMEOUT_S, plugins=()
+    spec: Spec, epochs: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S, plugins=()
 ) -> DeterminismResult:
     """Run the setting, its repeat and the serial reference, and compare."""
     built = build(spec, plugins)
@@ -230,7 +257,7 @@ def _increasing_steps(stream: Stream, epoch: int) -> bool:
 def _coverage(result: DeterminismResult, built: Built, main: Stream) -> None:
     n = built.source.n
     missing, duplicated = [], []
-    for epoch, ids in sorted(_ids_per_epoch(main).items()):
+    for _epoch, ids in sorted(_ids_per_epoch(main).items()):
         counts = np.bincount(ids, minlength=n)
         missing.append(int((counts == 0).sum()))
         duplicated.append(int((counts > 1).sum()))

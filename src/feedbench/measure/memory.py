@@ -19,8 +19,12 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
-from feedbench import drive, procs
-from feedbench.generators import Spec, build
+from feedbench.core import procs
+from feedbench.core.records import Record
+from feedbench.core.spec import Spec
+from feedbench.fit import driver
+from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
+from feedbench.generators import build
 
 DEFAULT_INTERVAL_S = 0.025
 
@@ -57,6 +61,19 @@ def sample_tree() -> TreeSample:
 
 
 @dataclass
+class MemoryFigures(Record):
+    """The memory figures of a setting that a report shows (bytes, and a count of processes)."""
+
+    peak_tree_uss_bytes: int | None = None
+    peak_tree_pss_bytes: int | None = None
+    peak_tree_rss_bytes: int | None = None
+    peak_main_rss_bytes: int | None = None
+    peak_workers_uss_bytes: int | None = None
+    workers_seen: int | None = None
+    growth_bytes: int | None = None
+
+
+@dataclass
 class MemoryResult:
     peak_tree_uss_bytes: int
     peak_tree_pss_bytes: int
@@ -73,6 +90,9 @@ class MemoryResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def figures(self) -> MemoryFigures:
+        return MemoryFigures(**{f: getattr(self, f) for f in MemoryFigures.__dataclass_fields__})
 
 
 class _Sampler:
@@ -116,7 +136,7 @@ class _Sampler:
 def measure_memory(
     spec: Spec,
     epochs: int = 3,
-    timeout_s: float = drive.DEFAULT_TIMEOUT_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     interval_s: float = DEFAULT_INTERVAL_S,
     plugins=(),
 ) -> MemoryResult:
@@ -129,7 +149,7 @@ def measure_memory(
     with _Sampler(interval_s) as sampler:
         sampler.take()
         last_step = built.expected_batches - 1
-        with contextlib.closing(drive.drive(built, epochs, timeout_s, materialize=False)) as batches:
+        with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=False)) as batches:
             for batch in batches:
                 if batch.step == last_step:
                     epoch_end.append(sampler.take().uss)

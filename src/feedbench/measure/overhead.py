@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 
-from feedbench import drive
-from feedbench.data import make_source
-from feedbench.generators.spec import Built, Spec
+from feedbench.core.data import make_source
+from feedbench.core.spec import Built, Spec
+from feedbench.fit import driver, keras_api
 from feedbench.measure.throughput import throughput_of
 
 
@@ -64,8 +64,8 @@ class _NullEpochIterator:
 def harness_cost_per_batch(batches: int, batch_size: int, repeats: int) -> float:
     """Seconds the harness's own code spends per batch (median over repeats)."""
     built = _built(batches, batch_size)
-    real = drive._epoch_iterator
-    drive._epoch_iterator = lambda _: _NullEpochIterator(built.dataset.batch, batches)
+    real = keras_api.epoch_iterator
+    keras_api.epoch_iterator = lambda *args, **kwargs: _NullEpochIterator(built.dataset.batch, batches)
     try:
         per_batch = []
         for _ in range(repeats):
@@ -73,7 +73,7 @@ def harness_cost_per_batch(batches: int, batch_size: int, repeats: int) -> float
             throughput_of(built, epochs=1)
             per_batch.append((time.perf_counter() - start) / batches)
     finally:
-        drive._epoch_iterator = real
+        keras_api.epoch_iterator = real
     return float(np.median(per_batch))
 
 
@@ -98,7 +98,9 @@ class OverheadResult:
 def _built(batches: int, batch_size: int) -> Built:
     source = make_source(n=batch_size, traced=True)
     dataset = Preallocated((np.array(source.x), source.y), batches)
-    return Built(Spec("preallocated", n_samples=batch_size * batches, batch_size=batch_size), "pydataset", dataset, source)
+    return Built(
+        Spec("preallocated", n_samples=batch_size * batches, batch_size=batch_size), "pydataset", dataset, source
+    )
 
 
 def bare_epoch_times(built: Built, epochs: int) -> list[float]:
@@ -107,7 +109,7 @@ def bare_epoch_times(built: Built, epochs: int) -> list[float]:
     An epoch's time runs from the previous epoch's last batch to its own last
     batch, the same window ``harness_epoch_times`` uses.
     """
-    iterator = drive._epoch_iterator(built)
+    iterator = keras_api.epoch_iterator(built.dataset, **built.fit_kwargs())
     iterator.reset()
     ends = []
     for _ in range(epochs):
@@ -115,7 +117,7 @@ def bare_epoch_times(built: Built, epochs: int) -> list[float]:
             for _, _, data in iterator:
                 # Reading the batch size waits for the tensor to be ready, as
                 # any consumer (a train step) does; the harness reads it too.
-                len(drive._first_batch_of(data)[0])
+                len(driver.batch_of(data)[0])
         ends.append(time.perf_counter())
     return list(np.diff(ends))
 
@@ -159,7 +161,15 @@ def _paired(repeats: int, batches: int, batch_size: int) -> OverheadResult:
     own = harness_cost_per_batch(batches, batch_size, repeats)
     bare_s = float(np.median(bare))
     return OverheadResult(
-        drive.backend(), batches, batch_size, repeats,
-        bare_s, float(np.median(harness)), float(np.median(ratios) - 1), float(low), float(high),
-        own, own / (bare_s / batches),
+        keras_api.backend(),
+        batches,
+        batch_size,
+        repeats,
+        bare_s,
+        float(np.median(harness)),
+        float(np.median(ratios) - 1),
+        float(low),
+        float(high),
+        own,
+        own / (bare_s / batches),
     )

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from feedbench import drive
-from feedbench.generators import Spec, build
-from feedbench.generators.spec import Built
+from feedbench.core.records import Record
+from feedbench.core.spec import Built, Spec
+from feedbench.fit import driver
+from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
+from feedbench.generators import build
 
 
 @dataclass
@@ -39,6 +41,17 @@ class EpochThroughput:
     latency_max_s: float
     wait_fraction: float
     last_arrival: float  # perf_counter of the epoch's last batch
+
+
+@dataclass
+class ThroughputFigures(Record):
+    """The figures of a setting's throughput that a report shows: medians over epochs."""
+
+    first_batch_s: float | None = None
+    samples_per_s: float | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    wait_fraction: float | None = None
 
 
 @dataclass
@@ -71,21 +84,27 @@ class ThroughputResult:
     def latency_p50_s(self) -> float | None:
         return self._median("latency_p50_s")
 
+    def figures(self) -> ThroughputFigures:
+        summary = self.summary()
+        return ThroughputFigures(**{f: summary[f] for f in ThroughputFigures.__dataclass_fields__})
+
     def to_dict(self) -> dict:
         return {**self.summary(), "per_epoch": [asdict(e) for e in self.epochs]}
 
 
 def measure_throughput(
-    spec: Spec, epochs: int = 3, timeout_s: float = drive.DEFAULT_TIMEOUT_S, step_s: float = 0.0, plugins=()
+    spec: Spec, epochs: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S, step_s: float = 0.0, plugins=()
 ) -> ThroughputResult:
     return throughput_of(build(spec, plugins), epochs, timeout_s, step_s)
 
 
-def throughput_of(built: Built, epochs: int = 3, timeout_s: float = drive.DEFAULT_TIMEOUT_S, step_s: float = 0.0) -> ThroughputResult:
+def throughput_of(
+    built: Built, epochs: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S, step_s: float = 0.0
+) -> ThroughputResult:
     """The same measurement on a dataset already built."""
     records: dict[int, list[tuple[float, float, int]]] = {}  # epoch -> (asked, arrived, rows)
     asked = time.perf_counter()
-    with contextlib.closing(drive.drive(built, epochs, timeout_s, materialize=False)) as batches:
+    with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=False)) as batches:
         for batch in batches:
             records.setdefault(batch.epoch, []).append((asked, batch.t, len(batch.x)))
             if step_s:

@@ -6,10 +6,13 @@ over the same tree).
 
 from __future__ import annotations
 
+import ctypes
+import signal
+import sys
+
 import psutil
 
-from feedbench.errors import WorkerLeak
-
+from feedbench.core.errors import WorkerLeak
 
 # Python's own per-interpreter helpers, started on first use and meant to live as long
 # as the interpreter: the forkserver (whose children, the workers, still count) and
@@ -74,3 +77,23 @@ def _quietly(action) -> None:
         action()
     except psutil.NoSuchProcess:
         pass
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def how_it_ended(exitcode: int) -> str:
+    """A process's exit status in words: 'exited with status 3', 'was killed by SIGKILL'."""
+    if exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"

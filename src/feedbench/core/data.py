@@ -123,7 +123,9 @@ def make_source(
         raise ValueError(f"unknown storage {storage!r}; expected one of {list(STORAGES)}")
     labels = make_labels(n, seed)
     if storage == "memory":
-        return Source(make_samples(labels, size, seed, band_brightness=band_brightness), labels, size, seed, traced, storage)
+        return Source(
+            make_samples(labels, size, seed, band_brightness=band_brightness), labels, size, seed, traced, storage
+        )
     path = _disk_file(size, n, seed, labels, directory or cache_dir(), band_brightness)
     x = np.load(path, mmap_mode="c")
     return Source(x, labels, size, seed, traced, storage, path)

@@ -32,10 +32,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from feedbench import drive
-from feedbench.data import make_source
-from feedbench.generators import Spec, build
-from feedbench.generators.spec import Built
+from feedbench.core.data import make_source
+from feedbench.core.records import Record
+from feedbench.core.spec import Built, Spec
+from feedbench.fit.keras_api import backend
+from feedbench.fit.supervise import supervised
+from feedbench.generators import build
 
 DEVICES = ("cpu", "gpu")
 DEVICE_ENV = "FEEDBENCH_DEVICE"  # the device a measuring process must train on
@@ -61,13 +63,23 @@ class Task:
     @classmethod
     def of(cls, spec: Spec, epochs: int) -> Task:
         """The task a training spec belongs to."""
-        return cls(spec.size, spec.n_samples, batch_size=spec.batch_size, epochs=epochs,
-                   band_brightness=spec.band_brightness)
+        return cls(
+            spec.size, spec.n_samples, batch_size=spec.batch_size, epochs=epochs, band_brightness=spec.band_brightness
+        )
 
     def spec(self, impl: str, seed: int = 0, **settings) -> Spec:
         """A spec that feeds this task: shuffled, plain labels, the task's source."""
-        return Spec(impl, size=self.size, n_samples=self.n_train, batch_size=self.batch_size, seed=seed,
-                    shuffle=True, traced=False, band_brightness=self.band_brightness, **settings)
+        return Spec(
+            impl,
+            size=self.size,
+            n_samples=self.n_train,
+            batch_size=self.batch_size,
+            seed=seed,
+            shuffle=True,
+            traced=False,
+            band_brightness=self.band_brightness,
+            **settings,
+        )
 
     def training_arrays(self, seed: int):
         source = make_source(self.size, self.n_train, seed, traced=False, band_brightness=self.band_brightness)
@@ -75,8 +87,7 @@ class Task:
 
     @functools.cached_property
     def validation_arrays(self):
-        source = make_source(self.size, self.n_val, VALIDATION_SEED, traced=False,
-                             band_brightness=self.band_brightness)
+        source = make_source(self.size, self.n_val, VALIDATION_SEED, traced=False, band_brightness=self.band_brightness)
         return source.x, source.y
 
 
@@ -84,16 +95,18 @@ def make_model(task: Task, seed: int):
     """Two strided convolutions and a linear read-out; the same weights for the same seed."""
     import keras
 
-    from feedbench.data import NUM_CLASSES, SIZES
+    from feedbench.core.data import NUM_CLASSES, SIZES
 
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input(SIZES[task.size]),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-        keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(NUM_CLASSES),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(SIZES[task.size]),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(NUM_CLASSES),
+        ]
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(task.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -134,34 +147,70 @@ def _train_clock():
 
 def _fit(model, data, task: Task, seed: int, name: str, timeout_s: float, validation, **fit_args) -> FitRun:
     clock = _train_clock()
-    with drive.guarded(name, timeout_s):
-        history = model.fit(data, epochs=task.epochs, validation_data=validation, verbose=0,
-                            callbacks=[clock], **fit_args)
+    with supervised(name, timeout_s):
+        history = model.fit(
+            data, epochs=task.epochs, validation_data=validation, verbose=0, callbacks=[clock], **fit_args
+        )
     steady = clock.seconds[1:]  # the first epoch compiles the step
-    return FitRun(seed, float(history.history["val_accuracy"][-1]),
-                  float(task.n_train / np.median(steady)), clock.seconds)
+    return FitRun(
+        seed, float(history.history["val_accuracy"][-1]), float(task.n_train / np.median(steady)), clock.seconds
+    )
 
 
 def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, validation=None) -> FitRun:
     """``model.fit`` on an implementation's dataset, exactly as a user calls it."""
-    fit_args = {"shuffle": built.fit_shuffle}
-    if built.family != "pydataset":
-        fit_args["steps_per_epoch"] = built.steps_per_epoch or built.spec.batches_per_epoch
     model = make_model(task, seed)
     try:
-        return _fit(model, built.dataset, task, seed, built.spec.impl, timeout_s,
-                    validation or task.validation_arrays, **fit_args)
+        return _fit(
+            model,
+            built.dataset,
+            task,
+            seed,
+            built.spec.impl,
+            timeout_s,
+            validation or task.validation_arrays,
+            **built.fit_kwargs(),
+        )
     finally:
         built.close()
 
 
-@functools.lru_cache(maxsize=None)  # once per process: every setting of a grid compares with it
+@functools.cache  # once per process: every setting of a grid compares with it
 def fit_baseline(task: Task, seed: int, timeout_s: float = 300.0) -> FitRun:
     """The reference: ``model.fit(x, y)`` on the training arrays in memory."""
     x, y = task.training_arrays(seed)
     model = make_model(task, seed)
-    return _fit(model, x, task, seed, "baseline (arrays in memory)", timeout_s, task.validation_arrays,
-                y=y, batch_size=task.batch_size, shuffle=True)
+    return _fit(
+        model,
+        x,
+        task,
+        seed,
+        "baseline (arrays in memory)",
+        timeout_s,
+        task.validation_arrays,
+        y=y,
+        batch_size=task.batch_size,
+        shuffle=True,
+    )
+
+
+@dataclass
+class TrainingSummary(Record):
+    """A training measurement's figures: accuracy against the paired baseline, speed, starvation."""
+
+    device: str
+    seeds: int
+    val_accuracy: float
+    val_accuracy_spread: float
+    baseline_val_accuracy: float
+    baseline_val_accuracy_spread: float
+    accuracy_vs_baseline: float
+    accuracy_vs_baseline_spread: float
+    accuracy_noise: float  # two standard errors of the paired differences
+    accuracy_verdict: str
+    fit_samples_per_s: float
+    baseline_samples_per_s: float
+    starvation: float
 
 
 @dataclass
@@ -183,7 +232,7 @@ class TrainingResult:
         """Per seed, the implementation's accuracy minus the baseline's (same initial weights)."""
         return [run.val_accuracy - base.val_accuracy for run, base in zip(self.runs, self.baseline)]
 
-    def summary(self) -> dict:
+    def summary(self) -> TrainingSummary:
         accuracy = [run.val_accuracy for run in self.runs]
         base_accuracy = [run.val_accuracy for run in self.baseline]
         diffs = self.differences
@@ -191,24 +240,24 @@ class TrainingResult:
         fit_sps = float(np.median([run.samples_per_s for run in self.runs]))
         base_sps = float(np.median([run.samples_per_s for run in self.baseline]))
         mean_diff = statistics.fmean(diffs)
-        return {
-            "device": self.device,
-            "seeds": len(self.runs),
-            "val_accuracy": statistics.fmean(accuracy),
-            "val_accuracy_spread": _stdev(accuracy),
-            "baseline_val_accuracy": statistics.fmean(base_accuracy),
-            "baseline_val_accuracy_spread": _stdev(base_accuracy),
-            "accuracy_vs_baseline": mean_diff,
-            "accuracy_vs_baseline_spread": _stdev(diffs),
-            "accuracy_noise": noise,
-            "accuracy_verdict": _accuracy_verdict(mean_diff, noise),
-            "fit_samples_per_s": fit_sps,
-            "baseline_samples_per_s": base_sps,
-            "starvation": 1.0 - fit_sps / base_sps,
-        }
+        return TrainingSummary(
+            device=self.device,
+            seeds=len(self.runs),
+            val_accuracy=statistics.fmean(accuracy),
+            val_accuracy_spread=_stdev(accuracy),
+            baseline_val_accuracy=statistics.fmean(base_accuracy),
+            baseline_val_accuracy_spread=_stdev(base_accuracy),
+            accuracy_vs_baseline=mean_diff,
+            accuracy_vs_baseline_spread=_stdev(diffs),
+            accuracy_noise=noise,
+            accuracy_verdict=_accuracy_verdict(mean_diff, noise),
+            fit_samples_per_s=fit_sps,
+            baseline_samples_per_s=base_sps,
+            starvation=1.0 - fit_sps / base_sps,
+        )
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "summary": self.summary()}
+        return {**asdict(self), "summary": self.summary().to_json()}
 
 
 def _stdev(values: list[float]) -> float:
@@ -279,16 +328,16 @@ def device_env(device: str) -> dict[str, str]:
 
 def current_device() -> str:
     """The device the active Keras backend computes on: "gpu" if it sees one, else "cpu"."""
-    backend = drive.backend()
-    if backend == "tensorflow":
+    active = backend()
+    if active == "tensorflow":
         import tensorflow as tf
 
         return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    if backend == "torch":
+    if active == "torch":
         import torch
 
         return "gpu" if torch.cuda.is_available() else "cpu"
-    if backend == "jax":
+    if active == "jax":
         import jax
 
         return "gpu" if jax.default_backend() == "gpu" else "cpu"
@@ -303,5 +352,6 @@ def require_device(device: str) -> None:
             "gpu": "install the backend's GPU build (pip install 'tensorflow[and-cuda]', or jax/torch with CUDA)",
             "cpu": "set CUDA_VISIBLE_DEVICES=-1 before Keras loads",
         }[device]
-        raise ValueError(f"device {device!r} asked for, but Keras backend {drive.backend()!r} computes on "
-                         f"{have!r} here; {hint}")
+        raise ValueError(
+            f"device {device!r} asked for, but Keras backend {backend()!r} computes on {have!r} here; {hint}"
+        )

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from feedbench.data import cache_dir
+from feedbench.core.data import cache_dir
 
 # CDN path fragment -> (npm package, file inside the package)
 VENDORED = {

@@ -11,8 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from feedbench.data import BAND_BRIGHTNESS, SIZES, Source
-from feedbench.generators.workloads import WORKLOADS, Workload
+from feedbench.core.data import BAND_BRIGHTNESS, SIZES, Source
+from feedbench.core.workloads import WORKLOADS, Workload
 
 FAMILIES = ("pydataset", "generator", "tfdata")
 
@@ -91,6 +91,17 @@ class Built:
             return self.dataset.num_batches
         return self.steps_per_epoch or self.spec.batches_per_epoch
 
+    def fit_kwargs(self) -> dict[str, Any]:
+        """``model.fit``'s data arguments for this dataset: the driver, training and the tap all pass these.
+
+        A generator or a repeating tf.data pipeline has no length of its own, so fit is told the
+        epoch's length; a PyDataset knows its own.
+        """
+        steps = self.steps_per_epoch
+        if steps is None and self.family != "pydataset":
+            steps = self.spec.batches_per_epoch
+        return {"shuffle": self.fit_shuffle, "steps_per_epoch": steps}
+
     def close(self) -> None:
         """Release what the dataset holds between epochs (shm's worker pool); a no-op for most."""
         closer = getattr(self.dataset, "close", None) if self.family == "pydataset" else None
@@ -109,8 +120,4 @@ def not_applicable(family: str, spec: Spec) -> dict[str, str]:
     if family not in NOT_PARALLEL_REASON:
         return {}
     reason = NOT_PARALLEL_REASON[family]
-    return {
-        key: reason
-        for key, default in PARALLEL_DEFAULTS.items()
-        if getattr(spec, key) != default
-    }
+    return {key: reason for key, default in PARALLEL_DEFAULTS.items() if getattr(spec, key) != default}

@@ -4,7 +4,7 @@ A tiny tap model trains on a traced dataset with ``run_eagerly=True``; its loss
 records the sample ids (``y[:, 1]``) of every batch the train step receives,
 and a callback marks the epochs. The dataset's ``on_epoch_begin`` /
 ``on_epoch_end`` calls are counted too. This works the same on every Keras
-backend, and (``feedbench.legacy``) on legacy Keras 2.
+backend, and (``feedbench.run.legacy``) on legacy Keras 2.
 """
 
 from __future__ import annotations
@@ -13,8 +13,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from feedbench import drive
-from feedbench.generators.spec import Built
+from feedbench.core.records import Record
+from feedbench.core.spec import Built
+from feedbench.fit.keras_api import backend
+from feedbench.fit.supervise import supervised
+
+
+@dataclass
+class FitStreamFigures(Record):
+    """The worst epoch's coverage of a real fit, and the dataset hooks fit called."""
+
+    missing: int | None = None
+    duplicated: int | None = None
+    on_epoch_begin_calls: int | None = None
+    on_epoch_end_calls: int | None = None
 
 
 @dataclass
@@ -30,25 +42,31 @@ class FitStream:
         per_epoch = []
         for ids in self.epochs:
             counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=n)
-            per_epoch.append({
-                "samples": len(ids),
-                "missing": int((counts == 0).sum()),
-                "duplicated": int((counts > 1).sum()),
-                "in_order": ids == sorted(ids),
-            })
+            per_epoch.append(
+                {
+                    "samples": len(ids),
+                    "missing": int((counts == 0).sum()),
+                    "duplicated": int((counts > 1).sum()),
+                    "in_order": ids == sorted(ids),
+                }
+            )
         same_order = len(self.epochs) > 1 and all(e == self.epochs[0] for e in self.epochs[1:])
-        return {"backend": self.backend, "epochs": per_epoch, "same_order_every_epoch": same_order,
-                "hooks": dict(self.hooks)}
+        return {
+            "backend": self.backend,
+            "epochs": per_epoch,
+            "same_order_every_epoch": same_order,
+            "hooks": dict(self.hooks),
+        }
 
-    def figures(self, n: int) -> dict:
+    def figures(self, n: int) -> FitStreamFigures:
         """The worst epoch's counts and the hook calls, flat (for the asv benchmarks)."""
         epochs = self.summary(n)["epochs"]
-        return {
-            "missing": max(e["missing"] for e in epochs),
-            "duplicated": max(e["duplicated"] for e in epochs),
-            "on_epoch_begin_calls": self.hooks.get("on_epoch_begin"),
-            "on_epoch_end_calls": self.hooks.get("on_epoch_end"),
-        }
+        return FitStreamFigures(
+            missing=max(e["missing"] for e in epochs),
+            duplicated=max(e["duplicated"] for e in epochs),
+            on_epoch_begin_calls=self.hooks.get("on_epoch_begin"),
+            on_epoch_end_calls=self.hooks.get("on_epoch_end"),
+        )
 
 
 class Tap:
@@ -111,17 +129,14 @@ def fit_stream(built: Built, epochs: int = 2, timeout_s: float = 300.0) -> FitSt
 
     if not built.source.traced:
         raise ValueError(f"{built.spec.impl}: the tap needs a traced source (sample ids in y[:, 1])")
-    stream = FitStream(drive.backend())
+    stream = FitStream(backend())
     if built.family == "pydataset":
         count_hooks(built.dataset, stream.hooks)
     tap = Tap(keras)
     model = tap.model(built.source.x.shape[1:])
-    fit_args = {"shuffle": built.fit_shuffle}
-    if built.family != "pydataset":
-        fit_args["steps_per_epoch"] = built.steps_per_epoch or built.spec.batches_per_epoch
     try:
-        with drive.guarded(built.spec.impl, timeout_s):
-            model.fit(built.dataset, epochs=epochs, verbose=0, callbacks=[tap.callback()], **fit_args)
+        with supervised(built.spec.impl, timeout_s):
+            model.fit(built.dataset, epochs=epochs, verbose=0, callbacks=[tap.callback()], **built.fit_kwargs())
     finally:
         built.close()
     stream.epochs = tap.epochs

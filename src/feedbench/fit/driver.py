@@ -1,0 +1,144 @@
+"""Feed any implementation exactly as ``model.fit`` feeds it, and always clean up.
+
+The driver builds the active backend's own epoch iterator (``TFEpochIterator``,
+``JAXEpochIterator`` or ``TorchEpochIterator``) over Keras's own data adapter,
+with fit's arguments, and walks it in fit's order:
+
+1. construct the iterator (the TensorFlow adapter reads batches 0 and 1 in the
+   main process to infer the tensor spec);
+2. on jax and torch, fit's symbolic build of a fresh model takes one batch
+   (a whole ``on_epoch_begin``: with workers, a pool starts for it);
+3. ``reset()``: the extra ``on_epoch_end`` before the first epoch;
+4. for each epoch: ``on_epoch_begin``, one ``next()`` per step, ``on_epoch_end``.
+
+It yields each delivered batch with the time it arrived. The walk runs under
+``supervise.supervised``: whatever ends the run (the end, an exception in the
+generator, a consumer that stops early, the time limit), no worker process it
+started survives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from feedbench.core.errors import BadDataset
+from feedbench.core.spec import Built
+from feedbench.fit import keras_api
+from feedbench.fit.supervise import DEFAULT_TIMEOUT_S, supervised
+
+backend = keras_api.backend
+
+
+@dataclass(slots=True)
+class Batch:
+    epoch: int  # 0-based, as fit counts
+    step: int
+    x: Any
+    y: Any
+    t: float  # time.perf_counter() when the batch reached the consumer
+
+
+def drive(
+    built: Built,
+    epochs: int = 1,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    materialize: bool = True,
+) -> Iterator[Batch]:
+    """Yield every batch ``fit`` would deliver over ``epochs`` epochs.
+
+    ``materialize`` turns tensors into NumPy arrays (needed to look at the
+    content); without it the consumer gets the backend's own tensors.
+    Consume it with ``contextlib.closing`` (or to the end) so that an early
+    stop cleans up at once.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs={epochs} given; expected 1 or more")
+    name = built.spec.impl
+    with supervised(name, timeout_s, where="start-up") as feeding:
+        feeding.closers.append(built.close)
+        feeding.iterator = iterator = keras_api.epoch_iterator(built.dataset, **built.fit_kwargs())
+        if backend() in ("jax", "torch"):
+            _first_batch(iterator)  # fit's symbolic build on a fresh model
+        iterator.reset()  # the on_epoch_end fit calls before the first epoch
+        # TensorFlow's adapter already holds every batch to the spec of the
+        # first two; the other backends check nothing, so we do.
+        check = _ShapeCheck(name) if backend() != "tensorflow" else None
+        for epoch in range(epochs):
+            with iterator.catch_stop_iteration():
+                for step, (_, _, data) in enumerate(iterator):
+                    feeding.position = (epoch, step)
+                    x, y = _unpack(batch_of(data), materialize)
+                    arrived = time.perf_counter()
+                    if check:
+                        check(x, y, feeding.where())
+                    feeding.check()
+                    yield Batch(epoch, step, x, y, arrived)
+
+
+def run(built: Built, epochs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, materialize: bool = True) -> list[Batch]:
+    """All batches of a run, as a list."""
+    with contextlib.closing(drive(built, epochs, timeout_s, materialize)) as batches:
+        return list(batches)
+
+
+# --------------------------------------------------------------------------- fit's data path
+
+
+def _first_batch(iterator) -> None:
+    """What fit's symbolic build does: take one batch, then leave the epoch open."""
+    for _, _, data in iterator:
+        batch_of(data)
+        break
+
+
+def batch_of(data):
+    """The batch in what fit's epoch iterator yields for one step."""
+    # fit hands its train step either a list of batches (jax, torch) or the
+    # iterator itself (tensorflow), from which the step takes one.
+    if isinstance(data, (list, tuple)):
+        return data[0]
+    return next(data)
+
+
+def _unpack(batch, materialize: bool):
+    if isinstance(batch, dict):
+        raise BadDataset("a batch is a dict; feedbench expects (x, y) tuples")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise BadDataset(
+            f"a batch is a {type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} "
+            "items; expected (x, y) or (x, y, sample_weight)"
+        )
+    x, y = batch[0], batch[1]
+    if materialize:
+        x, y = np.asarray(x), np.asarray(y)
+    return x, y
+
+
+class _ShapeCheck:
+    """Batches may differ in length, never in sample shape or dtype."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.first = None
+
+    def __call__(self, x, y, where) -> None:
+        seen = (tuple(x.shape[1:]), str(x.dtype), tuple(y.shape[1:]), str(y.dtype))
+        if self.first is None:
+            self.first = seen
+            return
+        if seen != self.first:
+            raise BadDataset(
+                f"{self.name}: batch at {where} has x {_shape(seen[:2])}, y {_shape(seen[2:])}; "
+                f"expected x {_shape(self.first[:2])}, y {_shape(self.first[2:])} as in the first batch"
+            )
+
+
+def _shape(pair) -> str:
+    dims, dtype = pair
+    return f"(batch, {', '.join(map(str, dims))}) {dtype}" if dims else f"(batch,) {dtype}"

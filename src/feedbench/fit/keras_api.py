@@ -1,0 +1,132 @@
+"""The one module that touches Keras's private API.
+
+feedbench walks fit's own epoch iterators and stops Keras's worker pools itself; neither is
+public API. Everything that reaches into ``keras.src`` is here, so a Keras upgrade that moves
+them breaks one module, and ``check_version`` says which versions this was tested against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import warnings
+
+# Keras versions whose private names below were checked (fit's call order is pinned by
+# tests/test_drive.py and tests/test_backends.py against a real fit on each backend).
+TESTED_KERAS = ("3.15",)
+
+# Frames from these files mean a thread is producing batches for the data path: a tf.data
+# py_function thread, or a Keras enqueuer or pool thread.
+DATA_PATH_FILES = (
+    os.path.join("tensorflow", "python", "ops", "script_ops.py"),
+    os.path.join("keras", "src", "trainers", "data_adapters"),
+)
+
+
+def backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def check_version() -> str | None:
+    """A one-line warning when the installed Keras is not one feedbench was tested with."""
+    import keras
+
+    if not keras.__version__.startswith(TESTED_KERAS):
+        return (
+            f"Keras {keras.__version__} is installed; feedbench's driver was tested with Keras "
+            f"{', '.join(TESTED_KERAS)}.x: run tests/test_drive.py before trusting its figures"
+        )
+    return None
+
+
+def epoch_iterator(dataset, steps_per_epoch: int | None, shuffle: bool):
+    """The active backend's own epoch iterator, built as ``model.fit`` builds it."""
+    warning = check_version()
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    name = backend()
+    kwargs = dict(x=dataset, steps_per_epoch=steps_per_epoch, shuffle=shuffle)
+    if name == "tensorflow":
+        import tensorflow as tf
+        from keras.src.backend.tensorflow.trainer import TFEpochIterator
+
+        return TFEpochIterator(distribute_strategy=tf.distribute.get_strategy(), **kwargs)
+    if name == "jax":
+        from keras.src.backend.jax.trainer import JAXEpochIterator
+
+        return JAXEpochIterator(**kwargs)
+    if name == "torch":
+        from keras.src.backend.torch.trainer import TorchEpochIterator
+
+        return TorchEpochIterator(**kwargs)
+    from feedbench.core.errors import FeedbenchError
+
+    raise FeedbenchError(f"Keras backend {name!r} is active; feedbench drives tensorflow, jax or torch")
+
+
+@contextlib.contextmanager
+def tracked_pools():
+    """Record every worker pool Keras creates meanwhile (threads and processes)."""
+    from keras.src.trainers.data_adapters import py_dataset_adapter as keras_pda
+
+    created: list = []
+    original = keras_pda.get_pool_class
+
+    def tracking_pool_class(use_multiprocessing):
+        pool_class = original(use_multiprocessing)
+
+        def make(*args, **kwargs):
+            pool = pool_class(*args, **kwargs)
+            created.append(pool)
+            return pool
+
+        return make
+
+    keras_pda.get_pool_class = tracking_pool_class
+    try:
+        yield created
+    finally:
+        keras_pda.get_pool_class = original
+
+
+def fail_pending(pools, error: BaseException) -> None:
+    """Complete every pending pool result with ``error`` so no Keras thread waits forever."""
+    for pool in list(pools):
+        cache = getattr(pool, "_cache", {})
+        for result in list(cache.values()):
+            with contextlib.suppress(Exception):
+                result._set(0, (False, error))
+
+
+def abort(iterator, pools, error: BaseException) -> None:
+    """Stop Keras's enqueuer and pools without waiting on a batch that may never come."""
+    enqueuer = getattr(getattr(iterator, "data_adapter", None), "enqueuer", None)
+    if enqueuer is not None and enqueuer.is_running():
+        fail_pending(pools, error)
+        enqueuer.running = False
+        _drain(enqueuer.future_queue)  # unblocks the enqueuer thread's put()
+        if enqueuer.run_thread is not None:
+            enqueuer.run_thread.join(timeout=5)
+            _drain(enqueuer.future_queue)
+    terminator = threading.Thread(target=_terminate_all, args=(list(pools),), daemon=True)
+    terminator.start()
+    terminator.join(timeout=10)
+    if iterator is not None and getattr(iterator, "data_adapter", None) is not None:
+        with contextlib.suppress(Exception):
+            iterator.data_adapter._within_epoch = False
+
+
+def _drain(q) -> None:
+    with contextlib.suppress(queue.Empty):
+        while True:
+            q.get_nowait()
+
+
+def _terminate_all(pools) -> None:
+    for pool in pools:
+        with contextlib.suppress(Exception):
+            pool.terminate()

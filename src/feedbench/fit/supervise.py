@@ -1,0 +1,186 @@
+"""The time limit and clean-up around anything that feeds a dataset.
+
+``supervised(name, timeout_s)`` is the one context manager for both the driver (walking fit's
+epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
+
+- every worker pool Keras creates is tracked, and whatever ends the block (the end, an
+  exception, an early stop, the time limit) stops them; no worker process started inside
+  outlives the block;
+- an exception from the data path comes out as one typed line (``failures.explain``);
+- past the time limit the watchdog fails every pending pool result (which wakes a consumer
+  waiting on a worker), signals the main thread (which wakes one sleeping in Python code) and
+  raises inside data-path threads; the block then raises ``DriveTimeout``.
+
+A data path stuck in *native* code cannot be interrupted from inside its process. After
+``STUCK_GRACE_S`` more the watchdog reaps the workers and names the stuck threads; a process
+that owns its interpreter (the command line, a measuring child) registers ``on_stuck`` to end
+itself then. A library caller's interpreter is never ended: the caller gets ``DriveTimeout``
+once the native call returns (run settings in a child process, as ``profile`` does, for a hard
+guarantee).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from feedbench.core import procs
+from feedbench.core.errors import DriveTimeout, FeedbenchError, GeneratorFailed
+from feedbench.fit import keras_api
+from feedbench.fit.failures import explain
+
+DEFAULT_TIMEOUT_S = 300.0
+# After the time limit, how long the watchdog waits for a data path stuck in native code.
+STUCK_GRACE_S = float(os.environ.get("FEEDBENCH_STUCK_GRACE_S", "15"))
+_TIMEOUT_SIGNAL = signal.SIGUSR1
+
+_stuck_handler: Callable[[str], None] | None = None
+
+
+def on_stuck(handler: Callable[[str], None] | None) -> None:
+    """Register what to do with a data path stuck in native code past the limit (the message given).
+
+    Only for a process that owns its interpreter: the command line and feedbench's own
+    measuring children end themselves there. None restores the default (report and wait).
+    """
+    global _stuck_handler
+    _stuck_handler = handler
+
+
+class Supervision:
+    """What the supervised block tells its supervisor: the iterator to stop, and where it is."""
+
+    def __init__(self, where: str, watchdog: Watchdog):
+        self.iterator = None  # Keras's epoch iterator, whose enqueuer is stopped at the end
+        self.position: tuple[int, int] | None = None  # (epoch, step), formatted only on failure
+        self.closers: list[Callable[[], None]] = []  # run before the workers are reaped
+        self._where = where
+        self._watchdog = watchdog
+
+    def check(self) -> None:
+        """Raise DriveTimeout if the time limit has passed (for a consumer not in the main thread)."""
+        self._watchdog.check()
+
+    def where(self) -> str:
+        return self._where if self.position is None else "epoch {} step {}".format(*self.position)
+
+
+@contextlib.contextmanager
+def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a model.fit step"):
+    """Time limit, typed errors and clean-up for the block; yields a ``Supervision``."""
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s={timeout_s} given; expected a positive number of seconds")
+    keep = procs.descendant_pids()
+    watchdog = Watchdog(timeout_s, name)
+    state = Supervision(where, watchdog)
+    with keras_api.tracked_pools() as pools, watchdog.armed(pools, keep):
+        try:
+            yield state
+            watchdog.check()
+        except GeneratorExit:  # the consumer of a driven stream stopped early
+            raise
+        except FeedbenchError:
+            raise
+        except Exception as exc:
+            if watchdog.fired:
+                raise watchdog.error() from exc
+            raise explain(exc, name, state.where()) from exc
+        finally:
+            keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
+            for close in state.closers:
+                close()
+            procs.reap(keep)
+
+
+def _data_threads() -> dict[int, str]:
+    """The threads now running data-path Python code (not this one, not the main thread): ident -> where."""
+    me, main = threading.get_ident(), threading.main_thread().ident
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    found = {}
+    for ident, frame in sys._current_frames().items():
+        if ident in (me, main):
+            continue
+        top = frame
+        stack = []
+        while frame is not None:
+            stack.append(frame.f_code.co_filename)
+            frame = frame.f_back
+        if any(marker in path for path in stack for marker in keras_api.DATA_PATH_FILES):
+            found[ident] = f"{names.get(ident, ident)} at {os.path.basename(top.f_code.co_filename)}:{top.f_lineno}"
+    return found
+
+
+def _interrupt(threads: dict[int, str]) -> None:
+    """Raise DriveTimeout inside each thread, at its next bytecode.
+
+    A producer thread owned by TensorFlow cannot be signalled, but an asynchronous exception
+    ends a generator stuck in a Python loop, and tf.data then reports the error to the main
+    thread waiting in native code.
+    """
+    for ident in threads:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(DriveTimeout))
+
+
+class Watchdog:
+    """Ends a block that exceeds its time limit with a clear error."""
+
+    def __init__(self, timeout_s: float, name: str):
+        self.timeout_s = timeout_s
+        self.name = name
+        self.fired = False
+        self.stuck: list[str] = []  # threads still in native code after the grace period
+        self._done = threading.Event()
+
+    def error(self) -> DriveTimeout:
+        return DriveTimeout(f"{self.name}: run exceeded its time limit of {self.timeout_s:g} s")
+
+    def check(self) -> None:
+        if self.fired:
+            raise self.error()
+
+    @contextlib.contextmanager
+    def armed(self, pools, keep: set[int]):
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(_TIMEOUT_SIGNAL, self._on_signal) if in_main else None
+        thread = threading.Thread(
+            target=self._watch, args=(pools, in_main, keep), daemon=True, name="feedbench-watchdog"
+        )
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._done.set()
+            if in_main:
+                signal.signal(_TIMEOUT_SIGNAL, previous)
+
+    def _on_signal(self, signum, frame):
+        if self.fired and not self._done.is_set():
+            raise self.error()
+
+    def _watch(self, pools, in_main: bool, keep: set[int]) -> None:
+        if self._done.wait(self.timeout_s):
+            return
+        self.fired = True
+        keras_api.fail_pending(pools, self.error())
+        if in_main:
+            signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+        _interrupt(_data_threads())
+        if self._done.wait(STUCK_GRACE_S):
+            return
+        procs.reap(keep)  # a worker process the data path waits on is stopped, at least
+        if self._done.wait(1.0):
+            return
+        self.stuck = sorted(_data_threads().values())
+        message = f"{self.error()}, and its data path did not return within {STUCK_GRACE_S:g} s more" + (
+            f" (stuck in native code: {'; '.join(self.stuck)})" if self.stuck else ""
+        )
+        if _stuck_handler is not None:
+            _stuck_handler(message)
+            return
+        sys.stderr.write(f"feedbench: {message}; waiting for it to return\n")
+        sys.stderr.flush()

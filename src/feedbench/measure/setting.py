@@ -1,0 +1,158 @@
+"""One setting, every measure asked for: the table of measures and the typed result they fill.
+
+``MEASURES`` names each measure, what it costs (runs under the time limit, per seed for
+training) and the function that fills its part of a ``SettingResult``. The sweep, profile,
+findings, the shm targets and the asv grid all go through ``measure_setting``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from feedbench.core.errors import FeedbenchError
+from feedbench.core.records import Record
+from feedbench.core.spec import Spec, not_applicable
+from feedbench.fit.tap import FitStreamFigures
+from feedbench.fit.training import TrainingSummary
+from feedbench.generators import build, get
+from feedbench.measure.determinism import DeterminismFigures, measure_determinism
+from feedbench.measure.memory import MemoryFigures, measure_memory
+from feedbench.measure.throughput import ThroughputFigures, measure_throughput
+
+# Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class SettingResult(Record):
+    """Everything measured for one setting; a figure that could not be computed is None with a reason."""
+
+    workers: int
+    use_multiprocessing: bool
+    error: str | None = None  # the run failed: one line saying why
+    skipped: str | None = None  # the setting does not apply to this implementation: why
+    throughput: ThroughputFigures | None = None
+    memory: MemoryFigures | None = None
+    determinism: DeterminismFigures | None = None
+    training: TrainingSummary | None = None
+    fit_stream: FitStreamFigures | None = None
+    null_reasons: dict[str, str] = field(default_factory=dict)  # "group.figure" -> why it is None
+    problems: list[str] = field(default_factory=list)  # determinism checks that failed
+
+    @classmethod
+    def of(cls, spec: Spec, **values) -> SettingResult:
+        return cls(spec.workers, spec.use_multiprocessing, **values)
+
+    @property
+    def ok(self) -> bool:
+        """Measured, without an error (a skipped setting is not ok: nothing was measured)."""
+        return self.error is None and self.skipped is None
+
+
+@dataclass(frozen=True)
+class Context:
+    epochs: int
+    timeout_s: float
+    plugins: tuple[str, ...] = ()
+    seeds: int = 1
+
+
+def _throughput(spec: Spec, ctx: Context, result: SettingResult) -> None:
+    result.throughput = measure_throughput(spec, ctx.epochs, ctx.timeout_s, plugins=ctx.plugins).figures()
+
+
+def _memory(spec: Spec, ctx: Context, result: SettingResult) -> None:
+    memory = measure_memory(spec, ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
+    result.memory = memory.figures()
+    if memory.growth_bytes is None:
+        result.null_reasons["memory.growth_bytes"] = memory.growth_reason
+
+
+def _training(spec: Spec, ctx: Context, result: SettingResult) -> None:
+    from feedbench.fit.training import measure_training
+
+    result.training = measure_training(spec, ctx.epochs, ctx.seeds, ctx.timeout_s, ctx.plugins).summary()
+
+
+def _fit_stream(spec: Spec, ctx: Context, result: SettingResult) -> None:
+    from feedbench.fit.tap import fit_stream
+
+    result.fit_stream = fit_stream(build(spec, ctx.plugins), ctx.epochs, ctx.timeout_s).figures(spec.n_samples)
+
+
+def _determinism(spec: Spec, ctx: Context, result: SettingResult) -> None:
+    determinism = measure_determinism(spec, ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
+    result.determinism = determinism.figures()
+    result.null_reasons.update({f"determinism.{k}": v for k, v in determinism.reasons.items()})
+    result.problems = determinism.problems()
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    runs: int  # runs of the generator under the time limit, per setting (per seed when per_seed)
+    per_seed: bool
+    fill: Callable[[Spec, Context, SettingResult], None]
+
+
+MEASURES: dict[str, Measure] = {
+    m.name: m
+    for m in (
+        Measure("throughput", 1, False, _throughput),
+        Measure("memory", 1, False, _memory),
+        Measure("training", 2, True, _training),  # the implementation's fit and its baseline
+        Measure("fit_stream", 1, False, _fit_stream),
+        Measure("determinism", 3, False, _determinism),  # the setting, a repeat, the serial reference
+    )
+}
+PROFILE_MEASURES = ("throughput", "memory", "determinism")
+
+
+def check_measures(names) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measures {sorted(unknown)}; expected some of {list(MEASURES)}")
+    return tuple(names)
+
+
+def runs_per_setting(names, seeds: int = 1) -> int:
+    """How many runs one setting makes, each under its own time limit."""
+    return sum(MEASURES[n].runs * (seeds if MEASURES[n].per_seed else 1) for n in check_measures(names))
+
+
+def figure_of(result: SettingResult, measure: str, name: str):
+    """One figure of a result by name (for tables of names, like the asv grid); a wrong name raises."""
+    check_measures([measure])
+    figures_type = typing.get_type_hints(SettingResult)[measure]
+    known = {
+        f.name
+        for cls in typing.get_args(figures_type)
+        if dataclasses.is_dataclass(cls)
+        for f in dataclasses.fields(cls)
+    }
+    if name not in known:
+        raise AttributeError(f"{measure} has no figure {name!r}; expected one of {sorted(known)}")
+    group = getattr(result, measure)
+    return None if group is None else getattr(group, name)
+
+
+def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None = None) -> SettingResult:
+    """The measurements of one setting; a failure is the result's one-line ``error``."""
+    ctx = ctx or Context(epochs=3, timeout_s=120.0)
+    result = SettingResult.of(spec)
+    try:
+        # A built-in's family is known; only a plug-in must be built to tell.
+        family = get(spec.impl, ctx.plugins).family or build(spec, ctx.plugins).family
+        reasons = not_applicable(family, spec)
+        if reasons:
+            result.skipped = "; ".join(sorted(set(reasons.values())))
+            return result
+        for name in MEASURES:  # the table's order: determinism, the longest, last
+            if name in measures:
+                MEASURES[name].fill(spec, ctx, result)
+    except (FeedbenchError, ValueError) as exc:
+        result.error = str(exc).splitlines()[0]
+    return result

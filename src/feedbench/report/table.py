@@ -1,0 +1,175 @@
+"""The table a person reads at a glance, and plain-language verdicts."""
+
+from __future__ import annotations
+
+from feedbench.core.spec import Spec
+from feedbench.measure.setting import SettingResult
+
+MIB = 1 << 20
+COLUMNS = [
+    ("workers", 7),
+    ("mp", 3),
+    ("samples/s", 10),
+    ("1st batch s", 11),
+    ("p95 ms", 7),
+    ("tree USS MiB", 12),
+    ("tree PSS MiB", 12),
+    ("main RSS MiB", 12),
+    ("procs", 5),
+    ("growth MiB", 10),
+    ("missing", 7),
+    ("dup", 4),
+    ("order", 5),
+    ("repro", 5),
+    ("=serial", 7),
+    ("diversity", 9),
+    ("rep.draws", 9),
+    ("source", 7),
+]
+
+# problem -> (what, why, fix)
+VERDICTS = {
+    "missing": (
+        "samples never delivered in an epoch",
+        "__len__ is too short, or __getitem__ skips indices or returns another batch in their place",
+        "make __len__ ceil(n / batch_size) and map each index to its own rows",
+    ),
+    "duplicated": (
+        "samples delivered more than once in an epoch",
+        "__getitem__ returns the same rows for two indices",
+        "derive each batch's rows from its index alone",
+    ),
+    "in_order": (
+        "an unshuffled run does not deliver samples in index order",
+        "the generator reorders batches, or its rows depend on which worker asks first",
+        "index rows by the batch index; shuffle on purpose, keyed by (seed, epoch)",
+    ),
+    "reproducible": (
+        "two runs with the same seed deliver different batches",
+        "draws from an unseeded or global RNG (tf.random, np.random, Python's random: fit(shuffle=True) "
+        "reorders PyDataset batches with it), or threads racing on one seeded RNG",
+        "draw from a generator keyed by (seed, epoch, batch index), like feedbench's keyed",
+    ),
+    "matches_serial": (
+        "the stream under this setting differs from workers=1, use_multiprocessing=False",
+        "global RNG state copied into forked workers, state changed where workers cannot see it, or "
+        "writes into the source that threads share and processes do not",
+        "make every batch a pure function of (seed, epoch, index) and never write into the source",
+    ),
+    "epoch_diversity": (
+        "augmentation is frozen: samples look the same in every epoch",
+        "the random state is reset to a constant (e.g. tf.random.set_seed in __getitem__), or there is no augmentation",
+        "key draws on the epoch as well as the batch index",
+    ),
+    "repeated_draws": (
+        "different batches received the identical random augmentation",
+        "forked workers inherit one NumPy/TensorFlow RNG state and draw the same numbers, "
+        "or a constant is reseeded before every batch",
+        "seed a generator per batch from (seed, epoch, index) instead of using the global RNG",
+    ),
+    "source_intact": (
+        "the generator wrote into its source arrays",
+        "a slice like x[a:b] is a view: assigning into it writes the source; with threads (and the "
+        "TensorFlow adapter's own reads of batches 0 and 1) this persists, in forked workers it does not",
+        "copy the slice (np.array(x[a:b])) before changing it",
+    ),
+}
+
+
+def _fmt(value, kind: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if kind == "mib":
+        return f"{value / MIB:.0f}"
+    if kind == "ms":
+        return f"{value * 1e3:.1f}"
+    if isinstance(value, float):
+        return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _setting(result: SettingResult) -> str:
+    return f"workers={result.workers} mp={'on' if result.use_multiprocessing else 'off'}"
+
+
+def _row(result: SettingResult) -> list[str]:
+    t, m, d = result.throughput, result.memory, result.determinism
+    speed = [_fmt(t.samples_per_s), _fmt(t.first_batch_s), _fmt(t.latency_p95_s, "ms")] if t else ["-"] * 3
+    memory = (
+        [
+            _fmt(m.peak_tree_uss_bytes, "mib"),
+            _fmt(m.peak_tree_pss_bytes, "mib"),
+            _fmt(m.peak_main_rss_bytes, "mib"),
+            _fmt(m.workers_seen),
+            _fmt(m.growth_bytes, "mib"),
+        ]
+        if m
+        else ["-"] * 5
+    )
+    stream = (
+        [
+            _fmt(d.missing),
+            _fmt(d.duplicated),
+            _fmt(d.in_order),
+            _fmt(d.reproducible),
+            _fmt(d.matches_serial),
+            _fmt(d.epoch_diversity),
+            _fmt(d.repeated_draws),
+            _fmt(d.source_intact),
+        ]
+        if d
+        else ["-"] * 8
+    )
+    return [str(result.workers), "on" if result.use_multiprocessing else "off", *speed, *memory, *stream]
+
+
+def render(spec: Spec, results: list[SettingResult]) -> str:
+    lines = [
+        f"feedbench profile: {spec.impl}, {spec.n_samples} samples ({spec.size}), batch {spec.batch_size}, "
+        f"workload {spec.workload}, shuffle {spec.shuffle}, seed {spec.seed}",
+        "  ".join(f"{name:>{width}}" for name, width in COLUMNS),
+    ]
+    notes = []
+    for result in results:
+        if result.skipped:
+            notes.append(f"workers={result.workers} mp={result.use_multiprocessing}: skipped, {result.skipped}")
+            continue
+        if result.error:
+            notes.append(f"workers={result.workers} mp={result.use_multiprocessing}: FAILED: {result.error}")
+            continue
+        lines.append("  ".join(f"{cell:>{width}}" for cell, (_, width) in zip(_row(result), COLUMNS)))
+    lines += notes
+    lines += _verdicts(results)
+    return "\n".join(lines)
+
+
+def _verdicts(results: list[SettingResult]) -> list[str]:
+    found: dict[str, list[str]] = {}
+    for result in results:
+        for problem in result.problems:
+            found.setdefault(problem, []).append(_setting(result))
+    checked = [r for r in results if r.ok and r.determinism is not None]
+    lines = ["", "Verdicts:"]
+    if not checked:
+        lines.append("  no determinism verdict: no setting was measured (see the failures above)")
+    elif not found:
+        lines.append(
+            f"  no determinism problem found in the {len(checked)} settings measured: every sample once "
+            "per epoch, reproducible, the same under every setting"
+        )
+    for problem, where in found.items():
+        what, why, fix = VERDICTS[problem]
+        lines.append(f"  * {what} [{problem}; {', '.join(where)}]")
+        lines.append(f"    why: {why}")
+        lines.append(f"    fix: {fix}")
+    measured = [r for r in results if r.ok and r.throughput and r.throughput.samples_per_s]
+    if measured:
+        best = max(measured, key=lambda r: r.throughput.samples_per_s)
+        serial = next((r for r in measured if r.workers == 1 and not r.use_multiprocessing), None)
+        lines.append(
+            f"  fastest: {_setting(best)} at {best.throughput.samples_per_s:.0f} samples/s"
+            + (f", {best.throughput.samples_per_s / serial.throughput.samples_per_s:.2f}x serial" if serial else "")
+        )
+    return lines

@@ -1,0 +1,189 @@
+"""The one way feedbench runs work in a child process.
+
+``run_child(module, request, limit_s)`` starts ``python -m MODULE REQUEST_FILE`` in a new process
+group. The child (``serve(handler)`` in that module's ``__main__``) reads the request, and writes
+one JSON line per result as each is ready; the parent hands each to ``on_result``. The time limit
+counts from the last result (or the start), so a child measuring many settings has the limit per
+setting. On every exit path (the end, a failure, the limit, an exception or interrupt in the
+parent) the child's whole process group is killed and its temporary folder removed.
+
+A child that fails says why in one line: the error it wrote, or how it ended (its exit status or
+the signal that killed it) with its last words on stderr. The child also dies with its parent:
+the kernel's parent-death signal, and a check that its parent is the one that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from feedbench.core import procs
+from feedbench.core.errors import DriveTimeout, FeedbenchError
+
+_PARENT_ENV = "FEEDBENCH_CHILD_OF"
+_ERROR_KEY = "__child_error__"
+_NATIVE_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages)")
+
+
+class ChildFailed(FeedbenchError):
+    """The child process failed or died; ``results`` holds what it had delivered."""
+
+    def __init__(self, message: str, results: list | None = None):
+        super().__init__(message)
+        self.results = results or []
+
+
+class ChildTimeout(ChildFailed, DriveTimeout):
+    """The child made no progress within its time limit and was killed."""
+
+
+def run_child(
+    module: str,
+    request: dict[str, Any],
+    limit_s: float,
+    env: dict[str, str] | None = None,
+    on_result: Callable[[Any], None] | None = None,
+    what: str = "measuring process",
+) -> list:
+    """Run ``module`` on ``request`` in a fresh process group; return the results it wrote."""
+    results: list = []
+    with tempfile.TemporaryDirectory(prefix="feedbench-child-") as tmp:
+        out = os.path.join(tmp, "results.jsonl")
+        request_path = os.path.join(tmp, "request.json")
+        with open(request_path, "w") as handle:
+            json.dump({**request, "_out": out}, handle)
+        stderr_path = os.path.join(tmp, "stderr")
+        with open(stderr_path, "w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, request_path],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=child_env(env or {}),
+                start_new_session=True,  # its own process group, killed whole
+            )
+        read = 0
+        last_progress = time.monotonic()
+        try:
+            while True:
+                finished = proc.poll() is not None
+                read, new = _read_new(out, read)
+                for item in new:
+                    if isinstance(item, dict) and _ERROR_KEY in item:
+                        raise ChildFailed(f"{what} failed: {item[_ERROR_KEY]}", results)
+                    results.append(item)
+                    last_progress = time.monotonic()
+                    if on_result:
+                        on_result(item)
+                if finished:
+                    if proc.returncode != 0:
+                        said = _last_line(stderr_path)
+                        raise ChildFailed(
+                            f"{what} {procs.how_it_ended(proc.returncode)}" + (f": {said}" if said else ""), results
+                        )
+                    return results
+                if time.monotonic() - last_progress > limit_s:
+                    raise ChildTimeout(f"{what} exceeded its time limit of {limit_s:g} s and was killed", results)
+                time.sleep(0.05)
+        finally:
+            _kill_group(proc.pid)
+            proc.wait()
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """The child imports what this process imports (plug-ins found on our sys.path too)."""
+    paths = [entry or os.getcwd() for entry in sys.path]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), TF_CPP_MIN_LOG_LEVEL="2")
+    env[_PARENT_ENV] = str(os.getpid())
+    env.update(extra)
+    return env
+
+
+def _read_new(path: str, offset: int):
+    if not os.path.exists(path):
+        return offset, []
+    with open(path) as handle:
+        handle.seek(offset)
+        text = handle.read()
+    complete = text[: text.rfind("\n") + 1]  # a line still being written waits for the next poll
+    return offset + len(complete), [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def _last_line(path: str) -> str | None:
+    """The child's last words, skipping TensorFlow's native log lines."""
+    with open(path) as handle:
+        lines = [line.strip() for line in handle if line.strip() and not _NATIVE_LOG.match(line)]
+    return lines[-1] if lines else None
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # and any worker the child left behind
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --------------------------------------------------------------------------- the child's side
+
+
+def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | None = None) -> int:
+    """The child's main: run ``handler(request)`` and write each result it yields as a JSON line.
+
+    Call it as ``sys.exit(serve(handler))`` under ``if __name__ == "__main__"``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _die_with_parent()
+    from feedbench.fit import supervise
+
+    supervise.on_stuck(_end_stuck)  # this process is ours: a stuck native thread ends it
+    with open((argv or sys.argv[1:])[0]) as handle:
+        request = json.load(handle)
+    out = request.pop("_out")
+    try:
+        for result in handler(request):
+            _write(out, result)
+    except Exception as exc:  # one line to the parent; the traceback stays on stderr
+        import traceback
+
+        from feedbench.fit.failures import one_line
+
+        traceback.print_exc()
+        _write(out, {_ERROR_KEY: one_line(exc)})
+        return 1
+    return 0
+
+
+def _write(path: str, item: Any) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(item) + "\n")
+
+
+def _end_stuck(message: str) -> None:
+    sys.stderr.write(f"feedbench: {message}; ending the measuring process\n")
+    sys.stderr.flush()
+    os._exit(124)  # a thread stuck in native code would block a normal exit
+
+
+def _die_with_parent() -> None:
+    procs.die_with_parent()
+    expected = os.environ.get(_PARENT_ENV)
+    if not expected:
+        return
+
+    def watch():  # where the parent-death signal does not exist, or raced the start
+        while True:
+            if os.getppid() != int(expected):
+                os._exit(1)
+            time.sleep(1.0)
+
+    if os.getppid() != int(expected):
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="feedbench-parent-check").start()

@@ -1,0 +1,160 @@
+"""``feedbench shm-targets``, the measuring half: what ``shm`` must achieve, as ratios measured in one run.
+
+- ``copy`` workload, large source: ``shm`` with 2 workers against ``keyed``
+  under Keras's multiprocessing with 2 workers (target >= 3x), and against the
+  best of ``keyed`` on 1, 2, 4 threads (target >= 0.9x);
+- ``python`` workload (a pure-Python loop per sample that holds the GIL, heavier
+  than the grid's so the GIL, not the harness, bounds the threads): ``shm``
+  with 2 workers against the best thread setting (target >= 1.6x);
+- memory: the workers' peak USS at most the ring plus 64 MiB per worker, so
+  the tree's peak USS is at most the main process's + the ring + 64 MiB per
+  worker;
+- determinism: missing = duplicated = 0, reproducible and matches_serial under
+  workers 1, 2, 4 x use_multiprocessing off/on x shuffle off/on.
+
+Every setting is measured by :mod:`feedbench.run.sweep` (a time limit each);
+:mod:`feedbench.report.shm_targets` renders the result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from feedbench.core.data import SIZES
+from feedbench.core.spec import Spec
+from feedbench.measure.determinism import DeterminismFigures
+from feedbench.measure.memory import MemoryFigures
+
+THREADS = (1, 2, 4)
+PYTHON_ITERS = 20_000
+MIB = 1 << 20
+WORKER_BUDGET_BYTES = 64 * MIB
+COPY = Spec("shm", size="large", n_samples=512, batch_size=32, workload="copy", workers=2, use_multiprocessing=True)
+PYTHON = Spec(
+    "shm",
+    size="small",
+    n_samples=1024,
+    batch_size=64,
+    workload="python",
+    python_iters=PYTHON_ITERS,
+    workers=2,
+    use_multiprocessing=True,
+)
+STREAM = Spec("shm", size="small", n_samples=500, batch_size=64)
+TARGETS = {
+    "copy_vs_keyed_processes": 3.0,
+    "copy_vs_best_threads": 0.9,
+    "python_vs_best_threads": 1.6,
+}
+
+
+def _threads(base: Spec) -> list[Spec]:
+    return [replace(base, impl="keyed", workers=w, use_multiprocessing=False) for w in THREADS]
+
+
+def ring_bytes(spec: Spec) -> int:
+    """The shared-memory ring shm allocates for ``spec`` (traced ids: two int64 per sample)."""
+    from feedbench.generators.shm import ring_slots
+
+    sample = math.prod(SIZES[spec.size]) * 4 + 2 * 8
+    return ring_slots(spec.workers) * spec.batch_size * sample
+
+
+def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
+    from feedbench.run.sweep import sweep
+
+    def say(text):
+        if progress:
+            progress(text)
+
+    throughput_specs = [COPY, replace(COPY, impl="keyed"), *_threads(COPY), PYTHON, *_threads(PYTHON)]
+    say(f"throughput: {len(throughput_specs)} settings ...")
+    speed = sweep(throughput_specs, ("throughput",), epochs, timeout_s)
+    sps = [r.throughput.samples_per_s if r.throughput else None for r in speed]
+    say("memory: shm, 2 workers, copy, large source ...")
+    memory = sweep([COPY], ("memory",), epochs, timeout_s)[0]
+    stream_specs = [
+        replace(STREAM, workers=w, use_multiprocessing=mp, shuffle=sh)
+        for sh in (False, True)
+        for mp in (False, True)
+        for w in THREADS
+    ]
+    say(f"determinism: {len(stream_specs)} settings ...")
+    streams = sweep(stream_specs, ("determinism",), epochs, timeout_s)
+
+    copy_shm, copy_keyed_mp, copy_threads = sps[0], sps[1], sps[2:5]
+    python_shm, python_threads = sps[5], sps[6:9]
+    mem = memory.memory or MemoryFigures()
+    ring = ring_bytes(COPY)
+    budget = ring + WORKER_BUDGET_BYTES * COPY.workers
+    determinism = []
+    for spec, record in zip(stream_specs, streams):
+        d = record.determinism or DeterminismFigures()
+        ok = (
+            record.error is None
+            and d.missing == 0
+            and d.duplicated == 0
+            and d.reproducible is True
+            and d.matches_serial is True
+        )
+        determinism.append(
+            {
+                "workers": spec.workers,
+                "use_multiprocessing": spec.use_multiprocessing,
+                "shuffle": spec.shuffle,
+                "ok": ok,
+                "error": record.error,
+                "missing": d.missing,
+                "duplicated": d.duplicated,
+                "reproducible": d.reproducible,
+                "matches_serial": d.matches_serial,
+            }
+        )
+    ratios = {
+        "copy_vs_keyed_processes": _ratio(copy_shm, copy_keyed_mp),
+        "copy_vs_best_threads": _ratio(copy_shm, _best(copy_threads)),
+        "python_vs_best_threads": _ratio(python_shm, _best(python_threads)),
+    }
+    return {
+        "machine": platform.node(),
+        "cores": os.cpu_count(),
+        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "samples_per_s": {
+            "copy": {
+                "shm_2_processes": copy_shm,
+                "keyed_2_processes": copy_keyed_mp,
+                **{f"keyed_{w}_threads": v for w, v in zip(THREADS, copy_threads)},
+            },
+            "python": {
+                "shm_2_processes": python_shm,
+                **{f"keyed_{w}_threads": v for w, v in zip(THREADS, python_threads)},
+            },
+        },
+        "ratios": ratios,
+        "memory": {
+            "peak_tree_uss_bytes": mem.peak_tree_uss_bytes,
+            "peak_workers_uss_bytes": mem.peak_workers_uss_bytes,
+            "ring_bytes": ring,
+            "workers_budget_bytes": budget,
+            "error": memory.error,
+        },
+        "determinism": determinism,
+        "passed": {
+            **{k: v is not None and v >= TARGETS[k] for k, v in ratios.items()},
+            "memory": mem.peak_workers_uss_bytes is not None and mem.peak_workers_uss_bytes <= budget,
+            "determinism": all(d["ok"] for d in determinism),
+        },
+    }
+
+
+def _best(values):
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None

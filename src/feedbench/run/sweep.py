@@ -1,0 +1,92 @@
+"""Measure many settings in child processes that a failure cannot take down.
+
+One child (``run.child``) measures the settings in turn (TensorFlow is imported once) and
+hands back a typed ``SettingResult`` per finished setting. A setting that runs past its limit,
+or a child that dies (a data path stuck in native code ends its process), fails that one
+setting with a one-line reason; the child's whole process group is killed and a fresh child
+takes the rest, so a stuck setting never shares a process with the next one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from feedbench.core.spec import Spec
+from feedbench.measure.setting import (
+    PROFILE_MEASURES,
+    Context,
+    SettingResult,
+    check_measures,
+    measure_setting,
+    runs_per_setting,
+)
+from feedbench.run.child import ChildFailed, run_child, serve
+
+START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy machine
+
+
+def setting_limit(measures, timeout_s: float, seeds: int = 1) -> float:
+    """The most one setting may take: every run at its own limit, plus start-up."""
+    return timeout_s * runs_per_setting(measures, seeds) + START_UP_SLACK_S
+
+
+def sweep(
+    specs: list[Spec],
+    measures=PROFILE_MEASURES,
+    epochs: int = 3,
+    timeout_s: float = 120.0,
+    plugins=(),
+    progress: Callable[[int, SettingResult], None] | None = None,
+    seeds: int = 1,
+    env: dict[str, str] | None = None,
+) -> list[SettingResult]:
+    """One result per spec, in order; ``progress(index, result)`` as each finishes.
+
+    ``seeds``: how many seeds the training measure repeats over. ``env``: set in the measuring
+    process before anything loads (``CUDA_VISIBLE_DEVICES``).
+    """
+    check_measures(measures)
+    results: list[SettingResult | None] = [None] * len(specs)
+    limit = setting_limit(measures, timeout_s, seeds)
+    request = {
+        "measures": list(measures),
+        "epochs": epochs,
+        "timeout_s": timeout_s,
+        "plugins": list(plugins),
+        "seeds": seeds,
+    }
+
+    def finished(index: int, result: SettingResult) -> None:
+        results[index] = result
+        if progress:
+            progress(index, result)
+
+    remaining = list(range(len(specs)))
+    while remaining:
+        failure = None
+        try:
+            run_child(
+                "feedbench.run.sweep",
+                {**request, "indices": remaining, "specs": [specs[i].to_dict() for i in remaining]},
+                limit,
+                env,
+                lambda item: finished(item["index"], SettingResult.from_json(item["result"])),
+            )
+        except ChildFailed as exc:
+            failure = str(exc)
+        remaining = [i for i in remaining if results[i] is None]
+        if remaining:  # the setting the child was on when it stopped
+            index = remaining.pop(0)
+            finished(index, SettingResult.of(specs[index], error=failure or "measuring process ended early"))
+    return results  # type: ignore[return-value]
+
+
+def _measure(request: dict):
+    ctx = Context(request["epochs"], request["timeout_s"], tuple(request["plugins"]), request["seeds"])
+    for index, spec in zip(request["indices"], request["specs"]):
+        yield {"index": index, "result": measure_setting(Spec(**spec), request["measures"], ctx).to_json()}
+
+
+if __name__ == "__main__":
+    sys.exit(serve(_measure))

@@ -1,0 +1,60 @@
+"""asv result keys are a public contract: benchmark names and parameter values must not change.
+
+``tests/asv_result_keys.json`` is the list as it stands; a change to it is deliberate and is
+recorded in CHANGELOG.md (regenerate it with ``python tests/test_asv_keys.py > tests/asv_result_keys.json``).
+"""
+
+import importlib
+import inspect
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STORED = os.path.join(ROOT, "tests", "asv_result_keys.json")
+KINDS = ("time_", "track_", "peakmem_", "mem_", "timeraw_")
+
+
+def result_keys() -> dict:
+    """Every benchmark as asv names it (module.Class.method), with its parameter names and values."""
+    sys.path.insert(0, ROOT)
+    import benchmarks
+
+    keys = {}
+    for info in pkgutil.iter_modules(benchmarks.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"benchmarks.{info.name}")
+        for class_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue
+            for method in dir(cls):
+                if method.startswith(KINDS):
+                    keys[f"{info.name}.{class_name}.{method}"] = {
+                        "param_names": list(getattr(cls, "param_names", [])),
+                        "params": [[repr(value) for value in axis] for axis in getattr(cls, "params", [])],
+                    }
+    return keys
+
+
+def test_asv_result_keys_are_unchanged():
+    # A fresh process with the full grid and the built-ins only, whatever this shell has set.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FEEDBENCH_GRID", "FEEDBENCH_IMPLEMENTATIONS", "FEEDBENCH_PLUGINS")
+    }
+    proc = subprocess.run([sys.executable, __file__], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(STORED) as handle:
+        stored = json.load(handle)
+    current = json.loads(proc.stdout)
+    assert sorted(current) == sorted(stored), "benchmarks added or removed: record it in CHANGELOG.md"
+    for name, params in stored.items():
+        assert current[name] == params, f"{name}: parameters changed; record it in CHANGELOG.md"
+
+
+if __name__ == "__main__":
+    print(json.dumps(result_keys(), indent=1, sort_keys=True))
