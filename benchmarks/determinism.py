@@ -51,3 +51,15 @@ class Stream(grid.Measured):
         return self.figure(cache, params, "source_rows_changed")
 
     track_source_rows_changed.unit = "count"
+
+    def track_never_delivered(self, cache, *params):
+        """Samples missing from every epoch of the run (a floor-length __len__ without shuffling)."""
+        return self.figure(cache, params, "never_delivered")
+
+    track_never_delivered.unit = "count"
+
+    def track_frozen_fraction(self, cache, *params):
+        """Share of random draws repeated from the last epoch beyond chance (0 is good; n/a without augmentation)."""
+        return self.figure(cache, params, "frozen_fraction")
+
+    track_frozen_fraction.unit = "fraction"

@@ -59,12 +59,12 @@ def test_batches_that_change_shape_are_refused(workers, multiprocessing, no_stra
 
 def test_shape_check_of_the_driver_itself():
     check = driver._ShapeCheck("mine")
-    check(np.zeros((4, 8, 8, 3), np.float32), np.zeros((4,), np.int64), "epoch 0 step 0")
-    check(np.zeros((2, 8, 8, 3), np.float32), np.zeros((2,), np.int64), "epoch 0 step 1")  # short batch is fine
+    check((np.zeros((4, 8, 8, 3), np.float32), np.zeros((4,), np.int64), None), "epoch 0 step 0")
+    check((np.zeros((2, 8, 8, 3), np.float32), np.zeros((2,), np.int64), None), "epoch 0 step 1")  # short batch is fine
     with pytest.raises(
         BadDataset, match=r"step 2 has x \(batch, 8, 8, 1\) float32.*expected x \(batch, 8, 8, 3\) float32"
     ):
-        check(np.zeros((4, 8, 8, 1), np.float32), np.zeros((4,), np.int64), "epoch 0 step 2")
+        check((np.zeros((4, 8, 8, 1), np.float32), np.zeros((4,), np.int64), None), "epoch 0 step 2")
 
 
 @pytest.mark.parametrize("workers,multiprocessing", SETTINGS, ids=IDS)

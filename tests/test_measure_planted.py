@@ -28,36 +28,41 @@ def determinism(name, workers=1, multiprocessing=False, epochs=3):
 
 def test_the_unflawed_plain_generator_passes_everything():
     result = determinism("plain")
-    # No augmentation at all: the content never changes between epochs, which
-    # is 0 diversity but no random draw is repeated either.
-    assert set(result.problems()) == {"epoch_diversity"}
-    assert result.repeated_draws == 0 and result.missing == 0 and result.in_order
+    # No augmentation at all: nothing to freeze or repeat, so no verdict on draws (and no false alarm).
+    assert result.problems() == []
+    assert result.augmented is False and result.repeated_draws is None and result.epoch_diversity is None
+    assert "no random augmentation" in result.reasons["repeated_draws"]
+    assert result.missing == 0 and result.never_delivered == 0 and result.in_order
+    # The serial setting is the reference: never compared with itself.
+    assert result.matches_serial is None and "serial reference" in result.reasons["matches_serial"]
 
 
 def test_batch_0_returned_again_in_place_of_batch_3():
     result = determinism("repeats_batch0")
     assert result.missing_per_epoch == [BS] * 3 and result.duplicated_per_epoch == [BS] * 3
-    assert set(result.problems()) == {"missing", "duplicated", "in_order", "epoch_diversity"}
+    assert result.never_delivered == BS  # the same samples, every epoch
+    assert set(result.problems()) == {"never_delivered", "duplicated", "in_order"}
 
 
 def test_a_dropped_batch():
     result = determinism("drops_a_batch")
     assert result.missing_per_epoch == [BS] * 3 and result.duplicated == 0 and result.dropped_by_design == 0
-    assert set(result.problems()) == {"missing", "epoch_diversity"}
+    assert set(result.problems()) == {"never_delivered"}
 
 
 def test_reordered_batches():
     result = determinism("reorders")
     assert result.missing == 0 and result.duplicated == 0 and result.in_order is False
-    assert set(result.problems()) == {"in_order", "epoch_diversity"}
+    assert result.shuffles_itself is False
+    assert set(result.problems()) == {"in_order"}
 
 
 def test_a_constant_reseeded_before_every_batch():
     result = determinism("reseeds_constant")
-    # 10 batches x 3 epochs with one draw pattern: every pair of the 30 repeats,
-    # except the 30 pairs of the same batch in two epochs (that is frozen, not repeated).
-    assert result.repeated_draws == 30 * 29 // 2 - 30
-    assert result.epoch_diversity == 0
+    # 10 batches an epoch with one draw pattern: every pair of them, in each of 3 epochs.
+    assert result.repeated_draws == 3 * (10 * 9 // 2)
+    assert result.frozen_fraction == 1.0 and result.epoch_diversity == 0
+    assert result.reproducible  # a constant seed is reproducible: only the draws are wrong
     assert set(result.problems()) == {"repeated_draws", "epoch_diversity"}
 
 
@@ -65,9 +70,16 @@ def test_global_numpy_rng_in_forked_workers_repeats_draws():
     forked = determinism("global_numpy_rng", workers=2, multiprocessing=True)
     assert forked.repeated_draws > 0
     assert forked.missing == 0 and forked.duplicated == 0 and forked.source_intact and forked.in_order
+    assert {"repeated_draws", "reproducible"} <= set(forked.problems())
+    assert forked.matches_serial is None  # not reproducible: a comparison with serial would say nothing
+    one = determinism("global_numpy_rng", workers=1, multiprocessing=True)
+    # One worker draws one stream, but every epoch's new fork restarts it: frozen, not repeated.
+    assert one.repeated_draws == 0 and one.frozen_fraction > 0.8
+    assert "epoch_diversity" in one.problems()
     serial = determinism("global_numpy_rng")
-    assert serial.repeated_draws == 0  # one process, one advancing RNG: no repeats
-    assert not serial.reproducible  # unseeded: but that is the same flaw seen from another side
+    assert serial.repeated_draws == 0 and serial.frozen_fraction < 0.2  # one advancing RNG
+    assert not serial.reproducible  # unseeded: a fresh process draws other numbers
+    assert set(serial.problems()) == {"reproducible"}
 
 
 @pytest.mark.parametrize("workers,multiprocessing,changed", [(1, False, N), (2, False, N), (2, True, 2 * BS)])
@@ -76,7 +88,7 @@ def test_writes_into_a_view_reach_the_source_with_threads_not_with_processes(wor
     # With forked workers only the main process's own reads write the source:
     # the TensorFlow adapter's two spec-inference reads of batches 0 and 1.
     assert result.source_rows_changed == changed and not result.source_intact
-    assert set(result.problems()) == {"epoch_diversity", "source_intact"}
+    assert set(result.problems()) == {"source_intact"}
 
 
 SETTINGS = [(1, False), (2, False), (2, True), (4, True)]

@@ -7,8 +7,10 @@
     feedbench findings                  measure the popular accuracy claims, write docs/FINDINGS.md
     feedbench shm-targets               shm against keyed and Keras's own pools, as ratios
 
-Bad input ends with one line on stderr and exit status 2; a run that fails
-(the generator raised, timed out, changed shape) exits 1.
+Bad input (options, a factory that raises, a dataset Keras's fit would refuse: a bad length,
+batches that change shape, parts of different lengths, empty batches) ends with one line on
+stderr and exit status 2; a run that fails (the generator raised, timed out, a worker died)
+exits 1. ``--debug`` shows the traceback behind the line.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue-size", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="batches per epoch, for a dataset without a length (an infinite PyDataset, a generator)",
+    )
     parser.add_argument("--io-latency", type=_seconds(False), default=0.0, help="seconds per batch, io workload")
     parser.add_argument("--timeout", type=_seconds(True), default=300.0, help="time limit of the run, seconds")
     parser.add_argument("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
@@ -111,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     offline = commands.add_parser("offline-html", help="make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
+    for command in commands.choices.values():
+        command.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     return parser
 
 
@@ -141,6 +150,7 @@ def _spec_from(args):
         seed=args.seed,
         shuffle=args.shuffle,
         io_latency_s=args.io_latency,
+        steps=args.steps,
     )
 
 
@@ -292,7 +302,7 @@ def cmd_drive(args) -> int:
     start = time.perf_counter()
     for batch in driver.drive(built, epochs=args.epochs, timeout_s=args.timeout, materialize=False):
         batches[batch.epoch] += 1
-        samples[batch.epoch] += batch.x.shape[0]
+        samples[batch.epoch] += batch.rows
         first.setdefault(batch.epoch, batch.t)
         last[batch.epoch] = batch.t
     print(f"{'epoch':>5} {'batches':>8} {'samples':>8} {'seconds':>8} {'samples/s':>10}")
@@ -302,6 +312,13 @@ def cmd_drive(args) -> int:
         print(f"{epoch:>5} {batches[epoch]:>8} {samples[epoch]:>8} {seconds:>8.3f} {samples[epoch] / seconds:>10.0f}")
         previous = last[epoch]
     return 0
+
+
+def _debug(args) -> None:
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exc()
 
 
 class _Terminated(BaseException):
@@ -331,10 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (GeneratorFailed, DriveTimeout, BadDataset) as exc:
+    except (GeneratorFailed, DriveTimeout) as exc:
+        _debug(args)
         print(f"feedbench: run failed: {exc}", file=sys.stderr)
         return 1
+    except BadDataset as exc:  # the dataset itself is bad input, found before or during the run
+        _debug(args)
+        print(f"feedbench: bad dataset: {exc}", file=sys.stderr)
+        return 2
     except (FeedbenchError, ValueError) as exc:
+        _debug(args)
         print(f"feedbench: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:  # Keras itself failing to load its backend
@@ -355,13 +378,9 @@ def entry() -> None:
     once: TensorFlow's iterator destructors at interpreter shutdown can wait forever on a
     producer thread, and a data path stuck in native code cannot be joined.
     """
-    from feedbench.fit import supervise
+    from feedbench.core import procs
 
-    def stuck(message: str) -> None:
-        print(f"feedbench: run failed: {message}; ending the process", file=sys.stderr, flush=True)
-        os._exit(124)
-
-    supervise.on_stuck(stuck)
+    procs.own_interpreter()  # a data path stuck in native code past its limit ends this process (124)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_terminate)
     try:

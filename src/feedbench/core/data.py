@@ -14,6 +14,7 @@ the plain label vector.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from feedbench.core.errors import CacheError
 
 SIZES: dict[str, tuple[int, int, int]] = {
     "small": (32, 32, 3),
@@ -67,9 +70,16 @@ class Source:
         return digest.hexdigest()
 
 
+_START_DIR = os.getcwd()  # a relative FEEDBENCH_CACHE means relative to where feedbench started
+
+
 def cache_dir() -> Path:
-    """Where on-disk sources live: ``$FEEDBENCH_CACHE`` or ``~/.cache/feedbench``."""
-    return Path(os.environ.get("FEEDBENCH_CACHE", Path.home() / ".cache" / "feedbench"))
+    """Where on-disk sources live: ``$FEEDBENCH_CACHE`` or ``~/.cache/feedbench``.
+
+    A relative path is taken from the folder feedbench started in, so a generator that changes
+    the working directory does not move the cache.
+    """
+    return Path(_START_DIR) / os.environ.get("FEEDBENCH_CACHE", Path.home() / ".cache" / "feedbench")
 
 
 def make_labels(n: int, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -82,6 +92,7 @@ def make_samples(
     seed: int,
     num_classes: int = NUM_CLASSES,
     band_brightness: float = BAND_BRIGHTNESS,
+    probe: bool = False,
 ) -> np.ndarray:
     """Noise plus one bright band per sample, placed and coloured by its label.
 
@@ -98,6 +109,8 @@ def make_samples(
     for c in range(num_classes):
         rows = slice(c * band, (c + 1) * band)
         x[labels == c, rows, :, c % channels] += band_brightness
+    if probe:
+        x[:] = x[0]
     return x
 
 
@@ -109,8 +122,13 @@ def make_source(
     storage: str = "memory",
     directory: Path | None = None,
     band_brightness: float = BAND_BRIGHTNESS,
+    probe: bool = False,
 ) -> Source:
     """A deterministic source: the same (size, n, seed) always gives the same bytes.
+
+    ``probe=True`` gives every sample the same content (sample 0's, a noisy texture, so crops,
+    shifts and rotations still show) with the labels and ids of a normal source: two samples
+    delivered with identical bytes were then given identical random draws.
 
     ``storage="disk"`` writes the samples once to a ``.npy`` file in
     :func:`cache_dir` and maps it copy-on-write (``mmap_mode="c"``): reads come
@@ -123,18 +141,26 @@ def make_source(
         raise ValueError(f"unknown storage {storage!r}; expected one of {list(STORAGES)}")
     labels = make_labels(n, seed)
     if storage == "memory":
-        return Source(
-            make_samples(labels, size, seed, band_brightness=band_brightness), labels, size, seed, traced, storage
-        )
-    path = _disk_file(size, n, seed, labels, directory or cache_dir(), band_brightness)
+        x = make_samples(labels, size, seed, band_brightness=band_brightness, probe=probe)
+        return Source(x, labels, size, seed, traced, storage)
+    path = _disk_file(size, n, seed, labels, directory or cache_dir(), band_brightness, probe)
     x = np.load(path, mmap_mode="c")
     return Source(x, labels, size, seed, traced, storage, path)
 
 
-def _disk_file(size: str, n: int, seed: int, labels: np.ndarray, directory: Path, band_brightness: float) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+def _disk_file(
+    size: str, n: int, seed: int, labels: np.ndarray, directory: Path, band_brightness: float, probe: bool
+) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(
+            f"source cache {str(directory)!r} cannot be created ({exc.strerror}); expected a "
+            "writable folder (set FEEDBENCH_CACHE)"
+        ) from None
     band = "" if band_brightness == BAND_BRIGHTNESS else f"-band{band_brightness:g}"
-    path = directory / f"source-{size}-n{n}-seed{seed}-k{NUM_CLASSES}{band}.npy"
+    kind = "-probe" if probe else ""
+    path = directory / f"source-{size}-n{n}-seed{seed}-k{NUM_CLASSES}{band}{kind}.npy"
     expected = (n, *SIZES[size])
     if path.exists():
         try:
@@ -143,7 +169,15 @@ def _disk_file(size: str, n: int, seed: int, labels: np.ndarray, directory: Path
         except (ValueError, OSError):
             pass  # a torn or foreign file: write it again
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:  # np.save on a path would append ".npy"
-        np.save(handle, make_samples(labels, size, seed, band_brightness=band_brightness))
-    os.replace(tmp, path)  # atomic: concurrent runs never read half a file
+    try:
+        with open(tmp, "wb") as handle:  # np.save on a path would append ".npy"
+            np.save(handle, make_samples(labels, size, seed, band_brightness=band_brightness, probe=probe))
+        os.replace(tmp, path)  # atomic: concurrent runs never read half a file
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk must not stay full of our half-written file
+        raise CacheError(
+            f"source cache file {str(path)!r} cannot be written ({exc.strerror}); expected a "
+            "writable folder with room for it (set FEEDBENCH_CACHE)"
+        ) from None
     return path

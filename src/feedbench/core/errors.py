@@ -22,6 +22,10 @@ class BadDataset(FeedbenchError, ValueError):
     """A dataset Keras cannot feed: wrong type, length 0, batches that change shape."""
 
 
+class FactoryFailed(FeedbenchError):
+    """The factory that builds a dataset raised."""
+
+
 class GeneratorFailed(FeedbenchError):
     """The implementation under test raised while producing a batch."""
 
@@ -32,3 +36,19 @@ class DriveTimeout(FeedbenchError, TimeoutError):
 
 class WorkerLeak(FeedbenchError):
     """A worker process survived the call that started it."""
+
+
+class CacheError(FeedbenchError, OSError):
+    """The on-disk source cache cannot be created or written."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The innermost 'SomeError: message' line, also out of TensorFlow's wrapped errors."""
+    message = getattr(exc, "message", None) or str(exc)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in reversed(lines):  # the original Python error comes last in a TF traceback dump
+        head = line.split(":", 1)[0].split()[-1] if ":" in line else ""
+        if head.endswith(("Error", "Exception", "Interrupt", "Exit")) and not line.startswith("File "):
+            return line.split("}}", 1)[-1].strip()
+    first = lines[0].split("}}", 1)[-1].strip() if lines else ""
+    return f"{type(exc).__name__}: {first}"

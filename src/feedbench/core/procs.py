@@ -7,6 +7,7 @@ over the same tree).
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
 
@@ -31,11 +32,24 @@ def descendants(pid: int | None = None) -> list[psutil.Process]:
 
 
 def _is_helper(proc: psutil.Process) -> bool:
+    """The forkserver or resource tracker itself; not the workers the forkserver forks (which
+    carry its command line too, but whose parent is the forkserver)."""
+    marker = _helper_marker(proc)
+    if marker is None:
+        return False
+    try:
+        parent = proc.parent()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return True
+    return parent is None or _helper_marker(parent) != marker
+
+
+def _helper_marker(proc: psutil.Process) -> str | None:
     try:
         command = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-    return any(helper in command for helper in _HELPERS)
+        return None
+    return next((helper for helper in _HELPERS if helper in command), None)
 
 
 def descendant_pids(pid: int | None = None) -> set[int]:
@@ -49,10 +63,10 @@ def reap(keep: set[int], grace_s: float = 2.0) -> list[int]:
     """
     strays = [proc for proc in descendants() if proc.pid not in keep]
     for proc in strays:
-        _quietly(proc.terminate)
+        quietly(proc.terminate)
     _, alive = psutil.wait_procs(strays, timeout=grace_s)
     for proc in alive:
-        _quietly(proc.kill)
+        quietly(proc.kill)
     psutil.wait_procs(alive, timeout=grace_s)
     return [proc.pid for proc in strays]
 
@@ -72,11 +86,28 @@ def assert_no_new_workers(keep: set[int]) -> None:
         raise WorkerLeak(f"worker processes outlived their run: {', '.join(alive)}; expected none")
 
 
-def _quietly(action) -> None:
+def quietly(action) -> None:
+    """Run a signal-sending action on a process that may already be gone."""
     try:
         action()
-    except psutil.NoSuchProcess:
+    except (psutil.NoSuchProcess, ProcessLookupError):
         pass
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Every living process of process group ``pgid``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+            continue
+    return found
+
+
+def is_resource_tracker(proc: psutil.Process) -> bool:
+    return _helper_marker(proc) == "multiprocessing.resource_tracker"
 
 
 def die_with_parent() -> None:
@@ -97,3 +128,20 @@ def how_it_ended(exitcode: int) -> str:
         except ValueError:
             return f"was killed by signal {-exitcode}"
     return f"exited with status {exitcode}"
+
+
+_owned = False
+
+
+def own_interpreter() -> None:
+    """Declare that this process is feedbench's own (the command line, a measuring child).
+
+    Only then may feedbench end it: a data path stuck in native code past its time limit ends an
+    owned process (exit status 124), and never a library caller's interpreter.
+    """
+    global _owned
+    _owned = True
+
+
+def interpreter_owned() -> bool:
+    return _owned

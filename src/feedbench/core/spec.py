@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from feedbench.core.data import BAND_BRIGHTNESS, SIZES, Source
+from feedbench.core.errors import BadDataset
 from feedbench.core.workloads import WORKLOADS, Workload
 
-FAMILIES = ("pydataset", "generator", "tfdata")
+FAMILIES = ("pydataset", "generator", "tfdata", "torch_dataloader", "grain")
 
 # Keras 3 parallelizes only PyDatasets; generators and tf.data pipelines run
 # as they are. These are the values that mean "no parallel setting asked for".
@@ -23,6 +24,10 @@ NOT_PARALLEL_REASON = {
     "generator": "Keras 3 feeds a Python generator serially in the main process; "
     "workers/use_multiprocessing/max_queue_size exist only for PyDataset",
     "tfdata": "a tf.data pipeline parallelizes itself (num_parallel_calls, prefetch); "
+    "workers/use_multiprocessing/max_queue_size exist only for PyDataset",
+    "torch_dataloader": "a torch DataLoader runs its own workers (num_workers); "
+    "workers/use_multiprocessing/max_queue_size exist only for PyDataset",
+    "grain": "a Grain dataset runs its own workers (mp_prefetch); "
     "workers/use_multiprocessing/max_queue_size exist only for PyDataset",
 }
 
@@ -43,6 +48,8 @@ class Spec:
     python_iters: int = 2000
     io_latency_s: float = 0.0
     band_brightness: float = BAND_BRIGHTNESS  # lower is a harder task (training)
+    steps: int | None = None  # batches per epoch, for a dataset without a length (fit's steps_per_epoch)
+    probe: bool = False  # every sample the same content, ids still traced (the determinism probe)
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -54,6 +61,12 @@ class Spec:
                 raise ValueError(f"{name}={getattr(self, name)} given; expected a positive integer")
         if self.workers < 0:
             raise ValueError(f"workers={self.workers} given; expected 0 or more")
+        if self.workers == 0 and self.use_multiprocessing:
+            raise ValueError("workers=0 with use_multiprocessing=True given; expected workers of 1 or more")
+        if self.steps is not None and self.steps <= 0:
+            raise ValueError(f"steps={self.steps} given; expected a positive number of batches per epoch")
+        if not self.io_latency_s >= 0:
+            raise ValueError(f"io_latency_s={self.io_latency_s} given; expected 0 or more seconds")
 
     @property
     def work(self) -> Workload:
@@ -85,6 +98,8 @@ class Built:
 
     @property
     def expected_batches(self) -> int:
+        if self.spec.steps:
+            return self.spec.steps
         if self.drops_last_partial:
             return self.spec.n_samples // self.spec.batch_size
         if self.family == "pydataset":
@@ -97,10 +112,25 @@ class Built:
         A generator or a repeating tf.data pipeline has no length of its own, so fit is told the
         epoch's length; a PyDataset knows its own.
         """
-        steps = self.steps_per_epoch
+        steps = self.spec.steps or self.steps_per_epoch
+        if steps is None and self.family == "pydataset" and self.dataset.num_batches is None:
+            raise BadDataset(
+                f"{self.spec.impl} is an infinite PyDataset (num_batches is None); expected steps per epoch "
+                "(--steps N, or Spec(steps=N)), as fit needs steps_per_epoch for it"
+            )
         if steps is None and self.family != "pydataset":
             steps = self.spec.batches_per_epoch
         return {"shuffle": self.fit_shuffle, "steps_per_epoch": steps}
+
+    def applied(self) -> dict[str, Any] | None:
+        """The parallel settings the built PyDataset really has (None for other families).
+
+        A PyDataset whose ``__init__`` does not pass ``**kwargs`` to ``super().__init__()`` keeps
+        Keras's defaults whatever the spec asked for.
+        """
+        if self.family != "pydataset":
+            return None
+        return {key: getattr(self.dataset, key, None) for key in PARALLEL_DEFAULTS}
 
     def close(self) -> None:
         """Release what the dataset holds between epochs (shm's worker pool); a no-op for most."""

@@ -39,8 +39,10 @@ backend = keras_api.backend
 class Batch:
     epoch: int  # 0-based, as fit counts
     step: int
-    x: Any
-    y: Any
+    x: Any  # as fit's train step gets it: an array, or a dict / list / tuple of them
+    y: Any  # None for an (x,) batch
+    sample_weight: Any  # None unless the batch is (x, y, sample_weight)
+    rows: int  # samples in the batch
     t: float  # time.perf_counter() when the batch reached the consumer
 
 
@@ -73,12 +75,12 @@ def drive(
             with iterator.catch_stop_iteration():
                 for step, (_, _, data) in enumerate(iterator):
                     feeding.position = (epoch, step)
-                    x, y = _unpack(batch_of(data), materialize)
+                    x, y, weights = _unpack(batch_of(data), materialize)
                     arrived = time.perf_counter()
                     if check:
-                        check(x, y, feeding.where())
+                        check((x, y, weights), feeding.where())
                     feeding.check()
-                    yield Batch(epoch, step, x, y, arrived)
+                    yield Batch(epoch, step, x, y, weights, _rows(x, y, weights, feeding.where()), arrived)
 
 
 def run(built: Built, epochs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, materialize: bool = True) -> list[Batch]:
@@ -107,38 +109,89 @@ def batch_of(data):
 
 
 def _unpack(batch, materialize: bool):
-    if isinstance(batch, dict):
-        raise BadDataset("a batch is a dict; feedbench expects (x, y) tuples")
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise BadDataset(
-            f"a batch is a {type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} "
-            "items; expected (x, y) or (x, y, sample_weight)"
-        )
-    x, y = batch[0], batch[1]
+    """(x, y, sample_weight) of a batch as fit reads it: a tuple of 1 to 3 parts, or x alone."""
+    if isinstance(batch, (tuple, list)):
+        if not 1 <= len(batch) <= 3:
+            raise BadDataset(
+                f"a batch is a {type(batch).__name__} of {len(batch)} items; expected (x,), (x, y) or "
+                "(x, y, sample_weight)"
+            )
+        parts = list(batch) + [None] * (3 - len(batch))
+    else:  # an array or a dict: fit takes it as x alone
+        parts = [batch, None, None]
     if materialize:
-        x, y = np.asarray(x), np.asarray(y)
-    return x, y
+        parts = [None if part is None else _to_numpy(part) for part in parts]
+    return tuple(parts)
+
+
+def _to_numpy(structure):
+    if isinstance(structure, dict):
+        return {key: _to_numpy(value) for key, value in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_to_numpy(value) for value in structure)
+    return np.asarray(structure)
+
+
+def _leaves(structure) -> list:
+    if structure is None:
+        return []
+    if isinstance(structure, dict):
+        return [leaf for key in sorted(structure, key=str) for leaf in _leaves(structure[key])]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for part in structure for leaf in _leaves(part)]
+    return [structure]
+
+
+def _rows(x, y, weights, where: str) -> int:
+    """The batch's number of samples; every part must have it, and it must not be 0."""
+    sizes = {}
+    for name, part in (("x", x), ("y", y), ("sample_weight", weights)):
+        for leaf in _leaves(part):
+            if not getattr(leaf, "shape", None):
+                raise BadDataset(
+                    f"the batch at {where} has a {name} without a batch dimension; "
+                    "expected arrays of shape (batch, ...)"
+                )
+            sizes.setdefault(int(leaf.shape[0]), name)
+    if not sizes:
+        raise BadDataset(f"the batch at {where} has no inputs; expected (x,), (x, y) or (x, y, sample_weight)")
+    if len(sizes) > 1:
+        described = ", ".join(f"{name} {rows}" for rows, name in sizes.items())
+        raise BadDataset(
+            f"the batch at {where} has parts of different lengths ({described} rows); expected "
+            "one number of samples for x, y and sample_weight"
+        )
+    rows = next(iter(sizes))
+    if rows == 0:
+        raise BadDataset(f"the batch at {where} has 0 samples; expected at least one")
+    return rows
 
 
 class _ShapeCheck:
-    """Batches may differ in length, never in sample shape or dtype."""
+    """Batches may differ in length, never in structure, sample shape or dtype."""
 
     def __init__(self, name: str):
         self.name = name
         self.first = None
 
-    def __call__(self, x, y, where) -> None:
-        seen = (tuple(x.shape[1:]), str(x.dtype), tuple(y.shape[1:]), str(y.dtype))
+    def __call__(self, parts, where: str) -> None:
+        seen = tuple(_describe(part) for part in parts)
         if self.first is None:
             self.first = seen
             return
         if seen != self.first:
-            raise BadDataset(
-                f"{self.name}: batch at {where} has x {_shape(seen[:2])}, y {_shape(seen[2:])}; "
-                f"expected x {_shape(self.first[:2])}, y {_shape(self.first[2:])} as in the first batch"
-            )
+            names = ("x", "y", "sample_weight")
+            got = "; ".join(f"{n} {d}" for n, d, f in zip(names, seen, self.first) if d != f)
+            expected = "; ".join(f"{n} {f}" for n, d, f in zip(names, seen, self.first) if d != f)
+            raise BadDataset(f"{self.name}: batch at {where} has {got}; expected {expected} as in the first batch")
 
 
-def _shape(pair) -> str:
-    dims, dtype = pair
+def _describe(part) -> str:
+    leaves = _leaves(part)
+    if not leaves:
+        return "none"
+    return ", ".join(_shape(tuple(leaf.shape[1:]), str(leaf.dtype)) for leaf in leaves)
+
+
+def _shape(dims, dtype) -> str:
     return f"(batch, {', '.join(map(str, dims))}) {dtype}" if dims else f"(batch,) {dtype}"

@@ -6,26 +6,31 @@ the original ``SomeError: message`` line is what a person needs.
 
 from __future__ import annotations
 
-from feedbench.core.errors import BadDataset, FeedbenchError, GeneratorFailed
+from feedbench.core.errors import BadDataset, FeedbenchError, GeneratorFailed, one_line
 
 
 def explain(exc: BaseException, name: str, where: str) -> FeedbenchError:
     """The typed, one-line error for an exception raised while ``name`` was feeding at ``where``."""
     text = one_line(exc)
-    if "element of shape" in text or "shape" in text and "expected" in text:
+    if _raised_by_keras(exc):
+        return BadDataset(f"{name}: Keras's fit rejected the dataset at {where}, not the generator: {text}")
+    if "element of shape" in text:  # TensorFlow's from_generator holds every batch to the first's spec
         return BadDataset(f"{name}: batches change shape at {where}: {text}")
+    if "could not be converted to the expected type" in text:
+        return BadDataset(f"{name}: batches change type at {where}: {text}")
     if "length 0" in text or "at least one batch" in text:
         return BadDataset(f"{name}: the dataset is empty ({text}); expected at least one batch")
     return GeneratorFailed(f"{name} raised at {where}: {text}")
 
 
-def one_line(exc: BaseException) -> str:
-    """The innermost 'SomeError: message' line, also out of TensorFlow's wrapped errors."""
-    message = getattr(exc, "message", None) or str(exc)
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    for line in reversed(lines):  # the original Python error comes last in a TF traceback dump
-        head = line.split(":", 1)[0].split()[-1] if ":" in line else ""
-        if head.endswith(("Error", "Exception", "Interrupt", "Exit")) and not line.startswith("File "):
-            return line.split("}}", 1)[-1].strip()
-    first = lines[0].split("}}", 1)[-1].strip() if lines else ""
-    return f"{type(exc).__name__}: {first}"
+def _raised_by_keras(exc: BaseException) -> bool:
+    """Whether Keras's own data-adapter code raised this (a type or argument it refuses)."""
+    import os
+
+    keras_adapters = os.path.join("keras", "src", "trainers", "data_adapters")
+    frame = exc.__traceback__
+    innermost = None
+    while frame is not None:
+        innermost = frame.tb_frame.f_code.co_filename
+        frame = frame.tb_next
+    return innermost is not None and keras_adapters in innermost and isinstance(exc, (ValueError, TypeError))

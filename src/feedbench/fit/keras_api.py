@@ -130,3 +130,34 @@ def _terminate_all(pools) -> None:
     for pool in pools:
         with contextlib.suppress(Exception):
             pool.terminate()
+
+
+class PoolWatch:
+    """Notices a Keras worker process that dies while its pool runs (SIGKILL, SIGABRT, os._exit,
+    sys.exit, the OOM killer): multiprocessing quietly replaces it and the batch it held never
+    comes, so without this a run would wait for its time limit."""
+
+    def __init__(self, pools):
+        self.pools = pools
+        self.seen: dict[int, object] = {}  # id(process) -> (pool, process)
+
+    def dead(self) -> str | None:
+        """A line naming a worker that died while its pool was running, or None."""
+        import multiprocessing.pool
+
+        from feedbench.core.procs import how_it_ended
+
+        for pool in list(self.pools):
+            if isinstance(pool, multiprocessing.pool.ThreadPool) or not isinstance(pool, multiprocessing.pool.Pool):
+                continue
+            for process in list(getattr(pool, "_pool", [])):
+                self.seen.setdefault(id(process), (pool, process))
+        for pool, process in list(self.seen.values()):
+            code = process.exitcode
+            if code is None:
+                continue
+            running = getattr(pool, "_state", None) == multiprocessing.pool.RUN
+            if running:
+                return f"a Keras worker process (pid {process.pid}) {how_it_ended(code)} while its pool was running"
+            del self.seen[id(process)]
+        return None

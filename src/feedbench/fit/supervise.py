@@ -13,10 +13,10 @@ epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
 
 A data path stuck in *native* code cannot be interrupted from inside its process. After
 ``STUCK_GRACE_S`` more the watchdog reaps the workers and names the stuck threads; a process
-that owns its interpreter (the command line, a measuring child) registers ``on_stuck`` to end
-itself then. A library caller's interpreter is never ended: the caller gets ``DriveTimeout``
-once the native call returns (run settings in a child process, as ``profile`` does, for a hard
-guarantee).
+that feedbench owns (``procs.own_interpreter``: the command line, a measuring child) then ends
+itself with exit status 124 (``on_stuck`` registers another handler). A library caller's
+interpreter is never ended: the caller gets ``DriveTimeout`` once the native call returns (run
+settings in a child process, as ``profile`` does, for a hard guarantee).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from feedbench.core import procs
@@ -38,6 +39,7 @@ DEFAULT_TIMEOUT_S = 300.0
 # After the time limit, how long the watchdog waits for a data path stuck in native code.
 STUCK_GRACE_S = float(os.environ.get("FEEDBENCH_STUCK_GRACE_S", "15"))
 _TIMEOUT_SIGNAL = signal.SIGUSR1
+POLL_S = 0.05  # how often the watchdog looks at Keras's worker processes
 
 _stuck_handler: Callable[[str], None] | None = None
 
@@ -87,6 +89,8 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
         except FeedbenchError:
             raise
         except Exception as exc:
+            if watchdog.died:
+                raise GeneratorFailed(watchdog.died) from exc
             if watchdog.fired:
                 raise watchdog.error() from exc
             raise explain(exc, name, state.where()) from exc
@@ -133,6 +137,7 @@ class Watchdog:
         self.timeout_s = timeout_s
         self.name = name
         self.fired = False
+        self.died: str | None = None  # a Keras worker process that died mid-run, in words
         self.stuck: list[str] = []  # threads still in native code after the grace period
         self._done = threading.Event()
 
@@ -140,6 +145,8 @@ class Watchdog:
         return DriveTimeout(f"{self.name}: run exceeded its time limit of {self.timeout_s:g} s")
 
     def check(self) -> None:
+        if self.died:
+            raise GeneratorFailed(self.died)
         if self.fired:
             raise self.error()
 
@@ -159,11 +166,23 @@ class Watchdog:
                 signal.signal(_TIMEOUT_SIGNAL, previous)
 
     def _on_signal(self, signum, frame):
-        if self.fired and not self._done.is_set():
-            raise self.error()
+        if (self.fired or self.died) and not self._done.is_set():
+            self.check()
 
     def _watch(self, pools, in_main: bool, keep: set[int]) -> None:
-        if self._done.wait(self.timeout_s):
+        deadline = time.monotonic() + self.timeout_s
+        workers = keras_api.PoolWatch(pools)
+        while not self._done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
+            died = workers.dead()
+            if died:  # the batch it held will never come: fail now, not at the limit
+                self.died = f"{self.name}: {died}"
+                keras_api.fail_pending(pools, GeneratorFailed(self.died))
+                if in_main:
+                    signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+                return
+            if time.monotonic() >= deadline:
+                break
+        else:
             return
         self.fired = True
         keras_api.fail_pending(pools, self.error())
@@ -182,5 +201,9 @@ class Watchdog:
         if _stuck_handler is not None:
             _stuck_handler(message)
             return
+        if procs.interpreter_owned():
+            sys.stderr.write(f"feedbench: run failed: {message}; ending the process\n")
+            sys.stderr.flush()
+            os._exit(124)  # our own process (the CLI, a measuring child): a stuck thread would block its exit
         sys.stderr.write(f"feedbench: {message}; waiting for it to return\n")
         sys.stderr.flush()

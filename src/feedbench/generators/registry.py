@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import importlib
 import os
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 
 from feedbench.core.data import make_source
-from feedbench.core.errors import BadDataset, FeedbenchError, PluginError, UnknownImplementation
+from feedbench.core.errors import (
+    BadDataset,
+    FactoryFailed,
+    FeedbenchError,
+    PluginError,
+    UnknownImplementation,
+    one_line,
+)
 from feedbench.core.spec import FAMILIES, Built, Spec, not_applicable
 from feedbench.core.workloads import WORKLOADS
 
@@ -201,10 +209,23 @@ def build(spec: Spec, plugins: list[str] | tuple[str, ...] = ()) -> Built:
     if reason:
         raise ValueError(reason)
     source = make_source(
-        spec.size, spec.n_samples, spec.seed, spec.traced, spec.work.storage, band_brightness=spec.band_brightness
+        spec.size,
+        spec.n_samples,
+        spec.seed,
+        spec.traced,
+        spec.work.storage,
+        band_brightness=spec.band_brightness,
+        probe=spec.probe,
     )
     factory = impl.load()
-    made = factory(spec, source)
+    try:
+        made = factory(spec, source)
+    except FeedbenchError:
+        raise
+    except Exception as exc:  # the user's factory: one line, the traceback with --debug
+        raise FactoryFailed(
+            f"factory {impl.factory} of {impl.name!r} raised {one_line(exc)}; run with --debug for the traceback"
+        ) from exc
     if impl.plugin:
         made = _wrap_plugin_result(impl, spec, source, made)
     _check_length(impl.name, made)
@@ -216,10 +237,7 @@ def _wrap_plugin_result(impl: Implementation, spec: Spec, source, made) -> Built
         return made
     family = family_of(made)
     if family is None:
-        raise BadDataset(
-            f"plug-in {impl.name!r} ({impl.factory}) returned a {type(made).__name__}; expected a "
-            "keras.utils.PyDataset, a Python generator of batches or a tf.data.Dataset"
-        )
+        raise not_a_dataset(made, f"plug-in {impl.name!r} ({impl.factory})")
     if family == "pydataset":
         return Built(spec, family, made, source, fit_shuffle=spec.shuffle)
     return Built(
@@ -233,16 +251,47 @@ def family_of(obj) -> str | None:
 
     if isinstance(obj, keras.utils.PyDataset):
         return "pydataset"
-    if isinstance(obj, Iterator):  # generator objects included
+    if isinstance(obj, types.GeneratorType):  # Keras 3 takes generator objects, not other iterators
         return "generator"
-    if type(obj).__module__.startswith("tensorflow") and hasattr(obj, "element_spec"):
+    names = {(cls.__module__, cls.__name__) for cls in type(obj).__mro__}
+    if any(module.startswith("tensorflow.python.") and name == "DatasetV2" for module, name in names):
         return "tfdata"
+    if any(module.startswith("torch.utils.data") and name == "DataLoader" for module, name in names):
+        return "torch_dataloader"
+    if any(
+        module.startswith("grain") and name in ("MapDataset", "IterDataset", "DataLoader") for module, name in names
+    ):
+        return "grain"
     return None
+
+
+def not_a_dataset(made, who: str) -> BadDataset:
+    """The one-line refusal for an object Keras's fit does not take, saying what would work."""
+    kind = type(made).__name__
+    if isinstance(made, Iterator) or hasattr(made, "__next__"):
+        return BadDataset(
+            f"{who} returned a {kind}, an iterator that is not a generator: Keras's fit does not accept it "
+            "(it takes generator objects only); wrap it as (batch for batch in it), or return a "
+            "keras.utils.PyDataset"
+        )
+    return BadDataset(
+        f"{who} returned a {kind}; expected a keras.utils.PyDataset, a Python generator of batches, a "
+        "tf.data.Dataset, a torch DataLoader or a Grain dataset"
+    )
 
 
 def _check_length(name: str, built: Built) -> None:
     assert built.family in FAMILIES, built.family
     if built.family != "pydataset":
         return
-    if built.dataset.num_batches == 0:
+    try:
+        batches = built.dataset.num_batches
+    except Exception as exc:
+        raise BadDataset(
+            f"implementation {name!r}: len() of its PyDataset raised {one_line(exc)}; expected __len__ to return "
+            "the number of batches, an int"
+        ) from exc
+    if batches is not None and (not isinstance(batches, int) or isinstance(batches, bool)):
+        raise BadDataset(f"implementation {name!r}: __len__ returned {batches!r}; expected an int number of batches")
+    if batches == 0:
         raise BadDataset(f"implementation {name!r} built a PyDataset of length 0; expected at least one batch")

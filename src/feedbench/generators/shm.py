@@ -46,7 +46,15 @@ from feedbench.core.procs import how_it_ended
 from feedbench.core.spec import Built, Spec
 from feedbench.generators.keyed import KeyedDataset
 from feedbench.generators.keying import keyed_batch
-from feedbench.generators.shm_worker import Job, Layout, RingSpec, Segment, SourceSpec, worker_main
+from feedbench.generators.shm_worker import (
+    Job,
+    Layout,
+    RingSpec,
+    Segment,
+    SourceSpec,
+    reclaim_orphaned_segments,
+    worker_main,
+)
 
 START_METHOD_ENV = "FEEDBENCH_SHM_START_METHOD"
 POLL_S = 0.2  # how often a waiting request checks that every worker is alive
@@ -167,6 +175,8 @@ class _Pool:
     # ------------------------------------------------------------------ start and stop
 
     def _segment(self, size: int) -> Segment:
+        if not self._segments:
+            reclaim_orphaned_segments()  # what an earlier process killed mid-start-up left behind
         segment = Segment.create(size)
         self._segments.append(segment)
         return segment

@@ -130,6 +130,38 @@ class _SharedSource:
         self.x, self.y = x, y
 
 
+def _alive(pid: int) -> bool:
+    if os.getppid() == pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim_orphaned_segments() -> list[str]:
+    """Unlink segments whose creating process is dead (killed in the instant before it unlinked them)."""
+    reclaimed = []
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return reclaimed
+    for name in names:
+        if not name.startswith(SEGMENT_PREFIX):
+            continue
+        owner = name[len(SEGMENT_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+                reclaimed.append(name)
+            except OSError:
+                pass
+    return reclaimed
+
+
 def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, results, parent: int) -> None:
     """Compute keyed batches for ``(slot, epoch, index)`` tasks and write them into their slot."""
     die_with_parent()
@@ -150,8 +182,8 @@ def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, r
         try:
             task = tasks.get(timeout=PARENT_POLL_S)
         except queue.Empty:
-            if os.getppid() != parent:
-                return  # orphaned (where there is no PDEATHSIG)
+            if not _alive(parent):
+                return  # the dataset's process is gone (under forkserver our parent is the server, not it)
             continue
         if task is None:
             return

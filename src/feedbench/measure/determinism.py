@@ -1,22 +1,32 @@
 """Is the stream the model sees the one you meant?
 
-Three runs of the same spec: the setting under test, a repeat of it, and the
-serial reference (``workers=1, use_multiprocessing=False``; the repeat serves
-when the setting is serial itself). Rows are identified by the traced sample
-ids for our sources, by content hashes for a user's generator; a figure that
-needs ids is ``None`` with its reason when there are none.
+Four runs of the same spec:
 
-- ``missing`` / ``duplicated``: per epoch, source samples never delivered and
-  samples delivered more than once (a generator that drops an uneven last
-  batch by design is reported in ``dropped_by_design``, not as missing);
-- ``in_order``: for an unshuffled run, samples arrive in index order;
-- ``reproducible``: the repeat delivers byte-identical batches;
-- ``matches_serial``: the serial reference delivers byte-identical batches;
-- ``epoch_diversity``: the fraction of samples whose delivered content
-  changes from one epoch to the next (0: augmentation frozen);
-- ``repeated_draws``: pairs of different batches whose rows received the
-  identical random augmentation (forked workers sharing one NumPy RNG state,
-  or a constant reseeded before every batch);
+- the setting under test (*main*), on the traced source;
+- a *repeat* in a fresh process, what a user means by "I ran it again": ``reproducible``
+  (a module-level RNG seeded at import starts again there, as it would for the user);
+- the *serial reference* (``workers=1, use_multiprocessing=False``): ``matches_serial``; at the
+  serial setting itself it is ``None`` (the setting is the reference, never compared with itself);
+- a *probe* run: the same setting on a source whose samples all have identical content (a
+  texture, so crops, shifts and rotations show), ids still traced. Two delivered samples with
+  identical bytes then received identical random draws, whatever the augmentation (flips,
+  noise, rotations, crops, normalisation after any of them). From it: whether there is random
+  augmentation at all, ``repeated_draws`` and frozen augmentation (``epoch_diversity``,
+  ``frozen_fraction``), each judged against the chance of two independent draws coinciding,
+  which the probe run itself shows (rows of one batch are independent draws).
+
+Rows are identified by the traced ids in the targets (``y[:, 1]``, or any target leaf shaped
+``(rows, 2)``); when a generator transforms its labels (one-hot, shifted, dict targets) the
+delivered rows are matched to source rows by content (exact bytes, or a flip of them). A figure
+that cannot be computed is ``None`` with its reason, never 0.
+
+- ``missing`` / ``duplicated``: per epoch, source samples not delivered and samples delivered
+  more than once; ``never_delivered``: samples missing from every epoch of the run (an
+  implementation that declares it drops an uneven last batch is reported in
+  ``dropped_by_design`` instead);
+- ``in_order``: for an unshuffled run, samples arrive in index order (informational when the
+  dataset shuffles itself: its order changes between epochs, or is scrambled throughout);
+- ``reproducible``, ``matches_serial``: byte-identical batches;
 - ``source_intact``: the source arrays are unchanged after the run.
 """
 
@@ -24,20 +34,26 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections import Counter
+import math
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from feedbench.core.child import run_child, serve
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
 from feedbench.fit import driver
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
-# Batches shorter than this carry too few random bits for an identical flip
-# pattern to mean a repeated draw rather than chance (2**-16 per pair).
-MIN_ROWS_FOR_DRAWS = 16
+# Importing TensorFlow in a fresh process, on a busy machine, before the repeat's own limit.
+FRESH_START_S = 90.0
+# A verdict on draws needs chance coincidences to be rare: at most this expected number.
+CHANCE_PAIRS = 0.05
+# Frozen augmentation: the share of draws repeated from the last epoch beyond chance.
+FROZEN_THRESHOLD = 0.2
 
 
 @dataclass
@@ -45,85 +61,208 @@ class BatchDigest:
     epoch: int
     step: int
     rows: int
-    content: str  # hash of x and y bytes
-    row_hashes: np.ndarray  # uint64, one per row (x bytes only)
+    content: str  # hash of every leaf: x, y and sample weights
+    row_hashes: list[int]  # per row, of the inputs (x leaves) only
     ids: np.ndarray | None
-    draws: str | None  # hash of the augmentation each row received, relative to the source
 
 
 @dataclass
 class Stream:
     batches: list[BatchDigest]
     source_rows_changed: int  # source samples whose bytes the run changed
-    traced: bool
+    identified_by: str | None  # "traced ids", "content matching", or None: rows not identified
+
+    def contents(self) -> list[tuple[int, int, str]]:
+        return [(d.epoch, d.step, d.content) for d in self.batches]
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def leaves(structure) -> list[np.ndarray]:
+    """The arrays of a batch part (an array, or a dict / list / tuple of them), dict keys sorted."""
+    if structure is None:
+        return []
+    if isinstance(structure, dict):
+        return [leaf for key in sorted(structure, key=str) for leaf in leaves(structure[key])]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for part in structure for leaf in leaves(part)]
+    return [np.asarray(structure)]
+
+
+def _hash(arrays) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(str((array.shape, array.dtype.str)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _row_hashes(arrays, rows: int) -> list[int]:
+    flat = [
+        np.ascontiguousarray(a).reshape(rows, -1).view(np.uint8)
+        for a in arrays
+        if a.ndim and len(a) == rows and a.dtype.kind in "biufc"
+    ]
+    out = []
+    for i in range(rows):
+        digest = hashlib.blake2b(digest_size=8)
+        for part in flat:
+            digest.update(part[i].tobytes())
+        out.append(int.from_bytes(digest.digest(), "little"))
+    return out
+
+
+class _Identifier:
+    """Which source sample each delivered row came from.
+
+    Traced ids in the targets first. A generator that transforms its labels (one-hot, shifted,
+    dict targets) loses them, so then the inputs are matched to source rows by content: byte for
+    byte (also a flipped row), else by correlation, which survives noise, brightness changes and
+    normalisation (a random projection keeps it cheap); a row matched to no sample clearly
+    leaves the batch unidentified.
+    """
+
+    MIN_CORRELATION = 0.7
+    MIN_MARGIN = 0.15  # over the best other sample
+    PROJECTED = 256
+
+    def __init__(self, source):
+        self.source = source
+        self._exact: dict[bytes, int] | None = None
+        self._projected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.by_content = False
+
+    def __call__(self, x_leaves, y_leaves, rows: int) -> np.ndarray | None:
+        for leaf in y_leaves:
+            if leaf.ndim == 2 and leaf.shape == (rows, 2) and leaf.dtype.kind in "iuf":
+                ids = leaf[:, 1]
+                if np.all(ids == np.round(ids)) and ((ids >= 0) & (ids < self.source.n)).all():
+                    return ids.astype(np.int64)
+        shape = self.source.x.shape[1:]
+        candidates = [leaf for leaf in x_leaves if leaf.shape[1:] == shape and leaf.dtype.kind == "f"]
+        if not candidates or self._distinct() is False:
+            return None
+        found = self._match(np.ascontiguousarray(candidates[0], dtype=self.source.x.dtype))
+        if found is not None:
+            self.by_content = True
+        return found
+
+    def _variants(self) -> list[np.ndarray]:
+        x = np.asarray(self.source.x)
+        return [x, x[:, :, ::-1], x[:, ::-1]] if x.ndim == 4 else [x]  # the flips augmentation commonly applies
+
+    def _distinct(self) -> bool:
+        """Whether source rows can be told apart at all (the probe source's cannot)."""
+        if self._exact is None:
+            index: dict[bytes, int] = {}
+            for variant in reversed(self._variants()):  # the unflipped rows win a tie
+                for i, row in enumerate(np.ascontiguousarray(variant)):
+                    index[row.tobytes()] = i
+            self._exact = index if len(index) >= self.source.n else {}
+        return bool(self._exact)
+
+    def _match(self, rows: np.ndarray) -> np.ndarray | None:
+        exact = [self._exact.get(row.tobytes()) for row in rows]
+        if all(i is not None for i in exact):
+            return np.array(exact, dtype=np.int64)
+        sources, ids, projection = self._projection()
+        delivered = _normalized(rows.reshape(len(rows), -1)) @ projection
+        delivered /= np.linalg.norm(delivered, axis=1, keepdims=True) + 1e-12
+        similarity = delivered @ sources.T  # (rows, n x variants)
+        found = []
+        for row in similarity:
+            order = np.argsort(row)[::-1]
+            best = order[0]
+            other = next((j for j in order[1:] if ids[j] != ids[best]), None)
+            margin = row[best] - (row[other] if other is not None else -1.0)
+            if row[best] < self.MIN_CORRELATION or margin < self.MIN_MARGIN:
+                return None
+            found.append(ids[best])
+        return np.array(found, dtype=np.int64)
+
+    def _projection(self):
+        if self._projected is None:
+            variants = self._variants()
+            dims = int(np.prod(self.source.x.shape[1:]))
+            rng = np.random.default_rng(0)
+            projection = (rng.standard_normal((dims, self.PROJECTED)) / np.sqrt(self.PROJECTED)).astype(np.float32)
+            sources = np.concatenate([_normalized(v.reshape(len(v), -1)) @ projection for v in variants])
+            sources /= np.linalg.norm(sources, axis=1, keepdims=True) + 1e-12
+            ids = np.tile(np.arange(self.source.n), len(variants))
+            self._projected = (sources, ids, projection)
+        sources, ids, projection = self._projected
+        return sources, ids, projection
+
+
+def _normalized(rows: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit norm: correlation by a dot product."""
+    rows = rows.astype(np.float32) - rows.mean(axis=1, keepdims=True, dtype=np.float32)
+    return rows / (np.linalg.norm(rows, axis=1, keepdims=True) + 1e-12)
 
 
 def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     """Run once and keep a compact digest of every delivered batch."""
     source = built.source
-    pristine = np.array(source.x)  # the source as it was, to tell augmentation from content
-    traced = source.traced
+    pristine = np.array(source.x)  # the source as it was
+    identify = _Identifier(source)
     digests = []
     with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=True)) as batches:
         for batch in batches:
-            ids = _ids(batch.y, source.n) if traced else None
+            x_leaves, y_leaves = leaves(batch.x), leaves(batch.y)
             digests.append(
                 BatchDigest(
                     epoch=batch.epoch,
                     step=batch.step,
-                    rows=len(batch.x),
-                    content=_hash(batch.x, batch.y),
-                    row_hashes=_row_hashes(batch.x),
-                    ids=ids,
-                    draws=_draws(batch.x, pristine, ids) if ids is not None else None,
+                    rows=batch.rows,
+                    content=_hash(x_leaves + y_leaves + leaves(batch.sample_weight)),
+                    row_hashes=_row_hashes(x_leaves, batch.rows),
+                    ids=identify(x_leaves, y_leaves, batch.rows),
                 )
             )
     changed = int((np.asarray(source.x) != pristine).reshape(source.n, -1).any(axis=1).sum())
-    return Stream(digests, changed, traced and all(d.ids is not None for d in digests))
+    if digests and all(d.ids is not None for d in digests):
+        how = "content matching" if identify.by_content else "traced ids"
+    else:
+        how = None
+    return Stream(digests, changed, how)
 
 
-def _ids(y, n: int) -> np.ndarray | None:
-    y = np.asarray(y)
-    if y.ndim != 2 or y.shape[1] != 2:
-        return None
-    ids = y[:, 1].astype(np.int64)
-    return ids if ((ids >= 0) & (ids < n)).all() else None
+def record_fresh(spec: Spec, epochs: int, timeout_s: float, plugins=(), role: str = "repeat") -> Stream:
+    """``record`` in a fresh process: the run a user gets from a new script (module-level state anew)."""
+    request = {"spec": spec.to_dict(), "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins)}
+    what = f"{spec.impl}: the {role} run in a fresh process"
+    found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what)
+    return _stream_from_json(found[0])
 
 
-def _hash(*arrays) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+def _record_in_child(request: dict):
+    built = build(Spec(**request["spec"]), tuple(request["plugins"]))
+    yield _stream_to_json(record(built, request["epochs"], request["timeout_s"]))
 
 
-def _row_hashes(x) -> np.ndarray:
-    flat = np.ascontiguousarray(x).reshape(len(x), -1)
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") for row in flat],
-        dtype=np.uint64,
-    )
+def _stream_to_json(stream: Stream) -> dict:
+    batches = [
+        [d.epoch, d.step, d.rows, d.content, d.row_hashes, None if d.ids is None else d.ids.tolist()]
+        for d in stream.batches
+    ]
+    return {
+        "batches": batches,
+        "source_rows_changed": stream.source_rows_changed,
+        "identified_by": stream.identified_by,
+    }
 
 
-def _draws(x, pristine: np.ndarray, ids: np.ndarray) -> str | None:
-    """Per row: was it flipped, and what remains once the flip is undone.
+def _stream_from_json(data: dict) -> Stream:
+    batches = [
+        BatchDigest(epoch, step, rows, content, hashes, None if ids is None else np.array(ids, dtype=np.int64))
+        for epoch, step, rows, content, hashes, ids in data["batches"]
+    ]
+    return Stream(batches, data["source_rows_changed"], data["identified_by"])
 
-    For augmentation that does not depend on content (flips, brightness, noise)
-    two rows that got the same random draw leave the same residual, whatever
-    the sample; so equal batch descriptors mean repeated draws.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    original = pristine[ids]
-    if original.shape != x.shape:
-        return None
-    mirrored = original[:, :, ::-1] if x.ndim == 4 else original
-    flipped = np.abs(x - mirrored).reshape(len(x), -1).sum(1) < np.abs(x - original).reshape(len(x), -1).sum(1)
-    residual = x - np.where(flipped.reshape(-1, *([1] * (x.ndim - 1))), mirrored, original)
-    residual = np.round(residual, 4)
-    per_row = {(bool(f), r.tobytes()) for f, r in zip(flipped, residual)}
-    if len(per_row) == 1:
-        return None  # every row got the same treatment: a fixed transform, not a random draw
-    return _hash(flipped, residual)
+
+# --------------------------------------------------------------------------- the result
 
 
 @dataclass
@@ -143,25 +282,34 @@ class DeterminismFigures(Record):
     batches_differing_serial: int | None = None
     dropped_by_design: int | None = None
     identified_by: str | None = None
+    never_delivered: int | None = None
+    augmented: bool | None = None
+    frozen_fraction: float | None = None
+    shuffles_itself: bool | None = None
 
 
 @dataclass
 class DeterminismResult:
-    missing: int | None
-    duplicated: int | None
-    in_order: bool | None
-    reproducible: bool
-    matches_serial: bool
-    epoch_diversity: float | None
-    repeated_draws: int | None
-    source_intact: bool
+    missing: int | None = None
+    duplicated: int | None = None
+    in_order: bool | None = None
+    reproducible: bool | None = None
+    matches_serial: bool | None = None
+    epoch_diversity: float | None = None
+    repeated_draws: int | None = None
+    source_intact: bool | None = None
     source_rows_changed: int = 0
     dropped_by_design: int = 0
+    never_delivered: int | None = None
     missing_per_epoch: list[int] | None = None
     duplicated_per_epoch: list[int] | None = None
-    batches_differing_repeat: int = 0
-    batches_differing_serial: int = 0
-    identified_by: str = "traced ids"
+    batches_differing_repeat: int | None = None
+    batches_differing_serial: int | None = None
+    identified_by: str | None = None
+    augmented: bool | None = None  # random augmentation seen in the probe run
+    frozen_fraction: float | None = None  # share of draws repeated from the last epoch, beyond chance
+    chance_same_draw: float | None = None  # how often two independent draws coincide (from the probe)
+    shuffles_itself: bool | None = None
     reasons: dict[str, str] = field(default_factory=dict)  # why a figure is None
 
     def to_dict(self) -> dict:
@@ -173,72 +321,100 @@ class DeterminismResult:
     def problems(self) -> list[str]:
         """The names of the checks that failed (None is 'could not tell', not a failure)."""
         failed = []
-        if self.missing:
+        if self.never_delivered:
+            failed.append("never_delivered")
+        if self.missing and not self.never_delivered:
             failed.append("missing")
         if self.duplicated:
             failed.append("duplicated")
-        if self.in_order is False:
+        if self.in_order is False and not self.shuffles_itself:
             failed.append("in_order")
-        if not self.reproducible:
+        if self.reproducible is False:
             failed.append("reproducible")
-        if not self.matches_serial:
+        if self.matches_serial is False:
             failed.append("matches_serial")
-        if self.epoch_diversity == 0:
+        if self.frozen_fraction is not None and self.frozen_fraction >= FROZEN_THRESHOLD:
             failed.append("epoch_diversity")
         if self.repeated_draws:
             failed.append("repeated_draws")
-        if not self.source_intact:
+        if self.source_intact is False:
             failed.append("source_intact")
         return failed
 
 
+# --------------------------------------------------------------------------- measuring
+
+
 def measure_determinism(
-    spec: Spec, epochs: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S, plugins=()
+    spec: Spec, epochs: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S, plugins=(), fresh: bool = True
 ) -> DeterminismResult:
-    """Run the setting, its repeat and the serial reference, and compare."""
+    """Run the setting, its repeat, the serial reference and the probe, and compare.
+
+    With ``fresh`` (the default) the setting, its repeat and the serial reference each run in a
+    fresh process, at once, as a user's new script would: module-level state (a seed set at
+    import) starts anew, and nothing a previous run did in this process carries over. The probe
+    runs here meanwhile (it looks at draws, not at reproducibility).
+    """
     built = build(spec, plugins)
-    main = record(built, epochs, timeout_s)
-    repeat = record(build(spec, plugins), epochs, timeout_s)
+    built.close()
     serial_spec = replace(spec, workers=1, use_multiprocessing=False)
-    is_serial = serial_spec == spec or built.family != "pydataset"
-    serial = repeat if is_serial else record(build(serial_spec, plugins), epochs, timeout_s)
-    return analyze(built, main, repeat, serial)
-
-
-def analyze(built: Built, main: Stream, repeat: Stream, serial: Stream) -> DeterminismResult:
-    reasons: dict[str, str] = {}
-    differing_repeat = _differing(main, repeat)
-    differing_serial = _differing(main, serial)
-    result = DeterminismResult(
-        missing=None,
-        duplicated=None,
-        in_order=None,
-        reproducible=differing_repeat == 0,
-        matches_serial=differing_serial == 0,
-        epoch_diversity=None,
-        repeated_draws=None,
-        source_intact=main.source_rows_changed == 0,
-        source_rows_changed=main.source_rows_changed,
-        batches_differing_repeat=differing_repeat,
-        batches_differing_serial=differing_serial,
-        identified_by="traced ids" if main.traced else "content hashes",
-        reasons=reasons,
-    )
-    if not main.traced:
-        why = "the stream carries no traced sample ids (y[:, 1]); only content hashes, which augmentation changes"
-        for key in ("missing", "duplicated", "in_order", "epoch_diversity", "repeated_draws"):
-            reasons[key] = why
-        return result
-    _coverage(result, built, main)
-    if built.spec.shuffle:
-        reasons["in_order"] = "the run is shuffled"
+    runs = {"main": spec, "repeat": spec}
+    if serial_spec != spec and built.family == "pydataset":
+        runs["serial"] = serial_spec
+    probe_spec = replace(spec, probe=True)
+    if fresh:
+        with ThreadPoolExecutor(len(runs)) as pool:
+            pending = {role: pool.submit(record_fresh, s, epochs, timeout_s, plugins, role) for role, s in runs.items()}
+            probe = record(build(probe_spec, plugins), epochs, timeout_s)
+            streams = {role: future.result() for role, future in pending.items()}
     else:
-        result.in_order = all(
-            np.array_equal(ids, np.sort(ids)) and _increasing_steps(main, epoch)
-            for epoch, ids in _ids_per_epoch(main).items()
+        streams = {role: record(build(s, plugins), epochs, timeout_s) for role, s in runs.items()}
+        probe = record(build(probe_spec, plugins), epochs, timeout_s)
+    serial = streams["serial"].contents() if "serial" in streams else None
+    return analyze(built, streams["main"], streams["repeat"].contents(), serial, probe)
+
+
+def analyze(built: Built, main: Stream, repeat, serial, probe: Stream | None) -> DeterminismResult:
+    """Compare the runs; ``repeat`` and ``serial`` are batch contents (None: the setting is the reference)."""
+    result = DeterminismResult(source_rows_changed=main.source_rows_changed)
+    reasons = result.reasons
+    result.source_intact = main.source_rows_changed == 0
+    # fit(shuffle=True) orders a PyDataset's batches with Python's global random: that order is
+    # fit's, not the generator's, so each epoch's batches are then compared as a set.
+    order_free = built.fit_shuffle
+    if order_free:
+        main_contents, repeat, serial = _by_epoch(main.contents()), _by_epoch(repeat), _by_epoch(serial)
+    else:
+        main_contents = main.contents()
+    result.batches_differing_repeat = _differing(main_contents, repeat)
+    result.reproducible = result.batches_differing_repeat == 0
+    if serial is None:
+        reasons["matches_serial"] = "this setting is the serial reference"
+        reasons["batches_differing_serial"] = reasons["matches_serial"]
+    elif not result.reproducible:
+        reasons["matches_serial"] = (
+            "the stream is not reproducible, so a difference from the serial run would say nothing about the setting"
         )
-    _diversity(result, main)
-    _repeated_draws(result, built, main)
+        result.batches_differing_serial = _differing(main_contents, serial)
+    else:
+        result.batches_differing_serial = _differing(main_contents, serial)
+        result.matches_serial = result.batches_differing_serial == 0
+    result.identified_by = main.identified_by
+    if main.identified_by is None:
+        why = (
+            "delivered rows could not be traced to source samples: no ids in the targets (y[:, 1]) and the "
+            "inputs do not match source rows byte for byte (augmented or transformed)"
+        )
+        for key in ("missing", "duplicated", "never_delivered", "in_order"):
+            reasons[key] = why
+    else:
+        _coverage(result, built, main)
+        _order(result, built, main)
+    if probe is None:
+        for key in ("repeated_draws", "epoch_diversity", "augmented"):
+            reasons[key] = "no probe run"
+    else:
+        _draws(result, probe)
     return result
 
 
@@ -246,80 +422,150 @@ def _ids_per_epoch(stream: Stream) -> dict[int, np.ndarray]:
     per_epoch: dict[int, list[np.ndarray]] = {}
     for digest in stream.batches:
         per_epoch.setdefault(digest.epoch, []).append(digest.ids)
-    return {epoch: np.concatenate(parts) for epoch, parts in per_epoch.items()}
-
-
-def _increasing_steps(stream: Stream, epoch: int) -> bool:
-    steps = [d.step for d in stream.batches if d.epoch == epoch]
-    return steps == sorted(steps)
+    return {epoch: np.concatenate(parts) for epoch, parts in sorted(per_epoch.items())}
 
 
 def _coverage(result: DeterminismResult, built: Built, main: Stream) -> None:
     n = built.source.n
+    per_epoch = _ids_per_epoch(main)
+    seen = np.zeros(n, dtype=bool)
     missing, duplicated = [], []
-    for _epoch, ids in sorted(_ids_per_epoch(main).items()):
+    for ids in per_epoch.values():
         counts = np.bincount(ids, minlength=n)
+        seen |= counts > 0
         missing.append(int((counts == 0).sum()))
         duplicated.append(int((counts > 1).sum()))
-    dropped = _dropped_by_design(built, main, missing, duplicated)
+    dropped = n % built.spec.batch_size if built.drops_last_partial else 0
     result.dropped_by_design = dropped
-    result.missing_per_epoch = [m - dropped for m in missing]
+    result.missing_per_epoch = [max(0, m - dropped) for m in missing]
     result.duplicated_per_epoch = duplicated
     result.missing = sum(result.missing_per_epoch)
     result.duplicated = sum(duplicated)
+    never = int((~seen).sum())
+    result.never_delivered = never if not dropped else max(0, never - dropped)
 
 
-def _dropped_by_design(built: Built, main: Stream, missing: list[int], duplicated: list[int]) -> int:
-    """An uneven last batch left out on purpose: every batch full, the remainder missing."""
-    bs, n = built.spec.batch_size, built.source.n
-    remainder = n % bs
-    if not remainder or any(duplicated):
-        return 0
-    full = all(d.rows == bs for d in main.batches)
-    per_epoch_batches = {d.epoch for d in main.batches}
-    count_ok = all(sum(1 for d in main.batches if d.epoch == e) == n // bs for e in per_epoch_batches)
-    if (built.drops_last_partial or (full and count_ok)) and all(m == remainder for m in missing):
-        return remainder
-    return 0
-
-
-def _diversity(result: DeterminismResult, main: Stream) -> None:
-    contents: dict[int, dict[int, int]] = {}  # epoch -> id -> row hash
-    for digest in main.batches:
-        contents.setdefault(digest.epoch, {}).update(zip(digest.ids.tolist(), digest.row_hashes.tolist()))
-    epochs = sorted(contents)
-    if len(epochs) < 2:
-        result.reasons["epoch_diversity"] = "needs 2 or more epochs"
+def _order(result: DeterminismResult, built: Built, main: Stream) -> None:
+    per_epoch = _ids_per_epoch(main)
+    orders = [ids.tolist() for ids in per_epoch.values()]
+    changes = len(orders) > 1 and any(o != orders[0] for o in orders[1:])
+    descents = [float(np.mean(np.diff(ids) < 0)) for ids in per_epoch.values() if len(ids) > 1]
+    scrambled = bool(descents) and min(descents) >= 0.25
+    result.shuffles_itself = bool(changes or scrambled) and not built.spec.shuffle
+    if built.spec.shuffle or built.fit_shuffle:
+        result.reasons["in_order"] = "the run is shuffled"
         return
-    fractions = []
-    for a, b in zip(epochs, epochs[1:]):
-        shared = contents[a].keys() & contents[b].keys()
-        if shared:
-            fractions.append(sum(contents[a][i] != contents[b][i] for i in shared) / len(shared))
-    result.epoch_diversity = float(np.mean(fractions)) if fractions else None
+    steps_in_order = all(
+        [d.step for d in main.batches if d.epoch == e] == sorted(d.step for d in main.batches if d.epoch == e)
+        for e in per_epoch
+    )
+    result.in_order = steps_in_order and all(np.array_equal(ids, np.sort(ids)) for ids in per_epoch.values())
+    if result.in_order is False and result.shuffles_itself:
+        result.reasons["in_order"] = "informational: the dataset shuffles itself"
 
 
-def _repeated_draws(result: DeterminismResult, built: Built, main: Stream) -> None:
-    if built.spec.workload == "numpy":
+def _draws(result: DeterminismResult, probe: Stream) -> None:
+    """Random augmentation, repeated draws and frozen draws, read off the probe run."""
+    reasons = result.reasons
+    batches = [d for d in probe.batches if d.rows]
+    rows = [h for d in batches for h in d.row_hashes]
+    if not rows:
+        for key in ("augmented", "repeated_draws", "epoch_diversity"):
+            reasons[key] = "the probe run delivered nothing"
+        return
+    result.augmented = len(set(rows)) > 1
+    if not result.augmented:
+        why = "no random augmentation: every sample of the probe run was delivered with the same bytes"
+        reasons["repeated_draws"] = reasons["epoch_diversity"] = reasons["frozen_fraction"] = why
+        return
+    # Two independent draws coincide this often: rows next to each other in one batch.
+    pairs = [(a, b) for d in batches for a, b in zip(d.row_hashes, d.row_hashes[1:])]
+    chance = float(np.mean([a == b for a, b in pairs])) if pairs else None
+    result.chance_same_draw = chance
+    _repeated(result, batches, chance)
+    _frozen(result, batches, chance)
+
+
+def _repeated(result: DeterminismResult, batches: list[BatchDigest], chance: float | None) -> None:
+    """Pairs of different batches of one epoch whose rows received identical draws.
+
+    Only batches big enough that two independent draws of all their rows coinciding is
+    unlikely over the whole run are compared (a batch of 8 flipped rows repeats by chance).
+    """
+    by_epoch: dict[int, list[BatchDigest]] = {}
+    for d in batches:
+        by_epoch.setdefault(d.epoch, []).append(d)
+    pairs_possible = sum(math.comb(len(v), 2) for v in by_epoch.values()) or 1
+    p = chance if chance is not None else 1.0
+    eligible = {id(d) for d in batches if p**d.rows * pairs_possible <= CHANCE_PAIRS}
+    if not eligible:
         result.reasons["repeated_draws"] = (
-            "the numpy workload transforms content, so equal random draws leave different residuals"
+            f"batches too small for identical draws to mean repeats (two independent rows coincide "
+            f"{p * 100:.0f} % of the time)"
         )
         return
-    # Same draws on the *same* samples in another epoch is frozen augmentation
-    # (epoch_diversity); here only batches of different samples count.
-    seen: dict[tuple[int, str], Counter] = {}
-    pairs = 0
-    for digest in main.batches:
-        if digest.draws is None or digest.rows < MIN_ROWS_FOR_DRAWS:
-            continue
-        samples = _hash(np.sort(digest.ids))
-        earlier = seen.setdefault((digest.rows, digest.draws), Counter())
-        pairs += sum(earlier.values()) - earlier[samples]
-        earlier[samples] += 1
-    result.repeated_draws = pairs
+    repeated = 0
+    for epoch_batches in by_epoch.values():
+        seen: dict[tuple[int, ...], int] = {}
+        for d in epoch_batches:
+            if id(d) not in eligible:
+                continue
+            key = tuple(d.row_hashes)
+            repeated += seen.get(key, 0)
+            seen[key] = seen.get(key, 0) + 1
+    result.repeated_draws = repeated
 
 
-def _differing(a: Stream, b: Stream) -> int:
+def _frozen(result: DeterminismResult, batches: list[BatchDigest], chance: float | None) -> None:
+    """How many draws repeat the last epoch's (same sample, or same position), beyond chance."""
+    epochs = sorted({d.epoch for d in batches})
+    if len(epochs) < 2:
+        result.reasons["epoch_diversity"] = result.reasons["frozen_fraction"] = "needs 2 or more epochs"
+        return
+    by_position: dict[tuple[int, int, int], int] = {}
+    by_id: dict[tuple[int, int], int] = {}
+    for d in batches:
+        for i, h in enumerate(d.row_hashes):
+            by_position[(d.epoch, d.step, i)] = h
+            if d.ids is not None:
+                by_id[(d.epoch, int(d.ids[i]))] = h
+    same_position = _unchanged(by_position, epochs, lambda key: key[1:])
+    same_sample = _unchanged(by_id, epochs, lambda key: key[1:]) if by_id else None
+    measured = [u for u in (same_position, same_sample) if u is not None]
+    if not measured:
+        result.reasons["epoch_diversity"] = "no position or sample seen in two epochs"
+        return
+    unchanged = max(measured)
+    result.epoch_diversity = 1.0 - unchanged
+    p = chance or 0.0
+    result.frozen_fraction = 0.0 if p >= 1 else max(0.0, min(1.0, (unchanged - p) / (1 - p)))
+
+
+def _unchanged(hashes: dict, epochs: list[int], where) -> float | None:
+    """Share of places (a position, or a sample id) whose bytes equal those of the epoch before."""
+    per_epoch: dict[int, dict] = {}
+    for key, h in hashes.items():
+        per_epoch.setdefault(key[0], {})[where(key)] = h
+    same = total = 0
+    for a, b in zip(epochs, epochs[1:]):
+        shared = per_epoch.get(a, {}).keys() & per_epoch.get(b, {}).keys()
+        same += sum(per_epoch[a][k] == per_epoch[b][k] for k in shared)
+        total += len(shared)
+    return same / total if total else None
+
+
+def _by_epoch(contents: list | None) -> list | None:
+    """Each epoch's batch contents in a canonical order (fit's own batch order taken out)."""
+    if contents is None:
+        return None
+    return sorted((epoch, 0, content) for epoch, _, content in contents)
+
+
+def _differing(a: list, b: list) -> int:
     """Batches at the same position whose bytes differ, plus any extra batches."""
-    differ = sum(x.content != y.content for x, y in zip(a.batches, b.batches))
-    return differ + abs(len(a.batches) - len(b.batches))
+    differ = sum(x[2] != y[2] or x[:2] != y[:2] for x, y in zip(a, b))
+    return differ + abs(len(a) - len(b))
+
+
+if __name__ == "__main__":
+    sys.exit(serve(_record_in_child))

@@ -17,7 +17,7 @@ from feedbench.core.records import Record
 from feedbench.core.spec import Spec, not_applicable
 from feedbench.fit.tap import FitStreamFigures
 from feedbench.fit.training import TrainingSummary
-from feedbench.generators import build, get
+from feedbench.generators import build
 from feedbench.measure.determinism import DeterminismFigures, measure_determinism
 from feedbench.measure.memory import MemoryFigures, measure_memory
 from feedbench.measure.throughput import ThroughputFigures, measure_throughput
@@ -40,7 +40,8 @@ class SettingResult(Record):
     training: TrainingSummary | None = None
     fit_stream: FitStreamFigures | None = None
     null_reasons: dict[str, str] = field(default_factory=dict)  # "group.figure" -> why it is None
-    problems: list[str] = field(default_factory=list)  # determinism checks that failed
+    problems: list[str] = field(default_factory=list)  # checks that failed (determinism, settings applied)
+    applied: dict | None = None  # the parallel settings the dataset really had, where they differ from asked
 
     @classmethod
     def of(cls, spec: Spec, **values) -> SettingResult:
@@ -87,7 +88,7 @@ def _determinism(spec: Spec, ctx: Context, result: SettingResult) -> None:
     determinism = measure_determinism(spec, ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
     result.determinism = determinism.figures()
     result.null_reasons.update({f"determinism.{k}": v for k, v in determinism.reasons.items()})
-    result.problems = determinism.problems()
+    result.problems += determinism.problems()
 
 
 @dataclass(frozen=True)
@@ -144,12 +145,18 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
     ctx = ctx or Context(epochs=3, timeout_s=120.0)
     result = SettingResult.of(spec)
     try:
-        # A built-in's family is known; only a plug-in must be built to tell.
-        family = get(spec.impl, ctx.plugins).family or build(spec, ctx.plugins).family
-        reasons = not_applicable(family, spec)
+        built = build(spec, ctx.plugins)  # the family, and the settings the dataset really takes
+        try:
+            reasons = not_applicable(built.family, spec)
+            applied = built.applied()
+        finally:
+            built.close()
         if reasons:
             result.skipped = "; ".join(sorted(set(reasons.values())))
             return result
+        if applied and any(applied[key] != getattr(spec, key) for key in applied):
+            result.applied = applied
+            result.problems.append("setting_not_applied")
         for name in MEASURES:  # the table's order: determinism, the longest, last
             if name in measures:
                 MEASURES[name].fill(spec, ctx, result)

@@ -106,7 +106,7 @@ def throughput_of(
     asked = time.perf_counter()
     with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=False)) as batches:
         for batch in batches:
-            records.setdefault(batch.epoch, []).append((asked, batch.t, len(batch.x)))
+            records.setdefault(batch.epoch, []).append((asked, batch.t, batch.rows))
             if step_s:
                 _busy(step_s)
             asked = time.perf_counter()

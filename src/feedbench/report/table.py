@@ -29,9 +29,22 @@ COLUMNS = [
 
 # problem -> (what, why, fix)
 VERDICTS = {
+    "setting_not_applied": (
+        "the dataset did not take the worker settings asked for: its figures are those of what ran",
+        "its __init__ does not pass **kwargs to super().__init__(); Keras 3 reads workers, "
+        "use_multiprocessing and max_queue_size there, so the dataset keeps the defaults (serial)",
+        "def __init__(self, ..., **kwargs): super().__init__(**kwargs), and pass the settings when you build it",
+    ),
+    "never_delivered": (
+        "samples never delivered in any epoch of the run",
+        "__len__ is floor(n / batch_size) without shuffling (the last n % batch_size samples are never reached), "
+        "or __getitem__ maps no index to them",
+        "make __len__ ceil(n / batch_size) (a short last batch is fine), or shuffle so every sample gets its turn",
+    ),
     "missing": (
-        "samples never delivered in an epoch",
-        "__len__ is too short, or __getitem__ skips indices or returns another batch in their place",
+        "samples not delivered in some epochs",
+        "__len__ is too short (floor(n / batch_size) drops a different remainder every shuffled epoch), or "
+        "__getitem__ skips indices or returns another batch in their place",
         "make __len__ ceil(n / batch_size) and map each index to its own rows",
     ),
     "duplicated": (
@@ -40,12 +53,12 @@ VERDICTS = {
         "derive each batch's rows from its index alone",
     ),
     "in_order": (
-        "an unshuffled run does not deliver samples in index order",
+        "an unshuffled run does not deliver samples in index order, and the dataset does not shuffle itself",
         "the generator reorders batches, or its rows depend on which worker asks first",
         "index rows by the batch index; shuffle on purpose, keyed by (seed, epoch)",
     ),
     "reproducible": (
-        "two runs with the same seed deliver different batches",
+        "running it again (a fresh process, the same seed) delivers different batches",
         "draws from an unseeded or global RNG (tf.random, np.random, Python's random: fit(shuffle=True) "
         "reorders PyDataset batches with it), or threads racing on one seeded RNG",
         "draw from a generator keyed by (seed, epoch, batch index), like feedbench's keyed",
@@ -57,8 +70,9 @@ VERDICTS = {
         "make every batch a pure function of (seed, epoch, index) and never write into the source",
     ),
     "epoch_diversity": (
-        "augmentation is frozen: samples look the same in every epoch",
-        "the random state is reset to a constant (e.g. tf.random.set_seed in __getitem__), or there is no augmentation",
+        "augmentation is frozen: samples get the same random draws every epoch",
+        "the random state is reset to a constant (e.g. tf.random.set_seed or np.random.seed in __getitem__), "
+        "or each epoch's new worker pool is forked from the same RNG state",
         "key draws on the epoch as well as the batch index",
     ),
     "repeated_draws": (
@@ -91,7 +105,11 @@ def _fmt(value, kind: str = "") -> str:
 
 
 def _setting(result: SettingResult) -> str:
-    return f"workers={result.workers} mp={'on' if result.use_multiprocessing else 'off'}"
+    asked = f"workers={result.workers} mp={'on' if result.use_multiprocessing else 'off'}"
+    if result.applied:
+        ran = f"workers={result.applied['workers']} mp={'on' if result.applied['use_multiprocessing'] else 'off'}"
+        return f"{asked} (ran as {ran})"
+    return asked
 
 
 def _row(result: SettingResult) -> list[str]:
@@ -122,7 +140,11 @@ def _row(result: SettingResult) -> list[str]:
         if d
         else ["-"] * 8
     )
-    return [str(result.workers), "on" if result.use_multiprocessing else "off", *speed, *memory, *stream]
+    workers, mp = str(result.workers), "on" if result.use_multiprocessing else "off"
+    if result.applied:  # label the figures with what ran
+        workers = f"{workers}>{result.applied['workers']}"
+        mp = f"{mp}>{'on' if result.applied['use_multiprocessing'] else 'off'}"
+    return [workers, mp, *speed, *memory, *stream]
 
 
 def render(spec: Spec, results: list[SettingResult]) -> str:
@@ -164,7 +186,7 @@ def _verdicts(results: list[SettingResult]) -> list[str]:
         lines.append(f"  * {what} [{problem}; {', '.join(where)}]")
         lines.append(f"    why: {why}")
         lines.append(f"    fix: {fix}")
-    measured = [r for r in results if r.ok and r.throughput and r.throughput.samples_per_s]
+    measured = [r for r in results if r.ok and not r.applied and r.throughput and r.throughput.samples_per_s]
     if measured:
         best = max(measured, key=lambda r: r.throughput.samples_per_s)
         serial = next((r for r in measured if r.workers == 1 and not r.use_multiprocessing), None)

@@ -14,8 +14,8 @@ import platform
 import sys
 from datetime import datetime, timezone
 
+from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.spec import Spec
-from feedbench.run.child import ChildFailed, run_child, serve
 
 SETTINGS = [(1, False), (2, False), (2, True)]
 STREAM_IMPLS = ("seed_unseeded", "seed_reseeded", "seed_bounded", "numpy_global", "keyed")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from feedbench.core.child import run_child, serve
 from feedbench.core.errors import FeedbenchError
 from feedbench.fit.legacy import KINDS, available, run_legacy
-from feedbench.run.child import run_child, serve
 
 
 def legacy_stream(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.spec import Spec
 from feedbench.measure.setting import (
     PROFILE_MEASURES,
@@ -21,7 +22,6 @@ from feedbench.measure.setting import (
     measure_setting,
     runs_per_setting,
 )
-from feedbench.run.child import ChildFailed, run_child, serve
 
 START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy machine
 

@@ -1,4 +1,4 @@
-"""The one way feedbench runs work in a child process.
+"""The one way feedbench runs work in a child process (the sweep, a fresh repeat run, legacy Keras 2).
 
 ``run_child(module, request, limit_s)`` starts ``python -m MODULE REQUEST_FILE`` in a new process
 group. The child (``serve(handler)`` in that module's ``__main__``) reads the request, and writes
@@ -26,8 +26,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psutil
+
 from feedbench.core import procs
-from feedbench.core.errors import DriveTimeout, FeedbenchError
+from feedbench.core.errors import DriveTimeout, FeedbenchError, one_line
 
 _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
@@ -125,8 +127,22 @@ def _last_line(path: str) -> str | None:
 
 
 def _kill_group(pgid: int) -> None:
+    """Kill the child's process group, its resource trackers last.
+
+    multiprocessing's resource tracker unlinks the semaphores and segments its processes
+    registered once they are gone; killed with them it would leave them in /dev/shm for good.
+    """
+    members = procs.group_members(pgid)
+    trackers = [p for p in members if procs.is_resource_tracker(p)]
+    for member in members:
+        if member not in trackers:
+            procs.quietly(member.kill)
+    psutil.wait_procs([m for m in members if m not in trackers], timeout=5)
+    _, alive = psutil.wait_procs(trackers, timeout=5)  # they exit once nothing holds their pipe
+    for tracker in alive:
+        procs.quietly(tracker.kill)
     try:
-        os.killpg(pgid, signal.SIGKILL)  # and any worker the child left behind
+        os.killpg(pgid, signal.SIGKILL)  # anything started meanwhile
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -141,9 +157,7 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _die_with_parent()
-    from feedbench.fit import supervise
-
-    supervise.on_stuck(_end_stuck)  # this process is ours: a stuck native thread ends it
+    procs.own_interpreter()  # this process is ours: a thread stuck in native code ends it
     with open((argv or sys.argv[1:])[0]) as handle:
         request = json.load(handle)
     out = request.pop("_out")
@@ -152,8 +166,6 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
             _write(out, result)
     except Exception as exc:  # one line to the parent; the traceback stays on stderr
         import traceback
-
-        from feedbench.fit.failures import one_line
 
         traceback.print_exc()
         _write(out, {_ERROR_KEY: one_line(exc)})
@@ -164,12 +176,6 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
 def _write(path: str, item: Any) -> None:
     with open(path, "a") as handle:
         handle.write(json.dumps(item) + "\n")
-
-
-def _end_stuck(message: str) -> None:
-    sys.stderr.write(f"feedbench: {message}; ending the measuring process\n")
-    sys.stderr.flush()
-    os._exit(124)  # a thread stuck in native code would block a normal exit
 
 
 def _die_with_parent() -> None:

@@ -1,0 +1,100 @@
+"""Verdicts on real-style generators (tests/corpus.py): each flaw is flagged, and nothing else.
+
+Every case names the problems that must be found (``required``) and the only others that may be
+(``allowed``: a flaw whose symptom depends on thread scheduling, say); anything else is a false
+alarm and fails the test. Clean counterparts of the same style require and allow nothing.
+"""
+
+import pytest
+
+from feedbench.core.errors import BadDataset
+from feedbench.generators import Spec, build
+from feedbench.measure.setting import Context, measure_setting
+
+pytestmark = [pytest.mark.slow]
+
+N, BS, EPOCHS = 96, 16, 3  # 6 full batches an epoch
+SERIAL, THREADS, PROCESSES = (1, False), (2, False), (2, True)
+EVERY = (SERIAL, THREADS, PROCESSES)
+RACES = {"reproducible", "matches_serial"}  # threads racing on one RNG: may or may not show in a run
+
+# (factory, settings, shuffle values, required, allowed, spec overrides)
+CASES = [
+    # The classic Sequence: floor(n / bs) batches, np.random.shuffle in on_epoch_end, one-hot labels.
+    ("corpus:classic", EVERY, [False], {"never_delivered"}, set(), {"n_samples": 100}),
+    (
+        "corpus:classic",
+        [SERIAL, PROCESSES],
+        [True],
+        {"missing", "reproducible"},
+        {"never_delivered"},
+        {"n_samples": 100},
+    ),
+    ("corpus:classic_fixed", EVERY, [False, True], set(), set(), {"n_samples": 100}),
+    # Rotation, shift and noise from NumPy's global RNG: unseeded, then seeded at import.
+    ("corpus:global_rng_augment", [SERIAL, THREADS], [False], {"reproducible"}, set(), {}),
+    ("corpus:global_rng_augment", [PROCESSES], [False], {"repeated_draws", "reproducible"}, {"epoch_diversity"}, {}),
+    ("corpus_seeded:global_rng_augment", [SERIAL], [False], set(), set(), {}),
+    ("corpus_seeded:global_rng_augment", [THREADS], [False], set(), RACES, {}),
+    ("corpus_seeded:global_rng_augment", [PROCESSES], [False], {"repeated_draws"}, {"epoch_diversity"} | RACES, {}),
+    ("corpus:keyed_augment", EVERY, [False], set(), set(), {}),
+    # An imgaug-like augmenter object holding its own seeded RandomState.
+    ("corpus:augmenter_object", [SERIAL], [False], set(), set(), {}),
+    ("corpus:augmenter_object", [THREADS], [False], set(), RACES, {}),
+    ("corpus:augmenter_object", [PROCESSES], [False], {"repeated_draws"}, {"epoch_diversity"} | RACES, {}),
+    # The Keras 3 migration mistake: workers never apply.
+    ("corpus:forgot_super_kwargs", [THREADS, PROCESSES], [False], {"setting_not_applied"}, set(), {}),
+    ("corpus:forgot_super_kwargs", [SERIAL], [False], set(), set(), {}),
+    ("corpus:passes_super_kwargs", EVERY, [False], set(), set(), {}),
+    # Structures fit accepts: dict inputs, dict one-hot / shifted targets, sample weights, (x,) alone.
+    ("corpus:structured", EVERY, [False], set(), set(), {}),
+    ("corpus:x_only", [SERIAL], [False], set(), set(), {}),
+    # An infinite PyDataset, given its steps.
+    ("corpus:endless", [SERIAL, PROCESSES], [False], set(), set(), {"steps": N // BS}),
+    # Generators and tf.data (serial: Keras 3 parallelizes only PyDatasets).
+    ("corpus:plain_generator", [SERIAL], [False], set(), set(), {}),
+    ("corpus:tfdata_unseeded", [SERIAL], [False], {"reproducible"}, set(), {}),
+    ("corpus:tfdata_seeded", [SERIAL], [False], set(), set(), {}),
+]
+
+
+def _expand():
+    for factory, settings, shuffles, required, allowed, extra in CASES:
+        for workers, mp in settings:
+            for shuffle in shuffles:
+                name = f"{factory.split(':')[1]}-{factory.split(':')[0]}-w{workers}{'p' if mp else 't'}-s{int(shuffle)}"
+                yield pytest.param(factory, workers, mp, shuffle, required, allowed, extra, id=name)
+
+
+@pytest.mark.parametrize("factory,workers,mp,shuffle,required,allowed,extra", list(_expand()))
+def test_verdicts_on_real_style_generators(factory, workers, mp, shuffle, required, allowed, extra, no_stray_workers):
+    spec = Spec(
+        factory, **{"n_samples": N, "batch_size": BS, **extra}, workers=workers, use_multiprocessing=mp, shuffle=shuffle
+    )
+    result = measure_setting(spec, ("determinism",), Context(epochs=EPOCHS, timeout_s=60))
+    assert result.error is None, result.error
+    found = set(result.problems)
+    assert required <= found, f"missed: {required - found} (found {found})"
+    assert found <= required | allowed, f"false alarm: {found - required - allowed}"
+    d = result.determinism
+    if "never_delivered" not in required and "missing" not in required:
+        # Coverage was measured (ids traced, or rows matched by content), not skipped.
+        assert d.identified_by is not None, result.null_reasons
+        assert d.missing == 0 and d.duplicated == 0
+
+
+def test_labels_transformed_still_give_coverage_by_content():
+    result = measure_setting(
+        Spec("corpus:structured", n_samples=N, batch_size=BS), ("determinism",), Context(epochs=2, timeout_s=60)
+    )
+    assert result.determinism.identified_by == "content matching"
+    assert result.determinism.never_delivered == 0
+
+
+def test_an_iterator_that_is_not_a_generator_is_refused_as_keras_would():
+    with pytest.raises(
+        BadDataset,
+        match=r"returned a ThreadSafeIter, an iterator that is not a generator: "
+        r"Keras's fit does not accept it",
+    ):
+        build(Spec("corpus:threadsafe_iterator", n_samples=N, batch_size=BS))
