@@ -60,3 +60,25 @@ def test_an_unwritable_json_path_is_refused_before_measuring(tmp_path, capsys):
     assert main(["profile", "keyed", "--json", str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--json '{missing}' cannot be written" in err[0]
+
+
+def test_version_and_help_with_defaults_and_an_example(capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(["--version"])
+    assert ended.value.code == 0 and capsys.readouterr().out.startswith("feedbench ")
+    with pytest.raises(SystemExit):
+        main(["profile", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: 120.0)" in text and "example: feedbench profile" in text
+
+
+def test_a_plugin_named_in_the_environment_that_does_not_import_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("FEEDBENCH_PLUGINS", "broken=no_such_module_here:factory")
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "module 'no_such_module_here' does not import" in err[0]
+
+
+def test_zero_workers_with_processes_is_refused_before_measuring(capsys):
+    assert main(["profile", "keyed", "--grid-workers", "0", "--grid-multiprocessing", "on"]) == 2
+    assert "workers=0 with use_multiprocessing=True given" in capsys.readouterr().err

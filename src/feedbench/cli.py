@@ -28,7 +28,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def _quiet_tensorflow() -> None:
     # TensorFlow's C++ logging would bury the report; errors still surface as exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _seconds(minimum_exclusive: bool):
@@ -80,13 +80,41 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     _add_plugin_option(parser)
 
 
+EXAMPLES = {
+    "list": "feedbench list --plugin mine=mypkg.feeds:my_dataset",
+    "drive": "feedbench drive keyed --workers 2 --multiprocessing --epochs 3 --size large --samples 1024",
+    "profile": "feedbench profile mypkg.feeds:my_dataset --grid-workers 1 2 --json profile.json --fail-on problems",
+    "overhead": "feedbench overhead --repeats 15",
+    "findings": "feedbench findings --from docs/findings.json",
+    "shm-targets": "feedbench shm-targets --json shm.json",
+    "offline-html": "feedbench offline-html .asv/html",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="feedbench", description="How well does this data generator feed my model?")
+    from feedbench.core.version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="feedbench",
+        description="How well does this data generator feed my model?",
+        epilog="example: " + EXAMPLES["profile"] + "  (feedbench COMMAND --help for each command)",
+    )
+    parser.add_argument("--version", action="version", version=f"feedbench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="list the implementations")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=f"example: {EXAMPLES[name]}",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+
+    listing = command("list", "list the implementations")
     _add_plugin_option(listing)
-    _add_spec_options(commands.add_parser("drive", help="feed an implementation as model.fit does"))
-    prof = commands.add_parser("profile", help="throughput, memory and determinism over a grid of settings")
+    _add_spec_options(command("drive", "feed an implementation as model.fit does"))
+    prof = command("profile", "throughput, memory and determinism over a grid of settings")
     _add_spec_options(prof)
     prof.set_defaults(epochs=3, timeout=120.0)
     prof.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2, 4], metavar="N")
@@ -96,14 +124,13 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-on",
         choices=["failures", "problems", "never"],
         default="failures",
-        help="exit status 1 when a setting failed (failures, the default), also when a determinism "
-        "problem was found (problems), or never (default: %(default)s)",
+        help="exit status 1 when a setting failed (failures), also when a verdict found a problem (problems), or never",
     )
-    over = commands.add_parser("overhead", help="what the harness adds to the cheapest generator's epoch")
+    over = command("overhead", "what the harness adds to the cheapest generator's epoch")
     over.add_argument("--repeats", type=int, default=15)
     over.add_argument("--batches", type=int, default=1000)
     over.add_argument("--backend", choices=BACKENDS)
-    find = commands.add_parser("findings", help="measure the popular accuracy claims and write docs/FINDINGS.md")
+    find = command("findings", "measure the popular accuracy claims and write docs/FINDINGS.md")
     find.add_argument("--out", default="docs/FINDINGS.md", help="the Markdown report to write")
     find.add_argument("--json", default="docs/findings.json", help="where the measurements are stored")
     find.add_argument(
@@ -112,11 +139,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="render stored measurements (a --json file) instead of measuring again",
     )
-    targets = commands.add_parser("shm-targets", help="shm against keyed and Keras's own pools, as ratios")
+    targets = command("shm-targets", "shm against keyed and Keras's own pools, as ratios")
     targets.add_argument("--epochs", type=int, default=3)
     targets.add_argument("--timeout", type=_seconds(True), default=120.0, help="time limit of each run, seconds")
     targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
-    offline = commands.add_parser("offline-html", help="make an `asv publish` site work without internet")
+    offline = command("offline-html", "make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
     for command in commands.choices.values():
         command.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
@@ -127,6 +154,9 @@ def cmd_list(args) -> int:
     from feedbench.generators import registry
 
     table = registry(args.plugin)
+    for impl in table.values():
+        if impl.plugin:
+            impl.load()  # a plug-in that does not import is an error now, not a listed name
     width = max(len(name) for name in table)
     print(f"{'name':<{width}}  {'family':<9}  {'workloads':<22}  what it shows")
     for impl in table.values():

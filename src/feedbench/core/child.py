@@ -103,7 +103,9 @@ def run_child(
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """The child imports what this process imports (plug-ins found on our sys.path too)."""
     paths = [entry or os.getcwd() for entry in sys.path]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(paths), TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")
+    )
     env[_PARENT_ENV] = str(os.getpid())
     env.update(extra)
     return env
@@ -155,7 +157,7 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
 
     Call it as ``sys.exit(serve(handler))`` under ``if __name__ == "__main__"``.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _die_with_parent()
     procs.own_interpreter()  # this process is ours: a thread stuck in native code ends it
     with open((argv or sys.argv[1:])[0]) as handle:
@@ -168,7 +170,11 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
         import traceback
 
         traceback.print_exc()
-        _write(out, {_ERROR_KEY: one_line(exc)})
+        said = one_line(exc)
+        if not isinstance(exc, FeedbenchError):  # not a verdict on the input: say where it broke
+            frame = traceback.extract_tb(exc.__traceback__)[-1:]
+            said += "".join(f" (at {os.path.basename(f.filename)}:{f.lineno})" for f in frame)
+        _write(out, {_ERROR_KEY: said})
         return 1
     return 0
 

@@ -81,6 +81,8 @@ def tracked_pools():
 
         def make(*args, **kwargs):
             pool = pool_class(*args, **kwargs)
+            # Its first workers, held now: one that dies at once is replaced within 0.1 s.
+            pool._feedbench_first_workers = list(getattr(pool, "_pool", []))
             created.append(pool)
             return pool
 
@@ -150,14 +152,17 @@ class PoolWatch:
         for pool in list(self.pools):
             if isinstance(pool, multiprocessing.pool.ThreadPool) or not isinstance(pool, multiprocessing.pool.Pool):
                 continue
-            for process in list(getattr(pool, "_pool", [])):
+            for process in [*getattr(pool, "_feedbench_first_workers", []), *getattr(pool, "_pool", [])]:
                 self.seen.setdefault(id(process), (pool, process))
         for pool, process in list(self.seen.values()):
             code = process.exitcode
             if code is None:
                 continue
-            running = getattr(pool, "_state", None) == multiprocessing.pool.RUN
-            if running:
+            # Keras closes a pool as soon as it has queued the epoch's batches: a worker that ends
+            # while batches are still pending (and the pool is not being terminated) died.
+            state = getattr(pool, "_state", None)
+            pending = bool(getattr(pool, "_cache", None))
+            if state == multiprocessing.pool.RUN or (state == multiprocessing.pool.CLOSE and pending):
                 return f"a Keras worker process (pid {process.pid}) {how_it_ended(code)} while its pool was running"
             del self.seen[id(process)]
         return None

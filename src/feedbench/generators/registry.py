@@ -31,6 +31,7 @@ from feedbench.core.errors import (
 )
 from feedbench.core.spec import FAMILIES, Built, Spec, not_applicable
 from feedbench.core.workloads import WORKLOADS
+from feedbench.generators.adapters import OBJECT_PREFIX, SETTINGS_PREFIX, object_factory, settings_factory
 
 PLUGIN_ENV = "FEEDBENCH_PLUGINS"
 ENTRY_POINT_GROUP = "feedbench.generators"
@@ -52,6 +53,10 @@ class Implementation:
         return f"workload {workload!r} given for {self.name}; it runs {', '.join(self.workloads)}"
 
     def load(self) -> Callable:
+        if self.factory.startswith(SETTINGS_PREFIX):
+            return settings_factory(load_callable(self.factory[len(SETTINGS_PREFIX) :]))
+        if self.factory.startswith(OBJECT_PREFIX):
+            return object_factory(self.factory[len(OBJECT_PREFIX) :])
         if self.plugin:
             return load_callable(self.factory)
         module, _, attr = self.factory.partition(":")
@@ -197,6 +202,8 @@ def get(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Implementation:
     table = registry(plugins)
     if name in table:
         return table[name]
+    if name.startswith((SETTINGS_PREFIX, OBJECT_PREFIX)):  # the Python API's datasets
+        return Implementation(name, None, f"from the Python API: {name}", name, plugin=True)
     if ":" in name:  # a plug-in path given directly where a name is expected
         return parse_plugin(name)
     raise UnknownImplementation(f"unknown implementation {name!r}; expected one of {', '.join(sorted(table))}")

@@ -286,6 +286,7 @@ class DeterminismFigures(Record):
     augmented: bool | None = None
     frozen_fraction: float | None = None
     shuffles_itself: bool | None = None
+    identical_batches: int | None = None
 
 
 @dataclass
@@ -310,6 +311,7 @@ class DeterminismResult:
     frozen_fraction: float | None = None  # share of draws repeated from the last epoch, beyond chance
     chance_same_draw: float | None = None  # how often two independent draws coincide (from the probe)
     shuffles_itself: bool | None = None
+    identical_batches: int | None = None  # own data: pairs of byte-identical batches in one epoch
     reasons: dict[str, str] = field(default_factory=dict)  # why a figure is None
 
     def to_dict(self) -> dict:
@@ -327,6 +329,8 @@ class DeterminismResult:
             failed.append("missing")
         if self.duplicated:
             failed.append("duplicated")
+        if self.identical_batches:
+            failed.append("identical_batches")
         if self.in_order is False and not self.shuffles_itself:
             failed.append("in_order")
         if self.reproducible is False:
@@ -361,15 +365,16 @@ def measure_determinism(
     runs = {"main": spec, "repeat": spec}
     if serial_spec != spec and built.family == "pydataset":
         runs["serial"] = serial_spec
-    probe_spec = replace(spec, probe=True)
+    # On the user's own data (not traced) there is no feedbench source to probe with.
+    probe_spec = replace(spec, probe=True) if spec.traced else None
     if fresh:
         with ThreadPoolExecutor(len(runs)) as pool:
             pending = {role: pool.submit(record_fresh, s, epochs, timeout_s, plugins, role) for role, s in runs.items()}
-            probe = record(build(probe_spec, plugins), epochs, timeout_s)
+            probe = record(build(probe_spec, plugins), epochs, timeout_s) if probe_spec else None
             streams = {role: future.result() for role, future in pending.items()}
     else:
         streams = {role: record(build(s, plugins), epochs, timeout_s) for role, s in runs.items()}
-        probe = record(build(probe_spec, plugins), epochs, timeout_s)
+        probe = record(build(probe_spec, plugins), epochs, timeout_s) if probe_spec else None
     serial = streams["serial"].contents() if "serial" in streams else None
     return analyze(built, streams["main"], streams["repeat"].contents(), serial, probe)
 
@@ -400,7 +405,13 @@ def analyze(built: Built, main: Stream, repeat, serial, probe: Stream | None) ->
         result.batches_differing_serial = _differing(main_contents, serial)
         result.matches_serial = result.batches_differing_serial == 0
     result.identified_by = main.identified_by
-    if main.identified_by is None:
+    if not built.spec.traced:
+        own = "own data: feedbench does not know which sample a row is (traced mode hands the factory arrays with ids)"
+        for key in ("missing", "duplicated", "never_delivered", "in_order", "source_intact"):
+            reasons[key] = own
+        result.source_intact = None
+        result.identical_batches = _identical_batches(main)
+    elif main.identified_by is None:
         why = (
             "delivered rows could not be traced to source samples: no ids in the targets (y[:, 1]) and the "
             "inputs do not match source rows byte for byte (augmented or transformed)"
@@ -412,10 +423,22 @@ def analyze(built: Built, main: Stream, repeat, serial, probe: Stream | None) ->
         _order(result, built, main)
     if probe is None:
         for key in ("repeated_draws", "epoch_diversity", "augmented"):
-            reasons[key] = "no probe run"
+            reasons[key] = "own data: the probe run needs feedbench's traced source"
     else:
         _draws(result, probe)
     return result
+
+
+def _identical_batches(stream: Stream) -> int:
+    """Pairs of batches of one epoch with byte-identical content (a batch served twice)."""
+    pairs = 0
+    for epoch in {d.epoch for d in stream.batches}:
+        seen: dict[str, int] = {}
+        for d in stream.batches:
+            if d.epoch == epoch:
+                pairs += seen.get(d.content, 0)
+                seen[d.content] = seen.get(d.content, 0) + 1
+    return pairs
 
 
 def _ids_per_epoch(stream: Stream) -> dict[int, np.ndarray]:

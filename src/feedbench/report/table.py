@@ -52,6 +52,11 @@ VERDICTS = {
         "__getitem__ returns the same rows for two indices",
         "derive each batch's rows from its index alone",
     ),
+    "identical_batches": (
+        "two batches of one epoch have identical bytes (own data: rows cannot be traced, whole batches can)",
+        "__getitem__ returns the same batch for two indices (an index clipped or wrapped), or a generator repeats",
+        "derive each batch's rows from its index alone",
+    ),
     "in_order": (
         "an unshuffled run does not deliver samples in index order, and the dataset does not shuffle itself",
         "the generator reorders batches, or its rows depend on which worker asks first",
@@ -102,6 +107,11 @@ def _fmt(value, kind: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
     return str(value)
+
+
+def setting_name(result: SettingResult) -> str:
+    """'workers=2 mp=on', with what really ran where the dataset did not take the settings."""
+    return _setting(result)
 
 
 def _setting(result: SettingResult) -> str:
@@ -195,3 +205,81 @@ def _verdicts(results: list[SettingResult]) -> list[str]:
             + (f", {best.throughput.samples_per_s / serial.throughput.samples_per_s:.2f}x serial" if serial else "")
         )
     return lines
+
+
+# --------------------------------------------------------------------------- notebooks and plots
+
+SHOWN = [  # (header, getter, kind) for the rich and HTML tables
+    ("samples/s", lambda r: r.throughput and r.throughput.samples_per_s, ""),
+    ("1st batch s", lambda r: r.throughput and r.throughput.first_batch_s, ""),
+    ("tree PSS MiB", lambda r: r.memory and r.memory.peak_tree_pss_bytes, "mib"),
+    ("worker procs", lambda r: r.memory and r.memory.workers_seen, ""),
+    ("missing", lambda r: r.determinism and r.determinism.missing, ""),
+    ("reproducible", lambda r: r.determinism and r.determinism.reproducible, ""),
+    ("=serial", lambda r: r.determinism and r.determinism.matches_serial, ""),
+    ("rep. draws", lambda r: r.determinism and r.determinism.repeated_draws, ""),
+]
+
+
+def _cells(result: SettingResult) -> list[str]:
+    if result.skipped:
+        return [f"skipped: {result.skipped}"] + [""] * (len(SHOWN) - 1)
+    if result.error:
+        return [f"FAILED: {result.error}"] + [""] * (len(SHOWN) - 1)
+    return [_fmt(get(result), kind) for _, get, kind in SHOWN]
+
+
+def rich_table(spec: Spec, results: list[SettingResult], title: str):
+    """The profile as a rich Table (a terminal, or rich's Jupyter display)."""
+    from rich.table import Table
+
+    view = Table(title=title, caption="\n".join(_verdicts(results)[2:]) or None)
+    view.add_column("setting")
+    for header, _, _ in SHOWN:
+        view.add_column(header, justify="right")
+    for result in results:
+        bad = bool(result.problems or result.error)
+        view.add_row(_setting(result), *_cells(result), style="red" if bad else None)
+    return view
+
+
+def html(spec: Spec, results: list[SettingResult], title: str, note: str | None = None) -> str:
+    """The profile as an HTML table with its verdicts (Jupyter's rich display)."""
+    import html as escape
+
+    head = "".join(f"<th>{escape.escape(h)}</th>" for h in ["setting", *(h for h, _, _ in SHOWN)])
+    rows = []
+    for result in results:
+        style = ' style="background:#fdd"' if result.problems or result.error else ""
+        cells = "".join(f"<td>{escape.escape(c)}</td>" for c in [_setting(result), *_cells(result)])
+        rows.append(f"<tr{style}>{cells}</tr>")
+    verdicts = "".join(f"<li>{escape.escape(line.strip())}</li>" for line in _verdicts(results)[2:] if line.strip())
+    return (
+        f"<div class='feedbench-profile'><h4>{escape.escape(title)}</h4>"
+        + (f"<p>{escape.escape(note)}</p>" if note else "")
+        + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + f"<ul>{verdicts}</ul></div>"
+    )
+
+
+def plot(results: list[SettingResult], name: str):
+    """Throughput and peak tree PSS against workers, threads and processes as two lines (matplotlib)."""
+    import matplotlib.pyplot as plt
+
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    for mp, label in ((False, "threads"), (True, "processes")):
+        chosen = [r for r in results if r.use_multiprocessing == mp and r.ok and r.throughput]
+        workers = [str(r.workers) for r in chosen]  # a categorical axis: worker counts, not a continuum
+        speed.plot(workers, [r.throughput.samples_per_s or 0 for r in chosen], marker="o", label=label)
+        memory.plot(
+            workers,
+            [(r.memory.peak_tree_pss_bytes or 0) / MIB if r.memory else 0 for r in chosen],
+            marker="o",
+            label=label,
+        )
+    speed.set(title=f"{name}: throughput", xlabel="workers", ylabel="samples/s")
+    memory.set(title="memory of the process tree", xlabel="workers", ylabel="peak PSS (MiB)")
+    for axis in (speed, memory):
+        axis.legend()
+    fig.tight_layout()
+    return fig

@@ -28,7 +28,7 @@ def _git_commit() -> str | None:
 
 
 def provenance() -> dict:
-    from feedbench import __version__
+    from feedbench.core.version import __version__
 
     return {
         "feedbench": __version__,

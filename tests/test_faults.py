@@ -1,0 +1,248 @@
+"""Faults injected as a user's generator or a user's terminal would cause them.
+
+Every exit path ends within its time limit plus a few seconds, with one line that says what
+happened, no process left (psutil), nothing new in /dev/shm and no temporary folder left. The
+tests that race a signal against a run do so beside a CPU-heavy process (``cpu_load``), as on
+a busy machine.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+
+from feedbench.core.errors import BadDataset, FactoryFailed, GeneratorFailed
+from feedbench.fit import driver
+from feedbench.generators import Spec, build
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHM = "/dev/shm"
+
+
+@pytest.fixture
+def cpu_load():
+    """A CPU-heavy process beside the test, as on a busy machine."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield burner
+    burner.kill()
+    burner.wait()
+
+
+def _shm_entries() -> set[str]:
+    return set(os.listdir(SHM)) if os.path.isdir(SHM) else set()
+
+
+def _child_folders() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("feedbench-child-")}
+
+
+def _cli(*args, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "feedbench.cli", *args],
+        cwd=ROOT,
+        env=env or os.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout_s} s")
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _assert_gone(processes, timeout_s: float = 10):
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running: {[(p.pid, p.name()) for p in alive]}"
+
+
+# --------------------------------------------------------------------------- signals to the command line
+
+
+@pytest.mark.parametrize("impl", ["keyed", "shm"])
+@pytest.mark.parametrize(
+    "signum,status,said",
+    [
+        (signal.SIGINT, 130, "feedbench: interrupted"),
+        (signal.SIGTERM, 143, "feedbench: stopped by SIGTERM"),
+        (signal.SIGHUP, 129, "feedbench: stopped by SIGHUP"),
+    ],
+)
+def test_a_signal_ends_drive_with_one_line_and_nothing_left(impl, signum, status, said, cpu_load):
+    shm_before = _shm_entries()
+    proc = _cli("drive", impl, "--workers", "2", "--multiprocessing", "--epochs", "10000", "--samples", "256")
+    try:
+        _wait_for(lambda: len(_tree(proc.pid)) >= 2, 120, "worker processes")
+        workers = _tree(proc.pid)
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 15
+    finally:
+        proc.kill()
+    assert proc.returncode == status, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(said), err[-2000:]
+    _assert_gone(workers)
+    assert _shm_entries() - shm_before == set()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_to_profile_takes_its_measuring_child_along(signum, cpu_load):
+    folders_before = _child_folders()
+    proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1", "2")
+    try:
+        child = _wait_for(
+            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in " ".join(p.cmdline())],
+            120,
+            "measuring child",
+        )[0]
+        time.sleep(2.0)
+        tree = [child, *_tree(child.pid)]
+        proc.send_signal(signum)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode in (130, 143, 129)
+    _assert_gone(tree)
+    assert _child_folders() - folders_before == set()
+
+
+def test_a_measuring_child_dies_with_its_parent(cpu_load):
+    """SIGKILL to profile gives it no chance to clean up: the child's parent-death signal does."""
+    proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1")
+    try:
+        child = _wait_for(
+            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in " ".join(p.cmdline())],
+            120,
+            "measuring child",
+        )[0]
+        time.sleep(1.0)
+        tree = [child, *_tree(child.pid)]
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+    _assert_gone(tree, timeout_s=10)
+
+
+# --------------------------------------------------------------------------- workers that die
+
+
+@pytest.mark.parametrize(
+    "factory,said",
+    [
+        ("faulty:worker_exits", "exited with status 3"),
+        ("faulty:worker_killed", "was killed by SIGKILL"),
+        ("faulty:worker_aborts", "was killed by SIGABRT"),
+    ],
+)
+def test_a_keras_worker_that_dies_is_named_at_once(factory, said, no_stray_workers):
+    built = build(Spec(factory, n_samples=160, batch_size=16, workers=2, use_multiprocessing=True))
+    started = time.monotonic()
+    with pytest.raises(GeneratorFailed, match=rf"a Keras worker process \(pid \d+\) {said}"):
+        driver.run(built, epochs=2, timeout_s=120)
+    assert time.monotonic() - started < 30  # named when it happens, not at the 120 s limit
+
+
+# --------------------------------------------------------------------------- shm under every start method
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_shm_serves_an_idle_consumer_and_its_workers_are_counted(method, monkeypatch, no_stray_workers):
+    from feedbench.measure.memory import measure_memory
+
+    monkeypatch.setenv("FEEDBENCH_SHM_START_METHOD", method)
+    dataset = build(Spec("shm", n_samples=128, batch_size=16, workers=2, use_multiprocessing=True)).dataset
+    try:
+        first = dataset[0]
+        time.sleep(2.5)  # longer than the workers' parent poll: they must still be there
+        later = dataset[5]
+        assert len(first[0]) == 16 and len(later[0]) == 16
+    finally:
+        dataset.close()
+    memory = measure_memory(Spec("shm", n_samples=128, batch_size=16, workers=2, use_multiprocessing=True), epochs=2)
+    assert memory.workers_seen >= 2 and memory.peak_workers_uss_bytes > 0
+
+
+# --------------------------------------------------------------------------- bad input, one line
+
+
+@pytest.mark.parametrize(
+    "factory,error,said",
+    [
+        (
+            "faulty:factory_raises",
+            FactoryFailed,
+            r"factory faulty:factory_raises of .* raised RuntimeError: the factory's",
+        ),
+        ("faulty:len_raises", BadDataset, r"len\(\) of its PyDataset raised KeyError"),
+        ("faulty:len_float", BadDataset, r"len\(\) of its PyDataset raised TypeError"),
+    ],
+)
+def test_a_dataset_that_cannot_be_built_is_one_line(factory, error, said):
+    with pytest.raises(error, match=said):
+        build(Spec(factory, n_samples=64, batch_size=16))
+
+
+@pytest.mark.parametrize(
+    "factory,said",
+    [
+        ("faulty:xy_mismatch", r"parts of different lengths \(x 16, y 15 rows\)"),
+        ("faulty:empty_batch", r"the batch at epoch 0 step 3 has 0 samples"),
+    ],
+)
+def test_batches_fit_would_choke_on_are_refused_in_one_line(factory, said, no_stray_workers):
+    with pytest.raises(BadDataset, match=said):
+        driver.run(build(Spec(factory, n_samples=96, batch_size=16)), epochs=1)
+
+
+@pytest.mark.parametrize("factory", ["faulty:factory_raises", "faulty:len_raises", "faulty:xy_mismatch"])
+def test_drive_says_it_in_one_line_with_status_2(factory):
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "drive", factory, "--samples", "64"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("feedbench")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_unusable_cache_folder_is_one_line_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = dict(os.environ, FEEDBENCH_CACHE=str(blocker / "cache"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "drive", "keyed", "--workload", "io", "--samples", "64"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "source cache" in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
