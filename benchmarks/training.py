@@ -58,7 +58,14 @@ class Training:
     track_fit_samples_per_s.unit = "samples/s"
 
     def track_starvation(self, cache, *params):
-        """1 - fit samples/s with the generator / with the same data in memory (0: never starved)."""
+        """1 - fit samples/s with the generator / the ceiling: the same model fed one prepared batch over and
+        over, measured in the same process (0: never starved, 1: always waiting for data)."""
         return self._figure(cache, params, "starvation")
 
     track_starvation.unit = "fraction"
+
+    def track_starvation_vs_arrays(self, cache, *params):
+        """1 - fit samples/s / fit(x, y) on the arrays in memory (negative: fit's array path is the slower)."""
+        return self._figure(cache, params, "starvation_vs_arrays")
+
+    track_starvation_vs_arrays.unit = "fraction"

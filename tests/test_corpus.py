@@ -21,7 +21,7 @@ RACES = {"reproducible", "matches_serial"}  # threads racing on one RNG: may or 
 # (factory, settings, shuffle values, required, allowed, spec overrides)
 CASES = [
     # The classic Sequence: floor(n / bs) batches, np.random.shuffle in on_epoch_end, one-hot labels.
-    ("corpus:classic", EVERY, [False], {"never_delivered"}, set(), {"n_samples": 100}),
+    ("corpus:classic", [SERIAL, PROCESSES], [False], {"never_delivered"}, set(), {"n_samples": 100}),
     (
         "corpus:classic",
         [SERIAL, PROCESSES],
@@ -30,7 +30,8 @@ CASES = [
         {"never_delivered"},
         {"n_samples": 100},
     ),
-    ("corpus:classic_fixed", EVERY, [False, True], set(), set(), {"n_samples": 100}),
+    ("corpus:classic_fixed", [SERIAL, PROCESSES], [False], set(), set(), {"n_samples": 100}),
+    ("corpus:classic_fixed", [THREADS, PROCESSES], [True], set(), set(), {"n_samples": 100}),
     # Rotation, shift and noise from NumPy's global RNG: unseeded, then seeded at import.
     ("corpus:global_rng_augment", [SERIAL, THREADS], [False], {"reproducible"}, set(), {}),
     ("corpus:global_rng_augment", [PROCESSES], [False], {"repeated_draws", "reproducible"}, {"epoch_diversity"}, {}),
@@ -45,12 +46,12 @@ CASES = [
     # The Keras 3 migration mistake: workers never apply.
     ("corpus:forgot_super_kwargs", [THREADS, PROCESSES], [False], {"setting_not_applied"}, set(), {}),
     ("corpus:forgot_super_kwargs", [SERIAL], [False], set(), set(), {}),
-    ("corpus:passes_super_kwargs", EVERY, [False], set(), set(), {}),
+    ("corpus:passes_super_kwargs", [PROCESSES], [False], set(), set(), {}),
     # Structures fit accepts: dict inputs, dict one-hot / shifted targets, sample weights, (x,) alone.
-    ("corpus:structured", EVERY, [False], set(), set(), {}),
+    ("corpus:structured", [SERIAL, PROCESSES], [False], set(), set(), {}),
     ("corpus:x_only", [SERIAL], [False], set(), set(), {}),
     # An infinite PyDataset, given its steps.
-    ("corpus:endless", [SERIAL, PROCESSES], [False], set(), set(), {"steps": N // BS}),
+    ("corpus:endless", [PROCESSES], [False], set(), set(), {"steps": N // BS}),
     # Generators and tf.data (serial: Keras 3 parallelizes only PyDatasets).
     ("corpus:plain_generator", [SERIAL], [False], set(), set(), {}),
     ("corpus:tfdata_unseeded", [SERIAL], [False], {"reproducible"}, set(), {}),

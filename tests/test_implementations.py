@@ -31,7 +31,7 @@ def test_counts_shapes_ids_and_cleanup(name, workers, multiprocessing, no_stray_
     assert built.not_applicable == {}
     if name in TF_OPS_IN_GETITEM and multiprocessing:
         try:
-            batches = driver.run(built, epochs=EPOCHS, timeout_s=30)
+            batches = driver.run(built, epochs=EPOCHS, timeout_s=12)  # a deadlock shows within seconds
         except DriveTimeout:
             # TensorFlow ops in a worker forked from a process whose TF runtime
             # already runs threads can deadlock: a real hazard of the copied

@@ -94,8 +94,9 @@ def test_writes_into_a_view_reach_the_source_with_threads_not_with_processes(wor
 SETTINGS = [(1, False), (2, False), (2, True), (4, True)]
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
-@pytest.mark.parametrize("workers,multiprocessing", SETTINGS)
+@pytest.mark.parametrize(
+    "workers,multiprocessing,shuffle", [(1, False, False), (2, False, True), (2, True, False), (4, True, True)]
+)
 def test_keyed_passes_everything_under_every_setting(workers, multiprocessing, shuffle):
     spec = Spec(
         "keyed", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing, shuffle=shuffle

@@ -37,3 +37,16 @@ def test_a_setting_stuck_in_native_code_is_failed_and_the_next_starts_in_a_fresh
     assert "exited with status 124" in records[0].error and "stuck in native code" in records[0].error
     assert records[1].error is None and records[1].throughput.samples_per_s > 0
     procs.assert_no_new_workers(before)
+
+
+def test_memory_does_not_depend_on_the_order_of_settings():
+    specs = [
+        Spec("keyed", n_samples=128, batch_size=16, workers=w, use_multiprocessing=mp)
+        for w, mp in [(1, False), (2, False), (2, True)]
+    ]
+    forward = sweep(specs, ("memory",), epochs=2, timeout_s=60)
+    backward = sweep(specs[::-1], ("memory",), epochs=2, timeout_s=60)[::-1]
+    for one, other in zip(forward, backward):
+        assert one.error is None and other.error is None
+        a, b = one.memory.peak_tree_uss_bytes, other.memory.peak_tree_uss_bytes
+        assert abs(a - b) <= 0.05 * max(a, b), (one.workers, one.use_multiprocessing, a, b)

@@ -37,13 +37,15 @@ def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
 
 
 def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
-    train.fit_baseline.cache_clear()  # the baseline measured beside this run, not earlier under other load
+    train.fit_baseline.cache_clear()  # the references measured beside this run, not earlier under other load
+    train.fit_ceiling.cache_clear()
     summary = train.measure_training(TASK.spec("planted:sleeps_per_batch"), TASK.epochs, seeds=1).summary()
     # A train step of bs / baseline_sps plus the sleep: the predicted share of time waiting.
-    step_s = TASK.batch_size / summary.baseline_samples_per_s
+    step_s = TASK.batch_size / summary.ceiling_samples_per_s
     predicted = SLEEP_S / (SLEEP_S + step_s)
     assert summary.starvation == pytest.approx(predicted, abs=0.1)
-    assert summary.fit_samples_per_s < summary.baseline_samples_per_s
+    assert summary.fit_samples_per_s < summary.ceiling_samples_per_s
+    assert summary.starvation_vs_arrays is not None
 
 
 def test_a_generator_that_raises_during_fit_fails_with_one_line(no_stray_workers):

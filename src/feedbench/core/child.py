@@ -55,6 +55,7 @@ def run_child(
     env: dict[str, str] | None = None,
     on_result: Callable[[Any], None] | None = None,
     what: str = "measuring process",
+    cancel: threading.Event | None = None,
 ) -> list:
     """Run ``module`` on ``request`` in a fresh process group; return the results it wrote."""
     results: list = []
@@ -92,6 +93,8 @@ def run_child(
                             f"{what} {procs.how_it_ended(proc.returncode)}" + (f": {said}" if said else ""), results
                         )
                     return results
+                if cancel is not None and cancel.is_set():
+                    raise ChildFailed(f"{what} was cancelled", results)
                 if time.monotonic() - last_progress > limit_s:
                     raise ChildTimeout(f"{what} exceeded its time limit of {limit_s:g} s and was killed", results)
                 time.sleep(0.05)
@@ -166,6 +169,9 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
     try:
         for result in handler(request):
             _write(out, result)
+    except SystemExit as exc:  # the code under test called sys.exit: a failure, said as one
+        _write(out, {_ERROR_KEY: f"the code under test called sys.exit({exc.code!r})"})
+        return 1
     except Exception as exc:  # one line to the parent; the traceback stays on stderr
         import traceback
 

@@ -52,6 +52,15 @@ def _helper_marker(proc: psutil.Process) -> str | None:
     return next((helper for helper in _HELPERS if helper in command), None)
 
 
+def _same_session(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is in this process's session: feedbench's own child runs (in sessions of
+    their own) are ended by their runner, never reaped by a run going on beside them."""
+    try:
+        return os.getsid(proc.pid) == os.getsid(0)
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def descendant_pids(pid: int | None = None) -> set[int]:
     return {proc.pid for proc in descendants(pid)}
 
@@ -61,7 +70,7 @@ def reap(keep: set[int], grace_s: float = 2.0) -> list[int]:
 
     Waiting also collects zombies, so the returned processes are really gone.
     """
-    strays = [proc for proc in descendants() if proc.pid not in keep]
+    strays = [proc for proc in descendants() if proc.pid not in keep and _same_session(proc)]
     for proc in strays:
         quietly(proc.terminate)
     _, alive = psutil.wait_procs(strays, timeout=grace_s)

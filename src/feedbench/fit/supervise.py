@@ -95,6 +95,7 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
                 raise watchdog.error() from exc
             raise explain(exc, name, state.where()) from exc
         finally:
+            watchdog.disarm()  # no time-limit signal may land inside the clean-up below
             keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
             for close in state.closers:
                 close()
@@ -154,16 +155,23 @@ class Watchdog:
     def armed(self, pools, keep: set[int]):
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(_TIMEOUT_SIGNAL, self._on_signal) if in_main else None
-        thread = threading.Thread(
+        self._thread = threading.Thread(
             target=self._watch, args=(pools, in_main, keep), daemon=True, name="feedbench-watchdog"
         )
-        thread.start()
+        self._thread.start()
         try:
             yield self
         finally:
-            self._done.set()
-            if in_main:
+            self.disarm()
+            if in_main:  # only once the watchdog can send no more signals
                 signal.signal(_TIMEOUT_SIGNAL, previous)
+
+    def disarm(self) -> None:
+        """Stop watching; return once the watchdog thread has ended (it sends no signal after)."""
+        self._done.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     def _on_signal(self, signum, frame):
         if (self.fired or self.died) and not self._done.is_set():

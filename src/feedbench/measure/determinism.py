@@ -35,13 +35,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from feedbench.core.child import run_child, serve
+from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
 from feedbench.fit import driver
@@ -52,8 +54,11 @@ from feedbench.generators import build
 FRESH_START_S = 90.0
 # A verdict on draws needs chance coincidences to be rare: at most this expected number.
 CHANCE_PAIRS = 0.05
-# Frozen augmentation: the share of draws repeated from the last epoch beyond chance.
+# Frozen augmentation: the share of draws repeated from the last epoch beyond chance, the
+# significance of the excess, and how many comparisons a verdict needs at least.
 FROZEN_THRESHOLD = 0.2
+FROZEN_Z = 3.0
+MIN_COMPARISONS = 20
 
 
 @dataclass
@@ -64,6 +69,7 @@ class BatchDigest:
     content: str  # hash of every leaf: x, y and sample weights
     row_hashes: list[int]  # per row, of the inputs (x leaves) only
     ids: np.ndarray | None
+    draw_hashes: list[int] | None = None  # per row, of the inputs shaped like the source's samples
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Stream:
     batches: list[BatchDigest]
     source_rows_changed: int  # source samples whose bytes the run changed
     identified_by: str | None  # "traced ids", "content matching", or None: rows not identified
+    untouched: frozenset = frozenset()  # draw hashes of a source sample as it is (and its flips)
 
     def contents(self) -> list[tuple[int, int, str]]:
         return [(d.epoch, d.step, d.content) for d in self.batches]
@@ -90,12 +97,18 @@ def leaves(structure) -> list[np.ndarray]:
     return [np.asarray(structure)]
 
 
+def _bytes(array: np.ndarray) -> bytes:
+    """An array's content as bytes: for strings and objects the values, never their addresses."""
+    if array.dtype.kind in "OUS":
+        return "\x00".join(map(repr, array.ravel().tolist())).encode()
+    return np.ascontiguousarray(array).tobytes()
+
+
 def _hash(arrays) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for array in arrays:
-        array = np.ascontiguousarray(array)
         digest.update(str((array.shape, array.dtype.str)).encode())
-        digest.update(array.tobytes())
+        digest.update(_bytes(array))
     return digest.hexdigest()
 
 
@@ -139,7 +152,10 @@ class _Identifier:
             if leaf.ndim == 2 and leaf.shape == (rows, 2) and leaf.dtype.kind in "iuf":
                 ids = leaf[:, 1]
                 if np.all(ids == np.round(ids)) and ((ids >= 0) & (ids < self.source.n)).all():
-                    return ids.astype(np.int64)
+                    ids = ids.astype(np.int64)
+                    # (label, id) rows, not a two-class one-hot: the labels must be the samples' own
+                    if np.array_equal(leaf[:, 0].astype(np.int64), self.source.labels[ids]):
+                        return ids
         shape = self.source.x.shape[1:]
         candidates = [leaf for leaf in x_leaves if leaf.shape[1:] == shape and leaf.dtype.kind == "f"]
         if not candidates or self._distinct() is False:
@@ -211,6 +227,7 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=True)) as batches:
         for batch in batches:
             x_leaves, y_leaves = leaves(batch.x), leaves(batch.y)
+            images = [leaf for leaf in x_leaves if leaf.shape[1:] == source.x.shape[1:]] or x_leaves
             digests.append(
                 BatchDigest(
                     epoch=batch.epoch,
@@ -219,6 +236,7 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
                     content=_hash(x_leaves + y_leaves + leaves(batch.sample_weight)),
                     row_hashes=_row_hashes(x_leaves, batch.rows),
                     ids=identify(x_leaves, y_leaves, batch.rows),
+                    draw_hashes=_row_hashes(images, batch.rows),
                 )
             )
     changed = int((np.asarray(source.x) != pristine).reshape(source.n, -1).any(axis=1).sum())
@@ -226,14 +244,21 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
         how = "content matching" if identify.by_content else "traced ids"
     else:
         how = None
-    return Stream(digests, changed, how)
+    sample = pristine[:1]
+    variants = [sample, sample[:, :, ::-1], sample[:, ::-1]] if sample.ndim == 4 else [sample]
+    untouched = frozenset(_row_hashes([v], 1)[0] for v in variants)
+    return Stream(digests, changed, how, untouched)
 
 
-def record_fresh(spec: Spec, epochs: int, timeout_s: float, plugins=(), role: str = "repeat") -> Stream:
+def record_fresh(
+    spec: Spec, epochs: int, timeout_s: float, plugins=(), role: str = "repeat", cancel: threading.Event | None = None
+) -> Stream:
     """``record`` in a fresh process: the run a user gets from a new script (module-level state anew)."""
     request = {"spec": spec.to_dict(), "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins)}
     what = f"{spec.impl}: the {role} run in a fresh process"
-    found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what)
+    found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what, cancel=cancel)
+    if not found:
+        raise ChildFailed(f"{what} ended without a result")
     return _stream_from_json(found[0])
 
 
@@ -310,6 +335,7 @@ class DeterminismResult:
     augmented: bool | None = None  # random augmentation seen in the probe run
     frozen_fraction: float | None = None  # share of draws repeated from the last epoch, beyond chance
     chance_same_draw: float | None = None  # how often two independent draws coincide (from the probe)
+    frozen_z: float | None = None  # significance of frozen_fraction (one-sided binomial z-score)
     shuffles_itself: bool | None = None
     identical_batches: int | None = None  # own data: pairs of byte-identical batches in one epoch
     reasons: dict[str, str] = field(default_factory=dict)  # why a figure is None
@@ -337,7 +363,8 @@ class DeterminismResult:
             failed.append("reproducible")
         if self.matches_serial is False:
             failed.append("matches_serial")
-        if self.frozen_fraction is not None and self.frozen_fraction >= FROZEN_THRESHOLD:
+        frozen = self.frozen_fraction is not None and self.frozen_fraction >= FROZEN_THRESHOLD
+        if frozen and (self.frozen_z or 0) >= FROZEN_Z:
             failed.append("epoch_diversity")
         if self.repeated_draws:
             failed.append("repeated_draws")
@@ -368,10 +395,19 @@ def measure_determinism(
     # On the user's own data (not traced) there is no feedbench source to probe with.
     probe_spec = replace(spec, probe=True) if spec.traced else None
     if fresh:
-        with ThreadPoolExecutor(len(runs)) as pool:
-            pending = {role: pool.submit(record_fresh, s, epochs, timeout_s, plugins, role) for role, s in runs.items()}
-            probe = record(build(probe_spec, plugins), epochs, timeout_s) if probe_spec else None
-            streams = {role: future.result() for role, future in pending.items()}
+        cancel = threading.Event()  # an interrupt or a failure here ends the fresh runs at once
+        at_once = max(1, min(len(runs), os.cpu_count() or 1))
+        with ThreadPoolExecutor(at_once) as pool:
+            try:
+                pending = {
+                    role: pool.submit(record_fresh, s, epochs, timeout_s, plugins, role, cancel)
+                    for role, s in runs.items()
+                }
+                probe = record(build(probe_spec, plugins), epochs, timeout_s) if probe_spec else None
+                streams = {role: future.result() for role, future in pending.items()}
+            except BaseException:
+                cancel.set()
+                raise
     else:
         streams = {role: record(build(s, plugins), epochs, timeout_s) for role, s in runs.items()}
         probe = record(build(probe_spec, plugins), epochs, timeout_s) if probe_spec else None
@@ -488,10 +524,15 @@ def _order(result: DeterminismResult, built: Built, main: Stream) -> None:
 
 
 def _draws(result: DeterminismResult, probe: Stream) -> None:
-    """Random augmentation, repeated draws and frozen draws, read off the probe run."""
+    """Random augmentation, repeated draws and frozen draws, read off the probe run.
+
+    A row delivered as the source sample is (or a flip of it) carries no draw that can be told
+    apart, so only the rows augmentation changed are compared; and two independent draws
+    coincide as often as two rows next to each other in one batch do (``chance``).
+    """
     reasons = result.reasons
     batches = [d for d in probe.batches if d.rows]
-    rows = [h for d in batches for h in d.row_hashes]
+    rows = [h for d in batches for h in (d.draw_hashes or d.row_hashes)]
     if not rows:
         for key in ("augmented", "repeated_draws", "epoch_diversity"):
             reasons[key] = "the probe run delivered nothing"
@@ -501,15 +542,28 @@ def _draws(result: DeterminismResult, probe: Stream) -> None:
         why = "no random augmentation: every sample of the probe run was delivered with the same bytes"
         reasons["repeated_draws"] = reasons["epoch_diversity"] = reasons["frozen_fraction"] = why
         return
-    # Two independent draws coincide this often: rows next to each other in one batch.
-    pairs = [(a, b) for d in batches for a, b in zip(d.row_hashes, d.row_hashes[1:])]
+    untouched = probe.untouched
+    pairs = [
+        (a, b)
+        for d in batches
+        for a, b in zip(d.draw_hashes or d.row_hashes, (d.draw_hashes or d.row_hashes)[1:])
+        if a not in untouched and b not in untouched
+    ]
     chance = float(np.mean([a == b for a, b in pairs])) if pairs else None
     result.chance_same_draw = chance
-    _repeated(result, batches, chance)
-    _frozen(result, batches, chance)
+    if chance is None or chance >= 0.99:
+        why = (
+            "one random draw per batch: too few independent draws to tell a repeat from chance"
+            if chance is not None
+            else "no two augmented rows side by side in a batch: no draws to compare"
+        )
+        reasons["repeated_draws"] = reasons["epoch_diversity"] = reasons["frozen_fraction"] = why
+        return
+    _repeated(result, batches, chance, untouched)
+    _frozen(result, batches, chance, untouched)
 
 
-def _repeated(result: DeterminismResult, batches: list[BatchDigest], chance: float | None) -> None:
+def _repeated(result: DeterminismResult, batches: list[BatchDigest], chance: float, untouched: frozenset) -> None:
     """Pairs of different batches of one epoch whose rows received identical draws.
 
     Only batches big enough that two independent draws of all their rows coinciding is
@@ -520,7 +574,8 @@ def _repeated(result: DeterminismResult, batches: list[BatchDigest], chance: flo
         by_epoch.setdefault(d.epoch, []).append(d)
     pairs_possible = sum(math.comb(len(v), 2) for v in by_epoch.values()) or 1
     p = chance if chance is not None else 1.0
-    eligible = {id(d) for d in batches if p**d.rows * pairs_possible <= CHANCE_PAIRS}
+    changed = {id(d): sum(h not in untouched for h in (d.draw_hashes or d.row_hashes)) for d in batches}
+    eligible = {id(d) for d in batches if p ** changed[id(d)] * pairs_possible <= CHANCE_PAIRS}
     if not eligible:
         result.reasons["repeated_draws"] = (
             f"batches too small for identical draws to mean repeats (two independent rows coincide "
@@ -533,14 +588,19 @@ def _repeated(result: DeterminismResult, batches: list[BatchDigest], chance: flo
         for d in epoch_batches:
             if id(d) not in eligible:
                 continue
-            key = tuple(d.row_hashes)
+            key = tuple(d.draw_hashes or d.row_hashes)
             repeated += seen.get(key, 0)
             seen[key] = seen.get(key, 0) + 1
     result.repeated_draws = repeated
 
 
-def _frozen(result: DeterminismResult, batches: list[BatchDigest], chance: float | None) -> None:
-    """How many draws repeat the last epoch's (same sample, or same position), beyond chance."""
+def _frozen(result: DeterminismResult, batches: list[BatchDigest], chance: float, untouched: frozenset) -> None:
+    """How many draws repeat the last epoch's (same position, or same sample), beyond chance.
+
+    ``frozen_fraction`` = (unchanged - chance) / (1 - chance); the verdict also needs the excess
+    to be significant (``frozen_z``, a one-sided binomial z-score, of at least FROZEN_Z) over at
+    least MIN_COMPARISONS comparisons, so a few flips that happen to repeat raise no alarm.
+    """
     epochs = sorted({d.epoch for d in batches})
     if len(epochs) < 2:
         result.reasons["epoch_diversity"] = result.reasons["frozen_fraction"] = "needs 2 or more epochs"
@@ -548,24 +608,36 @@ def _frozen(result: DeterminismResult, batches: list[BatchDigest], chance: float
     by_position: dict[tuple[int, int, int], int] = {}
     by_id: dict[tuple[int, int], int] = {}
     for d in batches:
-        for i, h in enumerate(d.row_hashes):
+        for i, h in enumerate(d.draw_hashes or d.row_hashes):
+            if h in untouched:
+                continue
             by_position[(d.epoch, d.step, i)] = h
             if d.ids is not None:
                 by_id[(d.epoch, int(d.ids[i]))] = h
-    same_position = _unchanged(by_position, epochs, lambda key: key[1:])
-    same_sample = _unchanged(by_id, epochs, lambda key: key[1:]) if by_id else None
-    measured = [u for u in (same_position, same_sample) if u is not None]
-    if not measured:
-        result.reasons["epoch_diversity"] = "no position or sample seen in two epochs"
+    views = [_unchanged(by_position, epochs, lambda key: key[1:])]
+    if by_id:
+        views.append(_unchanged(by_id, epochs, lambda key: key[1:]))
+    views = [(same, total) for same, total in views if total >= MIN_COMPARISONS]
+    if not views:
+        result.reasons["epoch_diversity"] = result.reasons["frozen_fraction"] = (
+            f"fewer than {MIN_COMPARISONS} augmented samples seen in two epochs"
+        )
         return
-    unchanged = max(measured)
+    p = chance
+    scored = []
+    for same, total in views:
+        fraction = (same / total - p) / (1 - p)
+        spread = math.sqrt(total * p * (1 - p))
+        z = (same - total * p) / spread if spread else (math.inf if same > total * p else 0.0)
+        scored.append((fraction, z, same / total))
+    fraction, z, unchanged = max(scored)
     result.epoch_diversity = 1.0 - unchanged
-    p = chance or 0.0
-    result.frozen_fraction = 0.0 if p >= 1 else max(0.0, min(1.0, (unchanged - p) / (1 - p)))
+    result.frozen_fraction = max(0.0, min(1.0, fraction))
+    result.frozen_z = z
 
 
-def _unchanged(hashes: dict, epochs: list[int], where) -> float | None:
-    """Share of places (a position, or a sample id) whose bytes equal those of the epoch before."""
+def _unchanged(hashes: dict, epochs: list[int], where) -> tuple[int, int]:
+    """(unchanged, compared): places (a position, or a sample id) whose bytes equal the epoch before's."""
     per_epoch: dict[int, dict] = {}
     for key, h in hashes.items():
         per_epoch.setdefault(key[0], {})[where(key)] = h
@@ -574,7 +646,7 @@ def _unchanged(hashes: dict, epochs: list[int], where) -> float | None:
         shared = per_epoch.get(a, {}).keys() & per_epoch.get(b, {}).keys()
         same += sum(per_epoch[a][k] == per_epoch[b][k] for k in shared)
         total += len(shared)
-    return same / total if total else None
+    return same, total
 
 
 def _by_epoch(contents: list | None) -> list | None:

@@ -1,6 +1,7 @@
 """Measure many settings in child processes that a failure cannot take down.
 
-One child (``run.child``) measures the settings in turn (TensorFlow is imported once) and
+One child (``core.child``) measures the settings in turn (TensorFlow is imported once; when
+memory is measured, one child per setting, so no setting's figures depend on the ones before) and
 hands back a typed ``SettingResult`` per finished setting. A setting that runs past its limit,
 or a child that dies (a data path stuck in native code ends its process), fails that one
 setting with a one-line reason; the child's whole process group is killed and a fresh child
@@ -40,11 +41,13 @@ def sweep(
     progress: Callable[[int, SettingResult], None] | None = None,
     seeds: int = 1,
     env: dict[str, str] | None = None,
+    fresh_each: bool | None = None,
 ) -> list[SettingResult]:
     """One result per spec, in order; ``progress(index, result)`` as each finishes.
 
     ``seeds``: how many seeds the training measure repeats over. ``env``: set in the measuring
-    process before anything loads (``CUDA_VISIBLE_DEVICES``).
+    process before anything loads (``CUDA_VISIBLE_DEVICES``). ``fresh_each``: every setting in a
+    process of its own (by default when memory is measured).
     """
     check_measures(measures)
     results: list[SettingResult | None] = [None] * len(specs)
@@ -62,13 +65,17 @@ def sweep(
         if progress:
             progress(index, result)
 
+    # Memory is read off the whole process: measured after other settings in one process it
+    # climbs with their order, so each setting then gets a process of its own.
+    fresh = "memory" in measures if fresh_each is None else fresh_each
     remaining = list(range(len(specs)))
     while remaining:
         failure = None
+        batch = remaining[:1] if fresh else remaining
         try:
             run_child(
                 "feedbench.run.sweep",
-                {**request, "indices": remaining, "specs": [specs[i].to_dict() for i in remaining]},
+                {**request, "indices": batch, "specs": [specs[i].to_dict() for i in batch]},
                 limit,
                 env,
                 lambda item: finished(item["index"], SettingResult.from_json(item["result"])),
