@@ -227,3 +227,19 @@ def test_profile_measures_shm_like_any_implementation(tmp_path):
         assert d["matches_serial"] is not False, record  # None at the serial setting: it is the reference
     processes = [r for r in settings if r["use_multiprocessing"]]
     assert [r["memory"]["workers_seen"] for r in processes] == [1, 2]  # one pool for all epochs, not one per epoch
+
+
+def test_fit_shuffle_does_not_change_what_shm_delivers(no_stray_workers):
+    """fit(shuffle=True), Keras's default, permutes the indices it asks for; shm serves its own order."""
+    from dataclasses import replace
+
+    from feedbench.fit import tap
+
+    spec = Spec("shm", n_samples=160, batch_size=16, workers=2, use_multiprocessing=True, shuffle=True)
+    shuffled_by_fit = build(spec)
+    shuffled_by_fit.fit_shuffle = True
+    reference = build(replace(spec, impl="keyed", workers=1, use_multiprocessing=False))
+    assert reference.fit_shuffle is False
+    got = tap.fit_stream(shuffled_by_fit, epochs=2, timeout_s=120)
+    expected = tap.fit_stream(reference, epochs=2, timeout_s=120)
+    assert got.epochs == expected.epochs and len(got.epochs[0]) == 160

@@ -96,6 +96,7 @@ class ShmDataset(KeyedDataset):
         self._box: list[_Pool | None] = [None]  # the pool, in a box the finalizer can reach
         self._lock = threading.Lock()
         self._closed = False
+        self._served: int | None = None  # batches served in this epoch; None outside an epoch
         weakref.finalize(self, _close_box, self._box)
 
     def __getitem__(self, idx):
@@ -111,7 +112,7 @@ class ShmDataset(KeyedDataset):
             if self._box[0] is None:
                 self._box[0] = _Pool(self)
             try:
-                return self._box[0].get(self.epoch, idx)
+                return self._box[0].get(self.epoch, self._position(idx))
             except BaseException:
                 _close_box(self._box)
                 raise
@@ -121,8 +122,28 @@ class ShmDataset(KeyedDataset):
         pool = self._box[0]
         return [p.pid for p in pool.workers] if pool is not None else []
 
+    def _position(self, idx: int) -> int:
+        """The batch to serve for a request: within an epoch, shm's own next one.
+
+        Keras asks shm for one batch at a time, from one thread (shm tells it workers=1), and
+        ``fit(shuffle=True)`` (its default) permutes the indices it asks for. shm plans its own
+        seeded order, so it serves the epoch's batches in that order whatever index is asked:
+        the stream is keyed's whether fit shuffles or not, and the look-ahead keeps hitting.
+        Outside an epoch (the TensorFlow adapter's spec reads, a direct ``ds[i]``) the index
+        is served as asked.
+        """
+        if self._served is None or self._served >= len(self):
+            return idx
+        self._served += 1
+        return self._served - 1
+
     def on_epoch_begin(self):
         self._closed = False  # a new run (fit again after close()) gets a fresh pool
+        self._served = 0
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        self._served = None
 
     def close(self) -> None:
         """Stop the workers and free the shared memory; the next epoch starts a fresh pool."""

@@ -151,6 +151,8 @@ def measure_memory(
         last_step = built.expected_batches - 1
         with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=False)) as batches:
             for batch in batches:
+                if batch.step == 0:
+                    sampler.take()  # while the epoch's pool is surely alive: a short epoch can fall between samples
                 if batch.step == last_step:
                     epoch_end.append(sampler.take().uss)
     workers = len(sampler.pids - {main} - baseline.pids)

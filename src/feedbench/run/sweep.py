@@ -82,10 +82,11 @@ def sweep(
             )
         except ChildFailed as exc:
             failure = str(exc)
-        remaining = [i for i in remaining if results[i] is None]
-        if remaining:  # the setting the child was on when it stopped
-            index = remaining.pop(0)
+        unfinished = [i for i in batch if results[i] is None]
+        if unfinished:  # the setting the child was on when it stopped
+            index = unfinished[0]
             finished(index, SettingResult.of(specs[index], error=failure or "measuring process ended early"))
+        remaining = [i for i in remaining if results[i] is None]
     return results  # type: ignore[return-value]
 
 
