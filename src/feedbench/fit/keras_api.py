@@ -25,6 +25,11 @@ DATA_PATH_FILES = (
 )
 
 
+# The pids of every worker process a Keras pool started in this process, in order: a pool that
+# lives for one short epoch can come and go between two memory samples, and still counts.
+STARTED_WORKERS: list[int] = []
+
+
 def backend() -> str:
     import keras
 
@@ -83,6 +88,7 @@ def tracked_pools():
             pool = pool_class(*args, **kwargs)
             # Its first workers, held now: one that dies at once is replaced within 0.1 s.
             pool._feedbench_first_workers = list(getattr(pool, "_pool", []))
+            STARTED_WORKERS.extend(p.pid for p in pool._feedbench_first_workers if getattr(p, "pid", None))
             created.append(pool)
             return pool
 

@@ -22,7 +22,7 @@ import psutil
 from feedbench.core import procs
 from feedbench.core.records import Record
 from feedbench.core.spec import Spec
-from feedbench.fit import driver
+from feedbench.fit import driver, keras_api
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
@@ -145,6 +145,7 @@ def measure_memory(
     built = build(spec, plugins)
     main = os.getpid()
     baseline = sample_tree()
+    pools_before = len(keras_api.STARTED_WORKERS)
     epoch_end: list[int] = []
     with _Sampler(interval_s) as sampler:
         sampler.take()
@@ -155,7 +156,8 @@ def measure_memory(
                     sampler.take()  # while the epoch's pool is surely alive: a short epoch can fall between samples
                 if batch.step == last_step:
                     epoch_end.append(sampler.take().uss)
-    workers = len(sampler.pids - {main} - baseline.pids)
+    started = set(keras_api.STARTED_WORKERS[pools_before:])  # Keras's pools, even the short-lived ones
+    workers = len((sampler.pids | started) - {main} - baseline.pids)
     if len(epoch_end) >= 3:
         growth, reason = epoch_end[-1] - epoch_end[1], None
     else:
