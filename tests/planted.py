@@ -284,3 +284,24 @@ class SlowWork:
     def apply(self, x):
         time.sleep(0.05)
         return x
+
+
+class GatedFlips(Plain):
+    """Augmentation switched on per batch (a coin per batch), then a flip per sample, keyed per batch:
+    the batches left as they are must not read as repeated draws."""
+
+    def __getitem__(self, idx):
+        x, y = self.batch(idx)
+        rng = np.random.default_rng([7, idx, self.epoch])
+        if rng.random() < 0.5:
+            flips = rng.random(len(x)) < 0.5
+            x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
+        return x, y
+
+    epoch = 0
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+gated_flips = _factory(GatedFlips)

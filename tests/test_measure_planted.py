@@ -166,3 +166,11 @@ def test_throughput_fields_are_consistent():
         assert 0 < epoch.wait_fraction <= 1
         assert epoch.first_batch_s > 0
     assert set(result.to_dict()) >= {"first_batch_s", "samples_per_s", "latency_p50_s", "latency_p95_s", "per_epoch"}
+
+
+def test_flips_alone_are_judged_and_batches_left_unaugmented_are_no_repeats():
+    flips = measure_determinism(Spec("seed_unseeded", n_samples=N, batch_size=BS), epochs=3, timeout_s=120)
+    assert flips.augmented and 0.3 < flips.chance_same_draw < 0.7  # a flip is one bit a row
+    assert flips.repeated_draws == 0 and "repeated_draws" not in flips.problems()
+    gated = determinism("gated_flips")
+    assert gated.repeated_draws == 0 and set(gated.problems()) == set()

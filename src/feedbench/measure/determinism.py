@@ -526,9 +526,9 @@ def _order(result: DeterminismResult, built: Built, main: Stream) -> None:
 def _draws(result: DeterminismResult, probe: Stream) -> None:
     """Random augmentation, repeated draws and frozen draws, read off the probe run.
 
-    A row delivered as the source sample is (or a flip of it) carries no draw that can be told
-    apart, so only the rows augmentation changed are compared; and two independent draws
-    coincide as often as two rows next to each other in one batch do (``chance``).
+    A batch delivered whole as the source sample is (augmentation switched off for the batch)
+    shows no draws and is left out; and two independent draws coincide as often as two rows next
+    to each other in one batch do (``chance``).
     """
     reasons = result.reasons
     batches = [d for d in probe.batches if d.rows]
@@ -542,12 +542,13 @@ def _draws(result: DeterminismResult, probe: Stream) -> None:
         why = "no random augmentation: every sample of the probe run was delivered with the same bytes"
         reasons["repeated_draws"] = reasons["epoch_diversity"] = reasons["frozen_fraction"] = why
         return
-    untouched = probe.untouched
+    # A batch delivered whole as the source sample is (one coin said "no augmentation" for all
+    # its rows) shows no draws; every other batch's rows are draws, the unflipped ones included
+    # (for a flip, "no flip" is a draw too).
+    batches = [d for d in batches if not _undrawn(d.draw_hashes or d.row_hashes, probe.untouched)]
+    untouched = frozenset()
     pairs = [
-        (a, b)
-        for d in batches
-        for a, b in zip(d.draw_hashes or d.row_hashes, (d.draw_hashes or d.row_hashes)[1:])
-        if a not in untouched and b not in untouched
+        (a, b) for d in batches for a, b in zip(d.draw_hashes or d.row_hashes, (d.draw_hashes or d.row_hashes)[1:])
     ]
     chance = float(np.mean([a == b for a, b in pairs])) if pairs else None
     result.chance_same_draw = chance
@@ -561,6 +562,11 @@ def _draws(result: DeterminismResult, probe: Stream) -> None:
         return
     _repeated(result, batches, chance, untouched)
     _frozen(result, batches, chance, untouched)
+
+
+def _undrawn(hashes: list[int], untouched: frozenset) -> bool:
+    """Every row the source sample as it is (or one same flip of it): no draw to see in the batch."""
+    return len(set(hashes)) == 1 and hashes[0] in untouched
 
 
 def _repeated(result: DeterminismResult, batches: list[BatchDigest], chance: float, untouched: frozenset) -> None:
