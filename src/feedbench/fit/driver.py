@@ -132,13 +132,13 @@ def _to_numpy(structure):
     return np.asarray(structure)
 
 
-def _leaves(structure) -> list:
+def leaves(structure) -> list:
     if structure is None:
         return []
     if isinstance(structure, dict):
-        return [leaf for key in sorted(structure, key=str) for leaf in _leaves(structure[key])]
+        return [leaf for key in sorted(structure, key=str) for leaf in leaves(structure[key])]
     if isinstance(structure, (list, tuple)):
-        return [leaf for part in structure for leaf in _leaves(part)]
+        return [leaf for part in structure for leaf in leaves(part)]
     return [structure]
 
 
@@ -146,7 +146,7 @@ def _rows(x, y, weights, where: str) -> int:
     """The batch's number of samples; every part must have it, and it must not be 0."""
     sizes = {}
     for name, part in (("x", x), ("y", y), ("sample_weight", weights)):
-        for leaf in _leaves(part):
+        for leaf in leaves(part):
             if not getattr(leaf, "shape", None):
                 raise BadDataset(
                     f"the batch at {where} has a {name} without a batch dimension; "
@@ -187,10 +187,10 @@ class _ShapeCheck:
 
 
 def _describe(part) -> str:
-    leaves = _leaves(part)
-    if not leaves:
+    found = leaves(part)
+    if not found:
         return "none"
-    return ", ".join(_shape(tuple(leaf.shape[1:]), str(leaf.dtype)) for leaf in leaves)
+    return ", ".join(_shape(tuple(leaf.shape[1:]), str(leaf.dtype)) for leaf in found)
 
 
 def _shape(dims, dtype) -> str:

@@ -87,14 +87,8 @@ class Stream:
 
 
 def leaves(structure) -> list[np.ndarray]:
-    """The arrays of a batch part (an array, or a dict / list / tuple of them), dict keys sorted."""
-    if structure is None:
-        return []
-    if isinstance(structure, dict):
-        return [leaf for key in sorted(structure, key=str) for leaf in leaves(structure[key])]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for part in structure for leaf in leaves(part)]
-    return [np.asarray(structure)]
+    """The arrays of a batch part as NumPy arrays, in the driver's order (dict keys sorted)."""
+    return [np.asarray(leaf) for leaf in driver.leaves(structure)]
 
 
 def _bytes(array: np.ndarray) -> bytes:
