@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -95,3 +97,29 @@ def xy_mismatch(spec, source):
 
 def empty_batch(spec, source):
     return EmptyBatch(spec, source)
+
+
+class StartsAHelper(_Slices):
+    """A worker that starts a helper process at one batch; ``leaves`` says whether it is left
+    running (a daemon nobody stops) or waited for (what a clean generator does)."""
+
+    leaves = True
+
+    def __getitem__(self, idx):
+        if idx == AT and os.getpid() != _PARENT:
+            command = [sys.executable, "-c", "import time; time.sleep(600)", os.environ["FAULTY_MARK"]]
+            if self.leaves:
+                subprocess.Popen(command, stdin=subprocess.DEVNULL)
+            else:
+                subprocess.run([*command[:2], "pass", command[3]], check=True)
+        return super().__getitem__(idx)
+
+
+def worker_leaves_a_daemon(spec, source):
+    return StartsAHelper(spec, source)
+
+
+def worker_waits_for_its_helper(spec, source):
+    dataset = StartsAHelper(spec, source)
+    dataset.leaves = False
+    return dataset

@@ -186,6 +186,89 @@ def test_shm_serves_an_idle_consumer_and_its_workers_are_counted(method, monkeyp
     assert memory.workers_seen >= 2 and memory.peak_workers_uss_bytes > 0
 
 
+_START_SHM = """
+import sys, time
+from feedbench.generators import Spec, build
+print("building", flush=True)
+started = time.monotonic()
+dataset = build(Spec("shm", n_samples=2048, batch_size=64, workers=2, use_multiprocessing=True)).dataset
+dataset[0]
+print("started", time.monotonic() - started, flush=True)
+time.sleep(60)
+"""
+
+
+def _start_shm_owner(method: str) -> subprocess.Popen:
+    env = dict(os.environ, FEEDBENCH_SHM_START_METHOD=method)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", _START_SHM], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "building"
+    return proc
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(method, cpu_load):
+    """SIGKILL at points spread over shm's start-up: what the dead owner had in /dev/shm (its
+    segments; under spawn, multiprocessing's named semaphores) is gone once the next pool has
+    started, and none of its workers is left."""
+    before = _shm_entries()
+    baseline = _start_shm_owner(method)  # how long start-up takes here, now
+    start_up_s = float(baseline.stdout.readline().split()[1])
+    baseline.kill()
+    baseline.wait()
+    for fraction in (0.05, 0.3, 0.6, 0.9):
+        owner = _start_shm_owner(method)
+        time.sleep(start_up_s * fraction)
+        tree = _tree(owner.pid)
+        owner.kill()
+        owner.wait()
+        _assert_gone([p for p in tree if "resource_tracker" not in " ".join(p.cmdline())])
+    nxt = _start_shm_owner(method)  # the next pool's start reclaims what a killed owner stranded
+    assert nxt.stdout.readline().startswith("started")
+    nxt.terminate()
+    nxt.wait()
+    _wait_for(lambda: not (_shm_entries() - before), 15, "clean /dev/shm")
+
+
+def test_an_shm_setting_at_its_time_limit_under_spawn_leaves_nothing(cpu_load):
+    """The setting's process group is killed at its limit; multiprocessing's resource tracker
+    is killed last, after it had the chance to unlink the pool's named semaphores."""
+    shm_before, folders_before = _shm_entries(), _child_folders()
+    env = dict(os.environ, FEEDBENCH_SHM_START_METHOD="spawn")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedbench.cli",
+            "profile",
+            "shm",
+            "--samples",
+            "2048",
+            "--epochs",
+            "100000",
+            "--grid-workers",
+            "2",
+            "--grid-multiprocessing",
+            "on",
+            "--timeout",
+            "8",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "time limit" in proc.stdout + proc.stderr
+    assert elapsed < 8 + 120  # the limit plus start-up of the child and its interpreter
+    _wait_for(lambda: not (_shm_entries() - shm_before), 15, "clean /dev/shm")
+    assert _child_folders() - folders_before == set()
+
+
 # --------------------------------------------------------------------------- bad input, one line
 
 
@@ -246,3 +329,104 @@ def test_an_unusable_cache_folder_is_one_line_and_leaves_nothing(tmp_path):
     )
     assert proc.returncode == 2
     assert "source cache" in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+
+
+def _full_disk():
+    """In the child: files may not grow past 64 KiB (EFBIG, as a full disk gives ENOSPC)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_a_cache_write_that_fails_is_one_line_and_leaves_no_partial_file(tmp_path):
+    cache = tmp_path / "cache"
+    env = dict(os.environ, FEEDBENCH_CACHE=str(cache), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "drive", "keyed", "--workload", "io", "--samples", "512"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_full_disk,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "source cache" in last and str(cache) in last and "(None)" not in last and "Traceback" not in proc.stderr, (
+        proc.stderr[-2000:]
+    )
+    assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.npy"))
+
+
+@pytest.mark.parametrize(
+    "factory,leaves", [("faulty:worker_leaves_a_daemon", True), ("faulty:worker_waits_for_its_helper", False)]
+)
+def test_a_process_a_worker_leaves_running_is_stopped_and_reported(factory, leaves):
+    mark = f"feedbench-test-helper-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, FAULTY_MARK=mark, PYTHONPATH=os.path.join(ROOT, "tests"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedbench.cli",
+            "drive",
+            factory,
+            "--workers",
+            "2",
+            "--multiprocessing",
+            "--samples",
+            "160",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("feedbench: warning:")]
+    if leaves:
+        assert len(warned) == 1 and "left 2 process(es) running" in warned[0], proc.stderr[-2000:]  # one per epoch
+        assert warned[0].count(mark) == 2
+    else:
+        assert warned == [], proc.stderr[-2000:]
+    left = [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
+    assert left == []
+
+
+def test_profile_passes_on_what_its_measuring_child_warned():
+    mark = f"feedbench-test-helper-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, FAULTY_MARK=mark, PYTHONPATH=os.path.join(ROOT, "tests"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedbench.cli",
+            "profile",
+            "faulty:worker_leaves_a_daemon",
+            "--samples",
+            "160",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--grid-workers",
+            "2",
+            "--grid-multiprocessing",
+            "on",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("feedbench: warning:")]
+    assert warned and all("left" in line and mark in line for line in warned), proc.stderr[-2000:]
+    left = [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
+    assert left == []

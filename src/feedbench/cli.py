@@ -27,8 +27,10 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ logging would bury the report; errors still surface as exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's start-up logging would bury the report; errors still surface as exceptions.
+    from feedbench.core.quiet import start_tensorflow_quietly
+
+    start_tensorflow_quietly()
 
 
 def _seconds(minimum_exclusive: bool):
@@ -409,8 +411,10 @@ def entry() -> None:
     producer thread, and a data path stuck in native code cannot be joined.
     """
     from feedbench.core import procs
+    from feedbench.core.errors import show_warnings_as_lines
 
     procs.own_interpreter()  # a data path stuck in native code past its limit ends this process (124)
+    show_warnings_as_lines()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_terminate)
     try:

@@ -29,7 +29,8 @@ from typing import Any
 import psutil
 
 from feedbench.core import procs
-from feedbench.core.errors import DriveTimeout, FeedbenchError, one_line
+from feedbench.core.errors import DriveTimeout, FeedbenchError, one_line, show_warnings_as_lines
+from feedbench.core.quiet import start_tensorflow_quietly
 
 _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
@@ -101,6 +102,7 @@ def run_child(
         finally:
             _kill_group(proc.pid)
             proc.wait()
+            _pass_on_warnings(stderr_path)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -122,6 +124,15 @@ def _read_new(path: str, offset: int):
         text = handle.read()
     complete = text[: text.rfind("\n") + 1]  # a line still being written waits for the next poll
     return offset + len(complete), [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def _pass_on_warnings(path: str) -> None:
+    """The child's own one-line warnings (e.g. processes the code under test left running) reach
+    the user; the rest of its standard error stays behind (it is for failures)."""
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            if line.startswith("feedbench: warning:"):
+                sys.stderr.write(line)
 
 
 def _last_line(path: str) -> str | None:
@@ -160,9 +171,10 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
 
     Call it as ``sys.exit(serve(handler))`` under ``if __name__ == "__main__"``.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _die_with_parent()
     procs.own_interpreter()  # this process is ours: a thread stuck in native code ends it
+    show_warnings_as_lines()
+    start_tensorflow_quietly()
     with open((argv or sys.argv[1:])[0]) as handle:
         request = json.load(handle)
     out = request.pop("_out")

@@ -42,6 +42,27 @@ class CacheError(FeedbenchError, OSError):
     """The on-disk source cache cannot be created or written."""
 
 
+class LeftRunning(UserWarning):
+    """The code under test left processes running after its run; feedbench stopped them."""
+
+
+def show_warnings_as_lines() -> None:
+    """Print feedbench's own warnings as one ``feedbench: warning: ...`` line each (the command
+    line and measuring children); others keep Python's format."""
+    import sys
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LeftRunning):
+            print(f"feedbench: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def one_line(exc: BaseException) -> str:
     """The innermost 'SomeError: message' line, also out of TensorFlow's wrapped errors."""
     message = getattr(exc, "message", None) or str(exc)

@@ -65,19 +65,28 @@ def descendant_pids(pid: int | None = None) -> set[int]:
     return {proc.pid for proc in descendants(pid)}
 
 
-def reap(keep: set[int], grace_s: float = 2.0) -> list[int]:
-    """Terminate, then kill, every descendant not in ``keep``; return their pids.
+def reap(keep: set[int], grace_s: float = 2.0) -> dict[int, str]:
+    """Terminate, then kill, every descendant not in ``keep``; return their pids and names.
 
     Waiting also collects zombies, so the returned processes are really gone.
     """
     strays = [proc for proc in descendants() if proc.pid not in keep and _same_session(proc)]
+    names = {proc.pid: _name(proc) for proc in strays}
     for proc in strays:
         quietly(proc.terminate)
     _, alive = psutil.wait_procs(strays, timeout=grace_s)
     for proc in alive:
         quietly(proc.kill)
     psutil.wait_procs(alive, timeout=grace_s)
-    return [proc.pid for proc in strays]
+    return names
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        command = proc.cmdline()
+        return " ".join(command)[:200] if command else proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "?"
 
 
 def assert_no_new_workers(keep: set[int]) -> None:
@@ -150,6 +159,18 @@ def own_interpreter() -> None:
     """
     global _owned
     _owned = True
+    _become_subreaper()
+
+
+def _become_subreaper() -> None:
+    """Linux: orphans below this process (a daemon a worker started, then the worker ended) become
+    its children instead of init's, so the clean-up after a run still sees and stops them."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+        except OSError:
+            pass
 
 
 def interpreter_owned() -> bool:

@@ -101,6 +101,17 @@ def tracked_pools():
         keras_pda.get_pool_class = original
 
 
+def pool_worker_pids(pools) -> set[int]:
+    """The pids of every worker process the given Keras pools hold or held."""
+    pids = set()
+    for pool in list(pools):
+        for process in [*getattr(pool, "_feedbench_first_workers", []), *getattr(pool, "_pool", [])]:
+            pid = getattr(process, "pid", None)
+            if pid:
+                pids.add(pid)
+    return pids
+
+
 def fail_pending(pools, error: BaseException) -> None:
     """Complete every pending pool result with ``error`` so no Keras thread waits forever."""
     for pool in list(pools):

@@ -28,10 +28,11 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 from feedbench.core import procs
-from feedbench.core.errors import DriveTimeout, FeedbenchError, GeneratorFailed
+from feedbench.core.errors import DriveTimeout, FeedbenchError, GeneratorFailed, LeftRunning
 from feedbench.fit import keras_api
 from feedbench.fit.failures import explain
 
@@ -96,10 +97,25 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
             raise explain(exc, name, state.where()) from exc
         finally:
             watchdog.disarm()  # no time-limit signal may land inside the clean-up below
+            pool_workers = keras_api.pool_worker_pids(pools)
             keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
             for close in state.closers:
                 close()
-            procs.reap(keep)
+            _report_left_running(name, procs.reap(keep), pool_workers)
+
+
+def _report_left_running(name: str, reaped: dict[int, str], pool_workers: set[int]) -> None:
+    """Say which processes the code under test started and left running (Keras's own pool
+    workers are feedbench's to stop, not a finding)."""
+    left = {pid: what for pid, what in reaped.items() if pid not in pool_workers}
+    if left:
+        listed = ", ".join(f"pid {pid} ({what})" for pid, what in sorted(left.items()))
+        warnings.warn(
+            f"{name}: the code under test left {len(left)} process(es) running after its run: {listed}; "
+            "feedbench stopped them (expected none: stop what you start, e.g. in on_epoch_end or close())",
+            LeftRunning,
+            stacklevel=3,
+        )
 
 
 def _data_threads() -> dict[int, str]:
