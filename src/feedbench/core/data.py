@@ -62,12 +62,22 @@ class Source:
             return np.stack([self.labels, self.ids], axis=1)
         return self.labels
 
+    def __reduce__(self):
+        # An on-disk source travels to a spawned worker as its file, mapped again there: cheap to open.
+        if self.path is not None:
+            return (_reopen, (str(self.path), self.labels, self.size, self.seed, self.traced))
+        return super().__reduce__()
+
     def fingerprint(self) -> str:
         """Digest of the sample bytes: changes if anything wrote into the source."""
         digest = hashlib.blake2b(digest_size=16)
         for start in range(0, self.n, 256):  # chunked: memmaps stay out of RAM
             digest.update(np.ascontiguousarray(self.x[start : start + 256]).tobytes())
         return digest.hexdigest()
+
+
+def _reopen(path: str, labels: np.ndarray, size: str, seed: int, traced: bool) -> Source:
+    return Source(np.load(path, mmap_mode="c"), labels, size, seed, traced, "disk", Path(path))
 
 
 _START_DIR = os.getcwd()  # a relative FEEDBENCH_CACHE means relative to where feedbench started
@@ -155,7 +165,7 @@ def _disk_file(
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheError(
-            f"source cache {str(directory)!r} cannot be created ({exc.strerror}); expected a "
+            f"source cache {str(directory)!r} cannot be created ({exc.strerror or exc}); expected a "
             "writable folder (set FEEDBENCH_CACHE)"
         ) from None
     band = "" if band_brightness == BAND_BRIGHTNESS else f"-band{band_brightness:g}"
@@ -177,7 +187,7 @@ def _disk_file(
         with contextlib.suppress(OSError):
             tmp.unlink()  # a full disk must not stay full of our half-written file
         raise CacheError(
-            f"source cache file {str(path)!r} cannot be written ({exc.strerror}); expected a "
+            f"source cache file {str(path)!r} cannot be written ({exc.strerror or exc}); expected a "
             "writable folder with room for it (set FEEDBENCH_CACHE)"
         ) from None
     return path

@@ -8,6 +8,7 @@ reason, never silently ignored.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ from feedbench.core.errors import BadDataset
 from feedbench.core.workloads import WORKLOADS, Workload
 
 FAMILIES = ("pydataset", "generator", "tfdata", "torch_dataloader", "grain")
+# Families whose datasets know their epoch's length (fit is not told steps_per_epoch for them:
+# Keras then starts each epoch on a fresh iterator, as it does in a user's fit).
+SIZED_FAMILIES = ("pydataset", "torch_dataloader")
 
 # Keras 3 parallelizes only PyDatasets; generators and tf.data pipelines run
 # as they are. These are the values that mean "no parallel setting asked for".
@@ -95,6 +99,10 @@ class Built:
     steps_per_epoch: int | None = None  # fit's `steps_per_epoch`, needed for endless generators
     drops_last_partial: bool = False  # the implementation drops an uneven last batch by design
     not_applicable: dict[str, str] = field(default_factory=dict)
+    # A loader with workers of its own (torch, Grain, the tf.data service): the parallel settings
+    # it really runs, mapped from the spec's, and what stops its workers or servers.
+    applied_settings: dict[str, Any] | None = None
+    release: Callable[[], None] | None = None
 
     @property
     def expected_batches(self) -> int:
@@ -118,7 +126,7 @@ class Built:
                 f"{self.spec.impl} is an infinite PyDataset (num_batches is None); expected steps per epoch "
                 "(--steps N, or Spec(steps=N)), as fit needs steps_per_epoch for it"
             )
-        if steps is None and self.family != "pydataset":
+        if steps is None and self.family not in SIZED_FAMILIES:
             steps = self.spec.batches_per_epoch
         return {"shuffle": self.fit_shuffle, "steps_per_epoch": steps}
 
@@ -128,12 +136,17 @@ class Built:
         A PyDataset whose ``__init__`` does not pass ``**kwargs`` to ``super().__init__()`` keeps
         Keras's defaults whatever the spec asked for.
         """
+        if self.applied_settings is not None:
+            return dict(self.applied_settings)
         if self.family != "pydataset":
             return None
         return {key: getattr(self.dataset, key, None) for key in PARALLEL_DEFAULTS}
 
     def close(self) -> None:
-        """Release what the dataset holds between epochs (shm's worker pool); a no-op for most."""
+        """Release what the dataset holds between epochs (shm's worker pool, a loader's own workers
+        or servers); a no-op for most."""
+        if self.release is not None:
+            self.release()
         closer = getattr(self.dataset, "close", None) if self.family == "pydataset" else None
         if callable(closer):
             closer()

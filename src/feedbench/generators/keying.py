@@ -41,3 +41,22 @@ def keyed_batch(
     x[flip] = x[flip, :, ::-1]
     x += rng.uniform(-BRIGHTNESS_JITTER, BRIGHTNESS_JITTER, len(rows)).astype(np.float32)[:, None, None, None]
     return work.apply(x), y
+
+
+class KeyedBatches:
+    """keyed's stream as a picklable function of ``(epoch, index)``, for loaders that run it in
+    their own workers (torch's DataLoader, Grain): the same batch for the same key, anywhere."""
+
+    def __init__(self, source: Source, batch_size: int, seed: int, shuffle: bool, work: Workload):
+        self.source, self.batch_size, self.seed, self.shuffle, self.work = source, batch_size, seed, shuffle, work
+        self._orders: dict[int, np.ndarray] = {}
+
+    def __call__(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        order = self._orders.get(epoch)
+        if order is None:
+            self._orders = {epoch: epoch_order(self.seed, epoch, self.source.n, self.shuffle)}  # one epoch held
+            order = self._orders[epoch]
+        return keyed_batch(self.source, order, self.batch_size, index, self.seed, epoch, self.work)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_orders": {}}

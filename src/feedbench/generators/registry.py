@@ -134,6 +134,28 @@ BUILTINS: dict[str, Implementation] = {
             "the usual bridge from Python code",
             "feedbench.generators.tfdata:build_pyfunc",
         ),
+        Implementation(
+            "torch_dataloader",
+            "torch_dataloader",
+            "peer: keyed's batches from a torch DataLoader (map-style dataset of batches, persistent "
+            "workers = workers with use_multiprocessing); what a torch user picks instead",
+            "feedbench.generators.torch_loader:build",
+        ),
+        Implementation(
+            "grain",
+            "grain",
+            "peer: keyed's batches from Grain (MapDataset, mp_prefetch workers = workers with "
+            "use_multiprocessing, read threads without); the loader of the JAX ecosystem",
+            "feedbench.generators.grain_loader:build",
+        ),
+        Implementation(
+            "tfdata_service",
+            "tfdata",
+            "peer: tf.data served by a dispatcher and worker servers in their own processes "
+            "(distribute); the path when input outgrows one machine's cores",
+            "feedbench.generators.tfdata_service:build",
+            workloads=("copy",),
+        ),
     )
 }
 

@@ -147,7 +147,8 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
     try:
         built = build(spec, ctx.plugins)  # the family, and the settings the dataset really takes
         try:
-            reasons = not_applicable(built.family, spec)
+            # a loader with workers of its own maps the settings it can (and says which it cannot)
+            reasons = built.not_applicable if built.applied_settings is not None else not_applicable(built.family, spec)
             applied = built.applied()
         finally:
             built.close()
