@@ -10,7 +10,7 @@ apply is skipped (NotImplementedError, shown as n/a), never faked.
 import itertools
 import os
 
-from feedbench.core.spec import Spec, not_applicable
+from feedbench.core.spec import Spec
 from feedbench.generators.registry import BUILTINS, registry
 
 QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
@@ -42,7 +42,10 @@ def skip_reason(impl, workload="copy", workers=1, multiprocessing=False, size="s
         return f"workers={workers} is more than twice this machine's {CORES} cores"
     builtin = BUILTINS.get(impl)
     if builtin is not None:
-        parallel = not_applicable(builtin.family, Spec(impl, workers=workers, use_multiprocessing=multiprocessing))
+        missing = builtin.missing_reason()
+        if missing:
+            return missing
+        parallel = builtin.not_applicable(Spec(impl, workers=workers, use_multiprocessing=multiprocessing))
         if parallel:
             return f"{impl} is a {builtin.family}: " + "; ".join(sorted(set(parallel.values())))
         reason = builtin.workload_reason(workload)

@@ -14,6 +14,8 @@ class Targets:
     setup_cache.timeout = 1800
 
     def _ratio(self, result, key):
+        if key in result.get("not_measured", {}):
+            raise NotImplementedError(result["not_measured"][key])  # a peer not installed here: n/a
         value = result["ratios"][key]
         if value is None:
             raise RuntimeError(f"{key}: a setting it compares failed")
@@ -36,6 +38,20 @@ class Targets:
         return self._ratio(result, "python_vs_best_threads")
 
     track_python_vs_best_threads.unit = "ratio"
+
+    def track_copy_fit_shuffle_vs_not(self, result):
+        """copy workload, large source: shm under fit(shuffle=True) / under shuffle=False (target >= 0.9)."""
+        return self._ratio(result, "copy_fit_shuffle_vs_not")
+
+    track_copy_fit_shuffle_vs_not.unit = "ratio"
+
+    def track_vs_best_peer(self, result, workload, peer):
+        """shm 2 workers / the best setting of a loader users pick instead (target >= 1.0)."""
+        return self._ratio(result, f"{workload}_vs_best_{peer}")
+
+    track_vs_best_peer.params = [["copy", "python"], ["torch_dataloader", "grain"]]
+    track_vs_best_peer.param_names = ["workload", "peer"]
+    track_vs_best_peer.unit = "ratio"
 
     def track_workers_uss_over_budget(self, result):
         """Workers' peak USS / (ring + 64 MiB per worker): at most 1."""

@@ -22,6 +22,10 @@ class BadDataset(FeedbenchError, ValueError):
     """A dataset Keras cannot feed: wrong type, length 0, batches that change shape."""
 
 
+class MissingPackage(FeedbenchError):
+    """An implementation needs a package that is not installed: its settings are n/a, not failed."""
+
+
 class FactoryFailed(FeedbenchError):
     """The factory that builds a dataset raised."""
 

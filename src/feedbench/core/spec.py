@@ -54,6 +54,7 @@ class Spec:
     band_brightness: float = BAND_BRIGHTNESS  # lower is a harder task (training)
     steps: int | None = None  # batches per epoch, for a dataset without a length (fit's steps_per_epoch)
     probe: bool = False  # every sample the same content, ids still traced (the determinism probe)
+    fit_shuffle: bool | None = None  # fit's own shuffle for a PyDataset; None: the implementation's choice
 
     def __post_init__(self):
         if self.size not in SIZES:

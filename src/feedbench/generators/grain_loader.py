@@ -31,6 +31,13 @@ class _GlobalBatch:
         return self.batches(epoch, index)
 
 
+def not_applied(spec: Spec) -> dict[str, str]:
+    """The settings of ``spec`` Grain cannot run, each with the reason."""
+    if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
+        return {"max_queue_size": NO_QUEUE}
+    return {}
+
+
 def _closing(dataset):
     """``dataset`` as an IterDataset that remembers the iterators it hands out, so the run can close
     them (and with them Grain's worker processes) instead of waiting for garbage collection."""
@@ -64,9 +71,7 @@ def build(spec: Spec, source) -> Built:
     if spec.use_multiprocessing:
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=spec.workers))
     dataset = _closing(dataset)
-    skipped = {}
-    if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
-        skipped["max_queue_size"] = NO_QUEUE
+    skipped = not_applied(spec)
     return Built(
         spec,
         "grain",

@@ -25,6 +25,7 @@ from feedbench.core.errors import (
     BadDataset,
     FactoryFailed,
     FeedbenchError,
+    MissingPackage,
     PluginError,
     UnknownImplementation,
     one_line,
@@ -45,12 +46,32 @@ class Implementation:
     factory: str  # "module:callable", imported only when building
     workloads: tuple[str, ...] = WORKLOADS
     plugin: bool = False
+    needs: tuple[str, ...] = ()  # packages it imports (a missing one makes every setting n/a)
+    # "module:function(spec) -> {setting: reason}" for a loader with workers of its own, which maps
+    # the parallel settings it can; None: the family's rule (only PyDatasets take them)
+    parallel_rule: str | None = None
 
     def workload_reason(self, workload: str) -> str | None:
         """Why this implementation cannot run ``workload``, or None when it can."""
         if workload in self.workloads:
             return None
         return f"workload {workload!r} given for {self.name}; it runs {', '.join(self.workloads)}"
+
+    def missing_reason(self) -> str | None:
+        """Why it cannot run on this machine (a package it needs is not installed), or None."""
+        import importlib.util
+
+        missing = [package for package in self.needs if importlib.util.find_spec(package) is None]
+        if missing:
+            return f"{self.name} needs {', '.join(missing)}, not installed here (pip install {' '.join(missing)})"
+        return None
+
+    def not_applicable(self, spec: Spec) -> dict[str, str]:
+        """The settings of ``spec`` this implementation cannot honour, each with the reason."""
+        if self.parallel_rule is None:
+            return not_applicable(self.family, spec) if self.family else {}
+        module, _, attr = self.parallel_rule.partition(":")
+        return getattr(importlib.import_module(module), attr)(spec)
 
     def load(self) -> Callable:
         if self.factory.startswith(SETTINGS_PREFIX):
@@ -140,6 +161,8 @@ BUILTINS: dict[str, Implementation] = {
             "peer: keyed's batches from a torch DataLoader (map-style dataset of batches, persistent "
             "workers = workers with use_multiprocessing); what a torch user picks instead",
             "feedbench.generators.torch_loader:build",
+            needs=("torch",),
+            parallel_rule="feedbench.generators.torch_loader:not_applied",
         ),
         Implementation(
             "grain",
@@ -147,6 +170,8 @@ BUILTINS: dict[str, Implementation] = {
             "peer: keyed's batches from Grain (MapDataset, mp_prefetch workers = workers with "
             "use_multiprocessing, read threads without); the loader of the JAX ecosystem",
             "feedbench.generators.grain_loader:build",
+            needs=("grain",),
+            parallel_rule="feedbench.generators.grain_loader:not_applied",
         ),
         Implementation(
             "tfdata_service",
@@ -155,6 +180,8 @@ BUILTINS: dict[str, Implementation] = {
             "(distribute); the path when input outgrows one machine's cores",
             "feedbench.generators.tfdata_service:build",
             workloads=("copy",),
+            needs=("tensorflow",),
+            parallel_rule="feedbench.generators.tfdata_service:not_applied",
         ),
     )
 }
@@ -237,6 +264,9 @@ def build(spec: Spec, plugins: list[str] | tuple[str, ...] = ()) -> Built:
     reason = impl.workload_reason(spec.workload)
     if reason:
         raise ValueError(reason)
+    missing = impl.missing_reason()
+    if missing:
+        raise MissingPackage(missing)
     source = make_source(
         spec.size,
         spec.n_samples,
@@ -257,6 +287,8 @@ def build(spec: Spec, plugins: list[str] | tuple[str, ...] = ()) -> Built:
         ) from exc
     if impl.plugin:
         made = _wrap_plugin_result(impl, spec, source, made)
+    if spec.fit_shuffle is not None and made.family == "pydataset":
+        made.fit_shuffle = spec.fit_shuffle  # as a user's fit(shuffle=...) would be called
     _check_length(impl.name, made)
     return made
 

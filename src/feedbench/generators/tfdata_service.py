@@ -83,13 +83,14 @@ class Servers:
         self.processes = []
 
 
-def settings(spec: Spec) -> tuple[int, dict[str, str]]:
+def not_applied(spec: Spec) -> dict[str, str]:
+    """The settings of ``spec`` the service cannot run, each with the reason."""
     skipped = {}
     if not spec.use_multiprocessing and spec.workers > 1:
         skipped["workers"] = NO_THREADS
     if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
         skipped["max_queue_size"] = NO_QUEUE
-    return max(spec.workers, 1), skipped
+    return skipped
 
 
 def pipeline(spec: Spec, source):
@@ -127,7 +128,7 @@ def build(spec: Spec, source) -> Built:
             f"workload {spec.workload!r} given for tfdata_service; its pipeline runs in other processes "
             "as graph ops, so it runs only the 'copy' workload"
         )
-    workers, skipped = settings(spec)
+    workers, skipped = max(spec.workers, 1), not_applied(spec)
     external = os.environ.get(DISPATCHER_ENV)
     servers = None if external else Servers(workers)
     address = external or servers.address

@@ -23,14 +23,14 @@ NO_THREADS = (
 NO_QUEUE = "a torch DataLoader prefetches prefetch_factor batches per worker; max_queue_size is Keras's"
 
 
-def loader_settings(spec: Spec) -> tuple[int, dict[str, str]]:
-    """(num_workers, settings that do not apply) for ``spec``."""
+def not_applied(spec: Spec) -> dict[str, str]:
+    """The settings of ``spec`` a DataLoader cannot run, each with the reason."""
     skipped = {}
     if not spec.use_multiprocessing and spec.workers > 1:
         skipped["workers"] = NO_THREADS
     if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
         skipped["max_queue_size"] = NO_QUEUE
-    return (spec.workers if spec.use_multiprocessing else 0), skipped
+    return skipped
 
 
 def seed_worker(worker_id: int) -> None:
@@ -83,7 +83,7 @@ class _KeyedBatchDataset:
 def build(spec: Spec, source) -> Built:
     import torch.utils.data
 
-    num_workers, skipped = loader_settings(spec)
+    num_workers, skipped = (spec.workers if spec.use_multiprocessing else 0), not_applied(spec)
     batches = KeyedBatches(source, spec.batch_size, spec.seed, spec.shuffle, spec.work)
     dataset = _KeyedBatchDataset(batches, spec.batches_per_epoch)  # map-style: DataLoader needs only __getitem__
     generator = torch.Generator().manual_seed(spec.seed)

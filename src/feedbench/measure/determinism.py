@@ -384,7 +384,8 @@ def measure_determinism(
     built.close()
     serial_spec = replace(spec, workers=1, use_multiprocessing=False)
     runs = {"main": spec, "repeat": spec}
-    if serial_spec != spec and built.family == "pydataset":
+    # a loader with its own workers (applied_settings) has a serial reference as a PyDataset does
+    if serial_spec != spec and (built.family == "pydataset" or built.applied_settings is not None):
         runs["serial"] = serial_spec
     # On the user's own data (not traced) there is no feedbench source to probe with.
     probe_spec = replace(spec, probe=True) if spec.traced else None
@@ -424,7 +425,11 @@ def analyze(built: Built, main: Stream, repeat, serial, probe: Stream | None) ->
     result.batches_differing_repeat = _differing(main_contents, repeat)
     result.reproducible = result.batches_differing_repeat == 0
     if serial is None:
-        reasons["matches_serial"] = "this setting is the serial reference"
+        spec = built.spec
+        is_serial = spec.workers == 1 and not spec.use_multiprocessing
+        reasons["matches_serial"] = (
+            "this setting is the serial reference" if is_serial else f"a {built.family} has no serial form to compare"
+        )
         reasons["batches_differing_serial"] = reasons["matches_serial"]
     elif not result.reproducible:
         reasons["matches_serial"] = (

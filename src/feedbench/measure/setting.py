@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from feedbench.core.errors import FeedbenchError
+from feedbench.core.errors import FeedbenchError, MissingPackage
 from feedbench.core.records import Record
 from feedbench.core.spec import Spec, not_applicable
 from feedbench.fit.tap import FitStreamFigures
@@ -161,6 +161,8 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
         for name in MEASURES:  # the table's order: determinism, the longest, last
             if name in measures:
                 MEASURES[name].fill(spec, ctx, result)
+    except MissingPackage as exc:  # not this machine's to measure: n/a with the reason
+        result.skipped = str(exc)
     except (FeedbenchError, ValueError) as exc:
         result.error = str(exc).splitlines()[0]
     return result

@@ -18,6 +18,9 @@ def render(result: dict) -> str:
         lines.append(f"  {workload:<7}" + "  ".join(f"{name} {fmt(v)}" for name, v in figures.items()))
     lines.append("")
     for key, target in TARGETS.items():
+        if key in result.get("not_measured", {}):
+            lines.append(f"  {key:<26} {'n/a':>8}  target >= {target}x  ({result['not_measured'][key]})")
+            continue
         value = result["ratios"][key]
         shown = "failed" if value is None else f"{value:.2f}x"
         lines.append(f"  {key:<26} {shown:>8}  target >= {target}x  {'PASS' if result['passed'][key] else 'MISS'}")

@@ -65,8 +65,10 @@ VERDICTS = {
     "reproducible": (
         "running it again (a fresh process, the same seed) delivers different batches",
         "draws from an unseeded or global RNG (tf.random, np.random, Python's random: fit(shuffle=True) "
-        "reorders PyDataset batches with it), or threads racing on one seeded RNG",
-        "draw from a generator keyed by (seed, epoch, batch index), like feedbench's keyed",
+        "reorders PyDataset batches with it), threads racing on one seeded RNG, or workers whose "
+        "batches arrive in whichever order they finish (the tf.data service across worker servers)",
+        "draw from a generator keyed by (seed, epoch, batch index), like feedbench's keyed, and deliver "
+        "batches in index order (a loader that promises none cannot be reproducible batch for batch)",
     ),
     "matches_serial": (
         "the stream under this setting differs from workers=1, use_multiprocessing=False",

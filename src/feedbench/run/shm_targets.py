@@ -10,7 +10,12 @@
   the tree's peak USS is at most the main process's + the ring + 64 MiB per
   worker;
 - determinism: missing = duplicated = 0, reproducible and matches_serial under
-  workers 1, 2, 4 x use_multiprocessing off/on x shuffle off/on.
+  workers 1, 2, 4 x use_multiprocessing off/on x shuffle off/on;
+- ``fit(shuffle=True)`` (Keras's default, which permutes a PyDataset's batch indices): ``shm``
+  on the large copy at least 0.9x its throughput under ``shuffle=False``;
+- peers: ``shm`` at least matches (>= 1.0x) the best setting of each loader a user would pick
+  instead (torch's DataLoader, Grain; serial, 2 threads where it has them, 2 processes), on the
+  large copy and on the python workload. A peer that is not installed is n/a.
 
 Every setting is measured by :mod:`feedbench.run.sweep` (a time limit each);
 :mod:`feedbench.report.shm_targets` renders the result.
@@ -26,6 +31,7 @@ from datetime import datetime, timezone
 
 from feedbench.core.data import SIZES
 from feedbench.core.spec import Spec
+from feedbench.generators.registry import BUILTINS
 from feedbench.measure.determinism import DeterminismFigures
 from feedbench.measure.memory import MemoryFigures
 
@@ -45,11 +51,27 @@ PYTHON = Spec(
     use_multiprocessing=True,
 )
 STREAM = Spec("shm", size="small", n_samples=500, batch_size=64)
+PEERS = ("torch_dataloader", "grain")
 TARGETS = {
     "copy_vs_keyed_processes": 3.0,
     "copy_vs_best_threads": 0.9,
     "python_vs_best_threads": 1.6,
+    "copy_fit_shuffle_vs_not": 0.9,
+    **{f"{workload}_vs_best_{peer}": 1.0 for workload in ("copy", "python") for peer in PEERS},
 }
+
+
+def _peer_settings(base: Spec, peer: str) -> list[Spec]:
+    """The settings of ``peer`` that run here (what its own rule allows), for ``base``'s workload."""
+    impl = BUILTINS[peer]
+    if impl.missing_reason():
+        return []
+    candidates = [
+        replace(base, impl=peer, workers=1, use_multiprocessing=False),
+        replace(base, impl=peer, workers=2, use_multiprocessing=False),
+        replace(base, impl=peer, workers=2, use_multiprocessing=True),
+    ]
+    return [spec for spec in candidates if not impl.not_applicable(spec)]
 
 
 def _threads(base: Spec) -> list[Spec]:
@@ -71,10 +93,28 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         if progress:
             progress(text)
 
-    throughput_specs = [COPY, replace(COPY, impl="keyed"), *_threads(COPY), PYTHON, *_threads(PYTHON)]
+    peer_specs = {
+        (workload, peer): _peer_settings(base, peer)
+        for workload, base in (("copy", COPY), ("python", PYTHON))
+        for peer in PEERS
+    }
+    throughput_specs = [
+        COPY,
+        replace(COPY, impl="keyed"),
+        *_threads(COPY),
+        PYTHON,
+        *_threads(PYTHON),
+        replace(COPY, fit_shuffle=True),
+        *[spec for specs in peer_specs.values() for spec in specs],
+    ]
     say(f"throughput: {len(throughput_specs)} settings ...")
     speed = sweep(throughput_specs, ("throughput",), epochs, timeout_s)
     sps = [r.throughput.samples_per_s if r.throughput else None for r in speed]
+    copy_shuffled = sps[9]
+    peer_sps, at = {}, 10
+    for key, specs in peer_specs.items():
+        peer_sps[key] = dict(zip((_setting(s) for s in specs), sps[at : at + len(specs)]))
+        at += len(specs)
     say("memory: shm, 2 workers, copy, large source ...")
     memory = sweep([COPY], ("memory",), epochs, timeout_s)[0]
     stream_specs = [
@@ -118,7 +158,15 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         "copy_vs_keyed_processes": _ratio(copy_shm, copy_keyed_mp),
         "copy_vs_best_threads": _ratio(copy_shm, _best(copy_threads)),
         "python_vs_best_threads": _ratio(python_shm, _best(python_threads)),
+        "copy_fit_shuffle_vs_not": _ratio(copy_shuffled, copy_shm),
     }
+    not_measured = {}
+    for (workload, peer), figures in peer_sps.items():
+        key = f"{workload}_vs_best_{peer}"
+        if not figures:
+            not_measured[key] = BUILTINS[peer].missing_reason() or f"{peer}: no setting runs here"
+            continue
+        ratios[key] = _ratio(python_shm if workload == "python" else copy_shm, _best(figures.values()))
     return {
         "machine": platform.node(),
         "cores": os.cpu_count(),
@@ -128,13 +176,27 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
                 "shm_2_processes": copy_shm,
                 "keyed_2_processes": copy_keyed_mp,
                 **{f"keyed_{w}_threads": v for w, v in zip(THREADS, copy_threads)},
+                "shm_2_processes_fit_shuffle": copy_shuffled,
+                **{
+                    f"{peer}_{name}": v
+                    for (w, peer), figs in peer_sps.items()
+                    if w == "copy"
+                    for name, v in figs.items()
+                },
             },
             "python": {
                 "shm_2_processes": python_shm,
                 **{f"keyed_{w}_threads": v for w, v in zip(THREADS, python_threads)},
+                **{
+                    f"{peer}_{name}": v
+                    for (w, peer), figs in peer_sps.items()
+                    if w == "python"
+                    for name, v in figs.items()
+                },
             },
         },
         "ratios": ratios,
+        "not_measured": not_measured,
         "memory": {
             "peak_tree_uss_bytes": mem.peak_tree_uss_bytes,
             "peak_workers_uss_bytes": mem.peak_workers_uss_bytes,
@@ -144,11 +206,17 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         },
         "determinism": determinism,
         "passed": {
-            **{k: v is not None and v >= TARGETS[k] for k, v in ratios.items()},
+            **{k: v is not None and v >= TARGETS[k] for k, v in ratios.items()},  # n/a peers: absent
             "memory": mem.peak_workers_uss_bytes is not None and mem.peak_workers_uss_bytes <= budget,
             "determinism": all(d["ok"] for d in determinism),
         },
     }
+
+
+def _setting(spec: Spec) -> str:
+    if spec.workers == 1 and not spec.use_multiprocessing:
+        return "serial"
+    return f"{spec.workers}_{'processes' if spec.use_multiprocessing else 'threads'}"
 
 
 def _best(values):
