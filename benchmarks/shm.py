@@ -45,6 +45,12 @@ class Targets:
 
     track_copy_fit_shuffle_vs_not.unit = "ratio"
 
+    def track_copy_step_bound_vs_ceiling(self, result):
+        """CPU stand-in for a GPU step (20 ms, GIL released): shm 2 workers / one prepared batch (target >= 0.9)."""
+        return self._ratio(result, "copy_step_bound_vs_ceiling")
+
+    track_copy_step_bound_vs_ceiling.unit = "ratio"
+
     def track_vs_best_peer(self, result, workload, peer):
         """shm 2 workers / the best setting of a loader users pick instead (target >= 1.0)."""
         return self._ratio(result, f"{workload}_vs_best_{peer}")

@@ -5,7 +5,8 @@
     feedbench profile IMPL [options]    throughput, memory, determinism over a settings grid
     feedbench overhead                  what the harness adds to the cheapest generator's epoch
     feedbench findings                  measure the popular accuracy claims, write docs/FINDINGS.md
-    feedbench shm-targets               shm against keyed and Keras's own pools, as ratios
+    feedbench fit IMPL [--model M:C]    train a model on IMPL: fit samples/s, starvation, accuracy
+    feedbench shm-targets               shm against keyed, Keras's own pools and the peers, as ratios
 
 Bad input (options, a factory that raises, a dataset Keras's fit would refuse: a bad length,
 batches that change shape, parts of different lengths, empty batches) ends with one line on
@@ -19,6 +20,7 @@ import argparse
 import os
 import signal
 import sys
+from dataclasses import replace
 
 from feedbench.core.data import SIZES
 from feedbench.core.workloads import WORKLOADS
@@ -61,16 +63,16 @@ def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("impl", help="implementation name, or a plug-in as module:callable")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run")
+    parser.add_argument("--size", choices=sorted(SIZES), default="small", help="image size of the source")
     parser.add_argument("--samples", type=int, default=512, help="source size (samples)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workload", choices=WORKLOADS, default="copy")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per batch")
+    parser.add_argument("--workload", choices=WORKLOADS, default="copy", help="what each batch costs besides slicing")
+    parser.add_argument("--workers", type=int, default=1, help="Keras's workers (a peer's own workers)")
     parser.add_argument("--multiprocessing", action="store_true", help="use_multiprocessing=True")
-    parser.add_argument("--max-queue-size", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument("--max-queue-size", type=int, default=10, help="Keras's max_queue_size")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the source, shuffle and augmentation")
+    parser.add_argument("--shuffle", action="store_true", help="shuffle every epoch")
     parser.add_argument(
         "--steps",
         type=int,
@@ -89,6 +91,7 @@ EXAMPLES = {
     "overhead": "feedbench overhead --repeats 15",
     "findings": "feedbench findings --from docs/findings.json",
     "shm-targets": "feedbench shm-targets --json shm.json",
+    "fit": "feedbench fit mypkg.feeds:my_dataset --model mypkg.models:build --grid-workers 1 4 --device gpu",
     "offline-html": "feedbench offline-html .asv/html",
 }
 
@@ -119,8 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     prof = command("profile", "throughput, memory and determinism over a grid of settings")
     _add_spec_options(prof)
     prof.set_defaults(epochs=3, timeout=120.0)
-    prof.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2, 4], metavar="N")
-    prof.add_argument("--grid-multiprocessing", choices=["off", "on", "both"], default="both")
+    prof.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2, 4], metavar="N", help="workers to try")
+    prof.add_argument(
+        "--grid-multiprocessing", choices=["off", "on", "both"], default="both", help="use_multiprocessing to try"
+    )
     prof.add_argument("--json", metavar="FILE", help="write every figure to FILE (checked before measuring)")
     prof.add_argument(
         "--fail-on",
@@ -129,9 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         help="exit status 1 when a setting failed (failures), also when a verdict found a problem (problems), or never",
     )
     over = command("overhead", "what the harness adds to the cheapest generator's epoch")
-    over.add_argument("--repeats", type=int, default=15)
-    over.add_argument("--batches", type=int, default=1000)
-    over.add_argument("--backend", choices=BACKENDS)
+    over.add_argument("--repeats", type=int, default=15, help="paired runs (the median is reported)")
+    over.add_argument("--batches", type=int, default=1000, help="batches per epoch")
+    over.add_argument("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     find = command("findings", "measure the popular accuracy claims and write docs/FINDINGS.md")
     find.add_argument("--out", default="docs/FINDINGS.md", help="the Markdown report to write")
     find.add_argument("--json", default="docs/findings.json", help="where the measurements are stored")
@@ -141,8 +146,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="render stored measurements (a --json file) instead of measuring again",
     )
+    fitting = command("fit", "train a model on the generator: fit samples/s, starvation, accuracy vs arrays")
+    _add_spec_options(fitting)
+    fitting.add_argument(
+        "--model",
+        metavar="MODULE:CALLABLE",
+        help="your compiled Keras model (called with input_shape= and num_classes= if it takes them); "
+        "default: a built-in one sized to the images",
+    )
+    fitting.add_argument("--seeds", type=int, default=2, help="seeds per setting (accuracy is paired per seed)")
+    fitting.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the model trains")
+    fitting.add_argument("--grid-workers", type=int, nargs="+", default=[1, 2], metavar="N", help="workers to try")
+    fitting.add_argument(
+        "--grid-multiprocessing", choices=["off", "on", "both"], default="both", help="use_multiprocessing to try"
+    )
+    fitting.add_argument("--json", metavar="FILE", help="write every figure to FILE (checked before measuring)")
     targets = command("shm-targets", "shm against keyed and Keras's own pools, as ratios")
-    targets.add_argument("--epochs", type=int, default=3)
+    targets.add_argument("--epochs", type=int, default=3, help="epochs per run")
     targets.add_argument("--timeout", type=_seconds(True), default=120.0, help="time limit of each run, seconds")
     targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     offline = command("offline-html", "make an `asv publish` site work without internet")
@@ -238,6 +258,91 @@ def _check_writable(path: str) -> None:
         raise ValueError(f"--json {path!r} cannot be written ({exc.strerror}); expected a writable file path") from None
     if not existed:
         os.remove(path)
+
+
+def cmd_fit(args) -> int:
+    import json
+
+    from feedbench.core.errors import PluginError
+    from feedbench.fit.training import DEVICES, Task, device_env, gpu_present
+    from feedbench.generators import get
+    from feedbench.measure.setting import SCHEMA_VERSION
+    from feedbench.report import fit as fit_report
+    from feedbench.run import profile, sweep
+    from feedbench.run.provenance import provenance
+
+    get(args.impl, args.plugin)
+    if args.model:  # a model that does not import, raises or is not compiled fails now, in one line
+        from feedbench.core.data import NUM_CLASSES, SIZES
+        from feedbench.fit.training import user_model
+
+        user_model(args.model, SIZES[args.size], NUM_CLASSES)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds} given; expected 1 or more")
+    if args.epochs < 2:
+        raise ValueError(f"--epochs {args.epochs} given; expected 2 or more (the first epoch builds the step)")
+    if args.device == "gpu" and not gpu_present():
+        raise PluginError("--device gpu given, but nvidia-smi lists no GPU here; expected a machine with one")
+    assert args.device in DEVICES
+    if args.json:
+        _check_writable(args.json)
+    task = Task(args.size, args.samples, batch_size=args.batch_size, epochs=args.epochs, model=args.model)
+    base = task.spec(
+        args.impl,
+        seed=args.seed,
+        workload=args.workload,
+        max_queue_size=args.max_queue_size,
+        io_latency_s=args.io_latency,
+        steps=args.steps,
+    )
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.grid_multiprocessing]
+    grid = profile.settings_grid(tuple(args.grid_workers), modes)
+    specs = [replace(base, workers=w, use_multiprocessing=mp) for w, mp in grid]
+    print(
+        f"training on {len(specs)} settings x {args.seeds} seeds (each with its arrays baseline and ceiling), "
+        f"each fit under a limit of {args.timeout:g} s ...",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    def progress(index, result):
+        state = "skipped" if result.skipped else ("FAILED: " + result.error if result.error else "done")
+        print(
+            f"[{index + 1}/{len(specs)}] workers={specs[index].workers} "
+            f"use_multiprocessing={specs[index].use_multiprocessing} {state}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results = sweep.sweep(
+        specs,
+        ("training",),
+        args.epochs,
+        args.timeout,
+        args.plugin,
+        progress,
+        seeds=args.seeds,
+        env=device_env(args.device),
+        model=args.model,
+    )
+    print(fit_report.render(base, results, args.model, args.device))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "provenance": provenance(),
+                    "spec": base.to_dict(),
+                    "model": args.model,
+                    "device": args.device,
+                    "seeds": args.seeds,
+                    "settings": [r.to_json() for r in results],
+                },
+                handle,
+                indent=2,
+            )
+        print(f"\nevery figure: {args.json}")
+    return int(any(r.error for r in results))
 
 
 def cmd_overhead(args) -> int:
@@ -373,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "list": cmd_list,
         "drive": cmd_drive,
         "profile": cmd_profile,
+        "fit": cmd_fit,
         "overhead": cmd_overhead,
         "offline-html": cmd_offline_html,
         "findings": cmd_findings,

@@ -74,13 +74,17 @@ class Supervision:
 
 
 @contextlib.contextmanager
-def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a model.fit step"):
-    """Time limit, typed errors and clean-up for the block; yields a ``Supervision``."""
+def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a model.fit step", closers=()):
+    """Time limit, typed errors and clean-up for the block; yields a ``Supervision``.
+
+    ``closers`` run at the end before the workers are reaped: what stops the fed dataset's own
+    workers (``Built.close``), so they are not mistaken for processes the code under test left."""
     if not timeout_s > 0:
         raise ValueError(f"timeout_s={timeout_s} given; expected a positive number of seconds")
     keep = procs.descendant_pids()
     watchdog = Watchdog(timeout_s, name)
     state = Supervision(where, watchdog)
+    state.closers.extend(closers)
     with keras_api.tracked_pools() as pools, watchdog.armed(pools, keep):
         try:
             yield state

@@ -135,7 +135,7 @@ def fit_stream(built: Built, epochs: int = 2, timeout_s: float = 300.0) -> FitSt
     tap = Tap(keras)
     model = tap.model(built.source.x.shape[1:])
     try:
-        with supervised(built.spec.impl, timeout_s):
+        with supervised(built.spec.impl, timeout_s, closers=[built.close]):
             model.fit(built.dataset, epochs=epochs, verbose=0, callbacks=[tap.callback()], **built.fit_kwargs())
     finally:
         built.close()

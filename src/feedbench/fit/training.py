@@ -50,6 +50,7 @@ DEVICE_ENV = "FEEDBENCH_DEVICE"  # the device a measuring process must train on
 VALIDATION_SEED = 10_000  # one held-out set for every seed and implementation
 # A paired accuracy difference counts as real beyond this many standard errors.
 NOISE_SE = 2.0
+ONE_SEED = "one seed: no noise estimate (2 or more seeds tell a difference from seed noise)"
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,22 @@ class Task:
     epochs: int = 5
     band_brightness: float = 0.15
     learning_rate: float = 1e-3
+    model: str | None = None  # "module:callable" returning the user's compiled model; None: built-in
 
     def __post_init__(self):
         if self.epochs < 2:
             raise ValueError(f"epochs={self.epochs} given; expected 2 or more (the first epoch is warm-up)")
 
     @classmethod
-    def of(cls, spec: Spec, epochs: int) -> Task:
+    def of(cls, spec: Spec, epochs: int, model: str | None = None) -> Task:
         """The task a training spec belongs to."""
         return cls(
-            spec.size, spec.n_samples, batch_size=spec.batch_size, epochs=epochs, band_brightness=spec.band_brightness
+            spec.size,
+            spec.n_samples,
+            batch_size=spec.batch_size,
+            epochs=epochs,
+            band_brightness=spec.band_brightness,
+            model=model,
         )
 
     def spec(self, impl: str, seed: int = 0, **settings) -> Spec:
@@ -97,19 +104,27 @@ class Task:
         return source.x, source.y
 
 
+# The built-in model per source size: two strided convolutions for small images; for large ones
+# (128x128) a model whose step a GPU notices, so starvation on a GPU says something.
+BUILTIN_FILTERS = {"small": (8, 16), "large": (32, 64, 128)}
+
+
 def make_model(task: Task, seed: int):
-    """Two strided convolutions and a linear read-out; the same weights for the same seed."""
+    """The task's model, the same weights for the same seed: the user's (``task.model``) or the
+    built-in one sized to the images (strided convolutions, global pooling, a linear read-out)."""
     import keras
 
     from feedbench.core.data import NUM_CLASSES, SIZES
 
     keras.utils.set_random_seed(seed)
+    if task.model:
+        return user_model(task.model, SIZES[task.size], NUM_CLASSES)
+    filters = BUILTIN_FILTERS[task.size]
     model = keras.Sequential(
         [
             keras.Input(SIZES[task.size]),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-            keras.layers.Flatten(),
+            *[keras.layers.Conv2D(f, 3, strides=2, activation="relu") for f in filters],
+            keras.layers.Flatten() if len(filters) == 2 else keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dense(NUM_CLASSES),
         ]
     )
@@ -118,6 +133,43 @@ def make_model(task: Task, seed: int):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    return model
+
+
+def _val_accuracy(history, task: Task) -> float:
+    if "val_accuracy" not in history.history:
+        from feedbench.core.errors import PluginError
+
+        raise PluginError(
+            f"model {task.model} reports no accuracy (fit's history has {sorted(history.history)}); expected "
+            "metrics=['accuracy'] in its compile()"
+        )
+    return float(history.history["val_accuracy"][-1])
+
+
+def user_model(path: str, input_shape: tuple, num_classes: int):
+    """The user's compiled model from ``module:callable``, called with the keywords it takes of
+    ``input_shape`` and ``num_classes``; one line for each way that fails."""
+    import inspect
+
+    from feedbench.core.errors import FactoryFailed, PluginError, one_line
+    from feedbench.generators.registry import load_callable
+
+    factory = load_callable(path)
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    offered = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+    try:
+        model = factory(**{k: v for k, v in offered.items() if k in accepted})
+    except Exception as exc:
+        raise FactoryFailed(f"model {path} raised {one_line(exc)}; run with --debug for the traceback") from exc
+    if not hasattr(model, "fit") or getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
+        raise PluginError(
+            f"model {path} returned a {type(model).__name__}, not a compiled Keras model; expected "
+            "model.compile(optimizer=..., loss=..., metrics=['accuracy']) before returning it"
+        )
     return model
 
 
@@ -151,16 +203,14 @@ def _train_clock():
     return TrainClock()
 
 
-def _fit(model, data, task: Task, seed: int, name: str, timeout_s: float, validation, **fit_args) -> FitRun:
+def _fit(model, data, task: Task, seed: int, name: str, timeout_s: float, validation, closers=(), **fit_args) -> FitRun:
     clock = _train_clock()
-    with supervised(name, timeout_s):
+    with supervised(name, timeout_s, closers=closers):
         history = model.fit(
             data, epochs=task.epochs, validation_data=validation, verbose=0, callbacks=[clock], **fit_args
         )
     steady = clock.seconds[1:]  # the first epoch compiles the step
-    return FitRun(
-        seed, float(history.history["val_accuracy"][-1]), float(task.n_train / np.median(steady)), clock.seconds
-    )
+    return FitRun(seed, _val_accuracy(history, task), float(task.n_train / np.median(steady)), clock.seconds)
 
 
 def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, validation=None) -> FitRun:
@@ -175,6 +225,7 @@ def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, val
             built.spec.impl,
             timeout_s,
             validation or task.validation_arrays,
+            closers=[built.close],
             **built.fit_kwargs(),
         )
     finally:
@@ -288,7 +339,7 @@ class TrainingResult:
             accuracy_vs_baseline=mean_diff,
             accuracy_vs_baseline_spread=_stdev(diffs),
             accuracy_noise=noise,
-            accuracy_verdict=_accuracy_verdict(mean_diff, noise),
+            accuracy_verdict=_accuracy_verdict(mean_diff, noise) if len(diffs) > 1 else ONE_SEED,
             fit_samples_per_s=fit_sps,
             baseline_samples_per_s=base_sps,
             starvation=1.0 - fit_sps / ceiling if ceiling else 1.0 - fit_sps / base_sps,
@@ -317,6 +368,7 @@ def measure_training(
     timeout_s: float = 300.0,
     plugins=(),
     preprocess_validation: bool = True,
+    model: str | None = None,
 ) -> TrainingResult:
     """Train on ``spec``'s implementation for seeds spec.seed, spec.seed+1, ...; and on the baseline.
 
@@ -326,7 +378,7 @@ def measure_training(
     """
     if seeds < 1:
         raise ValueError(f"seeds={seeds} given; expected 1 or more")
-    task = Task.of(spec, epochs)
+    task = Task.of(spec, epochs, model)
     if os.environ.get(DEVICE_ENV):
         require_device(os.environ[DEVICE_ENV])
     device = current_device()

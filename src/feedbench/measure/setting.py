@@ -20,6 +20,7 @@ from feedbench.fit.training import TrainingSummary
 from feedbench.generators import build
 from feedbench.measure.determinism import DeterminismFigures, measure_determinism
 from feedbench.measure.memory import MemoryFigures, measure_memory
+from feedbench.measure.step_bound import StepBoundFigures, measure_step_bound
 from feedbench.measure.throughput import ThroughputFigures, measure_throughput
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
@@ -39,6 +40,7 @@ class SettingResult(Record):
     determinism: DeterminismFigures | None = None
     training: TrainingSummary | None = None
     fit_stream: FitStreamFigures | None = None
+    step_bound: StepBoundFigures | None = None
     null_reasons: dict[str, str] = field(default_factory=dict)  # "group.figure" -> why it is None
     problems: list[str] = field(default_factory=list)  # checks that failed (determinism, settings applied)
     applied: dict | None = None  # the parallel settings the dataset really had, where they differ from asked
@@ -59,6 +61,7 @@ class Context:
     timeout_s: float
     plugins: tuple[str, ...] = ()
     seeds: int = 1
+    model: str | None = None  # the training measure's model ("module:callable"); None: built-in
 
 
 def _throughput(spec: Spec, ctx: Context, result: SettingResult) -> None:
@@ -75,13 +78,19 @@ def _memory(spec: Spec, ctx: Context, result: SettingResult) -> None:
 def _training(spec: Spec, ctx: Context, result: SettingResult) -> None:
     from feedbench.fit.training import measure_training
 
-    result.training = measure_training(spec, ctx.epochs, ctx.seeds, ctx.timeout_s, ctx.plugins).summary()
+    result.training = measure_training(
+        spec, ctx.epochs, ctx.seeds, ctx.timeout_s, ctx.plugins, model=ctx.model
+    ).summary()
 
 
 def _fit_stream(spec: Spec, ctx: Context, result: SettingResult) -> None:
     from feedbench.fit.tap import fit_stream
 
     result.fit_stream = fit_stream(build(spec, ctx.plugins), ctx.epochs, ctx.timeout_s).figures(spec.n_samples)
+
+
+def _step_bound(spec: Spec, ctx: Context, result: SettingResult) -> None:
+    result.step_bound = measure_step_bound(spec, ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
 
 
 def _determinism(spec: Spec, ctx: Context, result: SettingResult) -> None:
@@ -106,6 +115,7 @@ MEASURES: dict[str, Measure] = {
         Measure("memory", 1, False, _memory),
         Measure("training", 2, True, _training),  # the implementation's fit and its baseline
         Measure("fit_stream", 1, False, _fit_stream),
+        Measure("step_bound", 2, False, _step_bound),  # the ceiling and the loader, each a fit
         Measure("determinism", 3, False, _determinism),  # the setting, a repeat, the serial reference
     )
 }

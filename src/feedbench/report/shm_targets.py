@@ -12,7 +12,7 @@ def render(result: dict) -> str:
     lines = [
         f"shm targets on {result['machine']} ({result['cores']} cores), {result['when']}",
         "",
-        "samples/s (median over epochs):",
+        "samples/s (median over epochs, then over rounds):",
     ]
     for workload, figures in result["samples_per_s"].items():
         lines.append(f"  {workload:<7}" + "  ".join(f"{name} {fmt(v)}" for name, v in figures.items()))

@@ -42,12 +42,14 @@ def sweep(
     seeds: int = 1,
     env: dict[str, str] | None = None,
     fresh_each: bool | None = None,
+    model: str | None = None,
 ) -> list[SettingResult]:
     """One result per spec, in order; ``progress(index, result)`` as each finishes.
 
     ``seeds``: how many seeds the training measure repeats over. ``env``: set in the measuring
     process before anything loads (``CUDA_VISIBLE_DEVICES``). ``fresh_each``: every setting in a
-    process of its own (by default when memory is measured).
+    process of its own (by default when memory is measured). ``model``: the training measure's
+    model as ``module:callable`` (the built-in one when None).
     """
     check_measures(measures)
     results: list[SettingResult | None] = [None] * len(specs)
@@ -58,6 +60,7 @@ def sweep(
         "timeout_s": timeout_s,
         "plugins": list(plugins),
         "seeds": seeds,
+        "model": model,
     }
 
     def finished(index: int, result: SettingResult) -> None:
@@ -91,7 +94,9 @@ def sweep(
 
 
 def _measure(request: dict):
-    ctx = Context(request["epochs"], request["timeout_s"], tuple(request["plugins"]), request["seeds"])
+    ctx = Context(
+        request["epochs"], request["timeout_s"], tuple(request["plugins"]), request["seeds"], request.get("model")
+    )
     for index, spec in zip(request["indices"], request["specs"]):
         yield {"index": index, "result": measure_setting(Spec(**spec), request["measures"], ctx).to_json()}
 

@@ -1,0 +1,59 @@
+"""``feedbench fit``'s report: per setting, how fast fit trains, how starved it is, and what the
+generator costs in accuracy against the same model on in-memory arrays."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from feedbench.core.spec import Spec
+from feedbench.measure.setting import SettingResult
+from feedbench.report.table import setting_name
+
+
+def render(spec: Spec, results: list[SettingResult], model: str | None, device: str) -> str:
+    title = (
+        f"feedbench fit: {spec.impl} on {device}, model {model or 'built-in (sized to the images)'}, "
+        f"{spec.n_samples} samples ({spec.size}), batch {spec.batch_size}"
+    )
+    table = Table(title=title, title_justify="left")
+    for name in (
+        "setting",
+        "fit samples/s",
+        "ceiling samples/s",
+        "starvation",
+        "val accuracy",
+        "vs arrays",
+        "noise (2 SE)",
+        "accuracy verdict",
+    ):
+        table.add_column(name, justify="left" if name in ("setting", "accuracy verdict") else "right")
+    notes = []
+    for result in results:
+        t = result.training
+        if result.skipped or result.error or t is None:
+            notes.append(f"{setting_name(result)}: {'skipped, ' + result.skipped if result.skipped else result.error}")
+            continue
+        ceiling = "-" if t.ceiling_samples_per_s is None else f"{t.ceiling_samples_per_s:,.0f}"
+        table.add_row(
+            setting_name(result),
+            f"{t.fit_samples_per_s:,.0f}",
+            ceiling,
+            f"{t.starvation:.2f}",
+            f"{t.val_accuracy:.3f}",
+            f"{t.accuracy_vs_baseline:+.3f}",
+            f"{t.accuracy_noise:.3f}",
+            t.accuracy_verdict,
+        )
+    console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115 (rendered to text)
+    console.print(table)
+    text = console.export_text()
+    lines = [text.rstrip(), ""]
+    lines += notes
+    lines += [
+        "starvation = 1 - fit samples/s / the ceiling (the same model fed one prepared batch over and over, "
+        "measured in the same process): the share of the step time spent waiting for data.",
+        "vs arrays = accuracy minus that of the same model, same initial weights, fit on the data as in-memory "
+        "arrays (paired per seed); beyond the noise it is the generator's doing.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""``feedbench fit``: the user's model (or a built-in one) trained on their generator, starvation
+against the one-prepared-batch ceiling, accuracy against the same model on in-memory arrays."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from planted import SLEEP_S
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "tests"), os.environ.get("PYTHONPATH", "")]))
+
+
+def _fit(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "fit", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_fit_reports_the_starvation_a_planted_sleep_predicts(tmp_path):
+    out = tmp_path / "fit.json"
+    proc = _fit(
+        "planted:sleeps_per_batch",
+        "--grid-workers",
+        "1",
+        "--grid-multiprocessing",
+        "off",
+        "--seeds",
+        "1",
+        "--epochs",
+        "3",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[1/1] workers=1 use_multiprocessing=False done" in proc.stderr  # progress, one line per setting
+    summary = json.load(open(out))["settings"][0]["training"]
+    batch = 32
+    step_s = batch / summary["ceiling_samples_per_s"]  # the model's step, from the ceiling beside it
+    predicted = SLEEP_S / (SLEEP_S + step_s)  # one worker thread: every sleep is waited for
+    assert summary["starvation"] == pytest.approx(predicted, abs=0.1)
+    assert "starvation" in proc.stdout and "one seed: no noise estimate" in proc.stdout
+
+
+def test_fit_trains_the_users_model_and_a_clean_generator_is_not_starved_by_threads(tmp_path):
+    out = tmp_path / "fit.json"
+    proc = _fit(
+        "keyed",
+        "--model",
+        "models:small_cnn",
+        "--grid-workers",
+        "2",
+        "--grid-multiprocessing",
+        "off",
+        "--seeds",
+        "2",
+        "--epochs",
+        "3",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = json.load(open(out))
+    assert stored["model"] == "models:small_cnn"
+    summary = stored["settings"][0]["training"]
+    assert 0.0 <= summary["val_accuracy"] <= 1.0 and summary["accuracy_verdict"] in (
+        "within seed noise",
+        "lower than baseline",
+        "higher than baseline",
+    )
+    assert summary["starvation"] < 0.6  # keyed's copy workload on 2 threads keeps a small model fed
+
+
+@pytest.mark.parametrize(
+    "args,said",
+    [
+        (["--model", "models:not_compiled"], "not a compiled Keras model"),
+        (["--model", "models:raises"], "model models:raises raised RuntimeError: the model's own bug"),
+        (["--model", "no_such_module_here:f"], "does not import"),
+        (["--seeds", "0"], "--seeds 0 given; expected 1 or more"),
+    ],
+)
+def test_a_bad_model_or_option_is_one_line_with_status_2(args, said):
+    proc = _fit("keyed", "--grid-workers", "1", "--grid-multiprocessing", "off", "--seeds", "1", *args)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("feedbench")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and said in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]

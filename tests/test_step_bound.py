@@ -1,0 +1,33 @@
+"""The CPU stand-in for a GPU step, proven both ways: a loader slower than the step is below the
+ceiling by about the share the step cannot hide; the same loader with enough threads, and a loader
+with no cost, are at it. Ratios are measured in one run, against a ceiling measured beside them."""
+
+import pytest
+
+from feedbench.generators import Spec
+from feedbench.measure.step_bound import measure_step_bound
+from planted import SLEEP_S
+
+pytestmark = [pytest.mark.slow]
+
+STEP_S = SLEEP_S / 2  # the loader's 20 ms sleep per batch against a 10 ms device step
+BATCH = 32
+
+
+def _of_ceiling(factory, workers):
+    # 64 batches an epoch: the start of an epoch (a new pool, the first sleep) is a small share
+    spec = Spec(factory, n_samples=64 * BATCH, batch_size=BATCH, workers=workers)
+    return measure_step_bound(spec, epochs=3, timeout_s=300, step_s=STEP_S)
+
+
+def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
+    one = _of_ceiling("planted:sleeps_per_batch", workers=1)
+    predicted = BATCH / SLEEP_S / one.ceiling_samples_per_s  # one batch per sleep, at best
+    assert one.of_ceiling < 0.85
+    assert one.of_ceiling == pytest.approx(predicted, abs=0.15)
+    four = _of_ceiling("planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
+    assert four.of_ceiling > 0.8 and four.of_ceiling > one.of_ceiling + 0.1
+
+
+def test_a_loader_with_no_cost_is_at_the_ceiling():
+    assert _of_ceiling("planted:plain", workers=1).of_ceiling > 0.85
