@@ -124,10 +124,15 @@ TRAINING_SEEDS = 2 if QUICK else 3
 TRAINING_TIMEOUT_S = 60.0  # one model.fit; a deadlocked forked worker fails here
 
 
-def training_task():
+def training_task(device="cpu"):
+    """The CPU task is small (32x32, a two-convolution net, so 2 cores train it in seconds); the GPU
+    task has 128x128 images and the built-in model sized to them, a step the GPU notices."""
     from feedbench.fit.training import Task
 
-    return Task(epochs=3 if QUICK else 5)
+    epochs = 3 if QUICK else 5
+    if device == "gpu":
+        return Task(size="large", n_train=2048, n_val=512, batch_size=64, epochs=epochs)
+    return Task(epochs=epochs)
 
 
 def training_skip_reason(impl, workers=1, multiprocessing=False, device="cpu"):
@@ -144,13 +149,13 @@ def measured_training(params):
     from feedbench.fit.training import device_env
     from feedbench.run.sweep import sweep
 
-    task = training_task()
     settings = [p for p in itertools.product(*params) if training_skip_reason(*p) is None]
     cache = {}
     for device in DEVICES:
         chosen = [p for p in settings if p[3] == device]
         if not chosen:
             continue
+        task = training_task(device)
         specs = [task.spec(impl, workers=workers, use_multiprocessing=mp) for impl, workers, mp, _ in chosen]
         records = sweep(
             specs, ("training",), task.epochs, TRAINING_TIMEOUT_S, seeds=TRAINING_SEEDS, env=device_env(device)

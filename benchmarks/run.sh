@@ -22,6 +22,8 @@ asv run "${quick[@]}" --show-stderr HEAD^! || echo "feedbench: some benchmarks f
 asv publish
 # asv's pages load their libraries from CDNs; serve them locally so the site also works offline.
 feedbench offline-html .asv/html || echo "feedbench: the site needs internet access to load its scripts"
+# The page a person opens first (verdicts, plots, changes), linked from the top of asv's index.
+feedbench report .asv/results --out .asv/html/report --link-from .asv/html || echo "feedbench: no report page"
 echo
-echo "feedbench: results published to $PWD/.asv/html/index.html"
+echo "feedbench: results published to $PWD/.asv/html/index.html (report: $PWD/.asv/html/report/index.html)"
 echo "feedbench: view them with: .venv/bin/asv preview   (serves .asv/html on http://127.0.0.1:8080)"

@@ -2,8 +2,6 @@
 
 import json
 import os
-import shutil
-import subprocess
 
 import pytest
 
@@ -65,29 +63,13 @@ def test_what_cannot_reach_a_child_process_is_refused_with_what_to_pass():
         feedbench.profile("corpus:classic", workers=[0, -1])
 
 
-def test_the_notebook_display_renders_in_a_browser(tmp_path):
+def test_the_notebook_display_renders_in_a_browser(tmp_path, chromium):
     result = feedbench.profile(api_factories.own_data, workers=(1,), use_multiprocessing=(False,), **SMALL)
     page = tmp_path / "profile.html"
     page.write_text(f"<html><body>{result._repr_html_()}</body></html>")
     figure = result.plot()
     assert len(figure.axes) == 2 and figure.axes[0].get_xlabel() == "workers"
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium here: .ci/run installs Debian's chromium")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    dom = subprocess.run(
-        [chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    dom = chromium.dom(page.as_uri())
     assert "feedbench-profile" in dom and "<table>" in dom and "identical" in dom
     assert 'style="background:#fdd"' in dom  # the setting with a problem is marked red
     assert os.path.getsize(page) > 0

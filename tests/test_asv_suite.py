@@ -106,10 +106,7 @@ def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
 
 
 @pytest.mark.browser
-def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium here: .ci/run and the README set-up install Debian's chromium")
+def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path, chromium):
     repo, asv, env = asv_repo
     _run([*asv, "publish"], repo, env)
     html = repo / ".asv" / "html"
@@ -122,22 +119,8 @@ def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path):
     with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/#throughput.EpochTime.time_epoch"
-        flags = [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=15000",
-        ]
-        dom = _run([*flags, "--dump-dom", url], tmp_path, timeout=120).stdout
-        shot = tmp_path / "asv-site.png"
-        _run([*flags, "--window-size=1400,1000", f"--screenshot={shot}", url], tmp_path, timeout=120)
+        dom = chromium.dom(url, wait_ms=15000)
+        shot = chromium.screenshot(url, tmp_path / "asv-site.png", wait_ms=15000)
         server.shutdown()
     assert "throughput.EpochTime.time_epoch" in dom
     for value in ("implementation", "workers", "use_multiprocessing", "keyed", "generator"):

@@ -7,6 +7,7 @@
     feedbench findings                  measure the popular accuracy claims, write docs/FINDINGS.md
     feedbench fit IMPL [--model M:C]    train a model on IMPL: fit samples/s, starvation, accuracy
     feedbench shm-targets               shm against keyed, Keras's own pools and the peers, as ratios
+    feedbench report [RESULTS_DIR]      one page from asv's results: verdicts, plots, changes
 
 Bad input (options, a factory that raises, a dataset Keras's fit would refuse: a bad length,
 batches that change shape, parts of different lengths, empty batches) ends with one line on
@@ -93,6 +94,7 @@ EXAMPLES = {
     "shm-targets": "feedbench shm-targets --json shm.json",
     "fit": "feedbench fit mypkg.feeds:my_dataset --model mypkg.models:build --grid-workers 1 4 --device gpu",
     "offline-html": "feedbench offline-html .asv/html",
+    "report": "feedbench report .asv/results --out .asv/html/report --link-from .asv/html",
 }
 
 
@@ -165,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument("--epochs", type=int, default=3, help="epochs per run")
     targets.add_argument("--timeout", type=_seconds(True), default=120.0, help="time limit of each run, seconds")
     targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+    report = command("report", "one page from asv's results: verdicts, throughput, memory, starvation, changes")
+    report.add_argument("results_dir", nargs="?", default=".asv/results", help="asv's results folder")
+    report.add_argument("--out", default=".asv/html/report", help="folder of the page (index.html)")
+    report.add_argument(
+        "--link-from",
+        metavar="HTML_DIR",
+        help="asv's published site: a link to the report is put at the top of its index page",
+    )
     offline = command("offline-html", "make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
     for command in commands.choices.values():
@@ -407,6 +417,25 @@ def cmd_shm_targets(args) -> int:
     return 0 if all(result["passed"].values()) else 1
 
 
+def cmd_report(args) -> int:
+    from feedbench.report import site
+
+    asv_site = None
+    if args.link_from:
+        asv_site = os.path.relpath(os.path.join(args.link_from, "index.html"), args.out)
+    try:
+        path = site.write(args.results_dir, args.out, asv_site)
+    except FileNotFoundError as exc:
+        print(f"feedbench: {exc}", file=sys.stderr)
+        return 2
+    if args.link_from:
+        href = os.path.relpath(path, args.link_from)
+        if not site.link_from_asv_site(args.link_from, href):
+            print(f"feedbench: no asv site in {args.link_from!r} to link from (run asv publish first)", file=sys.stderr)
+    print(f"feedbench: report written to {path}")
+    return 0
+
+
 def cmd_offline_html(args) -> int:
     from feedbench.report.offline_html import make_offline
 
@@ -481,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         "fit": cmd_fit,
         "overhead": cmd_overhead,
         "offline-html": cmd_offline_html,
+        "report": cmd_report,
         "findings": cmd_findings,
         "shm-targets": cmd_shm_targets,
     }

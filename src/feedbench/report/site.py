@@ -1,0 +1,396 @@
+"""``feedbench report``: one page that answers at a glance, read off asv's results directory.
+
+Per machine and Keras backend (the ``KERAS_BACKEND`` of the asv environment), from its newest
+commit, side by side when results of several machines are there:
+
+- the verdict matrix: implementation x setting, green when every determinism check passed, red
+  with the problems named, grey where the setting does not apply, dark red where it failed to run;
+- throughput against workers, per workload and source size (matplotlib, one line per
+  implementation and use_multiprocessing, workers as categories);
+- memory against workers (peak USS of the process tree);
+- starvation (training: 1 - fit samples/s / the one-prepared-batch ceiling);
+- what moved by more than 10 % between the machine's last two commits, in the direction that is
+  worse for the figure.
+
+asv's own pages stay the place for history; this page is what a person opens first.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from feedbench.measure.determinism import FROZEN_THRESHOLD
+
+THRESHOLD = 0.10  # a change past this share is listed between the last two commits
+
+# determinism.Stream figure -> (the problem it shows, is it failed?)
+CHECKS = {
+    "missing": ("missing samples", lambda v: v > 0),
+    "duplicated": ("duplicated samples", lambda v: v > 0),
+    "never_delivered": ("never delivered", lambda v: v > 0),
+    "batches_differing_from_repeat": ("not reproducible", lambda v: v > 0),
+    "batches_differing_from_serial": ("differs from serial", lambda v: v > 0),
+    "repeated_draws": ("repeated draws", lambda v: v > 0),
+    "source_rows_changed": ("writes into its source", lambda v: v > 0),
+    "frozen_fraction": ("augmentation frozen across epochs", lambda v: v >= FROZEN_THRESHOLD),
+}
+# Figures where higher is better; everything else is better lower (asv's convention).
+HIGHER_IS_BETTER = ("samples_per_s", "accuracy", "_vs_", "diversity", "workers_seen")
+
+
+@dataclass
+class Run:
+    """One machine's results for one commit and backend: figure -> {params: value}."""
+
+    machine: str
+    backend: str
+    commit: str
+    date: int
+    cpu: str
+    cores: str
+    figures: dict[str, dict[tuple, float | None]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.machine} ({self.cores} cores, {self.cpu}), {self.backend}"
+
+
+def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
+    """Every run under ``results_dir``, grouped by (machine, backend), oldest commit first."""
+    from asv.results import iter_results
+
+    if not os.path.isdir(results_dir):
+        raise FileNotFoundError(
+            f"asv results folder {results_dir!r} not found; expected the results_dir of asv.conf.json "
+            "(run bash benchmarks/run.sh first)"
+        )
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for result in iter_results(results_dir):
+        params = result.params
+        backend = (result.env_vars or {}).get("KERAS_BACKEND", "tensorflow")
+        run = Run(
+            params.get("machine", "?"),
+            backend,
+            result.commit_hash,
+            result.date or 0,
+            params.get("cpu", "?"),
+            str(params.get("num_cpu", "?")),
+        )
+        for key in result.get_all_result_keys():
+            axes = result.get_result_params(key)
+            values = result.get_result_value(key, axes)
+            if not axes:
+                run.figures[key] = {(): values}
+                continue
+            combos = [tuple(_plain(v) for v in combo) for combo in itertools.product(*axes)]
+            run.figures[key] = dict(zip(combos, values if isinstance(values, list) else [values]))
+        groups[(run.machine, run.backend)].append(run)
+    if not groups:
+        raise FileNotFoundError(f"no asv results in {results_dir!r}; expected <machine>/<commit>-<env>.json files")
+    for runs in groups.values():
+        runs.sort(key=lambda r: r.date)
+    return dict(groups)
+
+
+def _plain(value_repr: str):
+    """asv stores parameter values as their repr: "'keyed'" -> 'keyed', "2" -> 2, "True" -> True."""
+    text = str(value_repr)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _known(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+# --------------------------------------------------------------------------- the verdict matrix
+
+
+def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
+    """(implementation, workers, use_multiprocessing) -> (state, words): state is ok, problem,
+    failed or na."""
+    cells: dict[tuple, tuple[str, str]] = {}
+    settings = set()
+    for name in CHECKS:
+        settings |= set(run.figures.get(f"determinism.Stream.track_{name}", {}))
+    for setting in sorted(settings, key=str):
+        problems, failed, measured = [], False, False
+        for name, (words, bad) in CHECKS.items():
+            values = run.figures.get(f"determinism.Stream.track_{name}", {})
+            if setting not in values:
+                continue
+            value = values[setting]
+            if value is None:  # asv: the benchmark raised (the setting failed to run)
+                failed = True
+            elif _known(value):
+                measured = True
+                if bad(value):
+                    problems.append(words)
+        if failed:
+            cells[setting] = ("failed", "failed to run")
+        elif problems:
+            cells[setting] = ("problem", ", ".join(problems))
+        elif measured:
+            cells[setting] = ("ok", "no problem found")
+        else:
+            cells[setting] = ("na", "n/a")
+    return cells
+
+
+def _matrix_html(run: Run) -> str:
+    cells = verdicts(run)
+    if not cells:
+        return "<p>no determinism results in this run</p>"
+    impls = sorted({s[0] for s in cells}, key=str)
+    settings = sorted({(s[1], s[2]) for s in cells}, key=lambda s: (s[1], s[0]))
+    head = "".join(f"<th>{w} {'proc' if mp else 'thr'}</th>" for w, mp in settings)
+    rows = []
+    for impl in impls:
+        tds = []
+        for w, mp in settings:
+            state, words = cells.get((impl, w, mp), ("na", "n/a"))
+            tds.append(f'<td class="{state}" title="{html.escape(words)}">{html.escape(words)}</td>')
+        rows.append(f"<tr><th>{html.escape(str(impl))}</th>{''.join(tds)}</tr>")
+    return f'<table class="matrix"><tr><th>implementation</th>{head}</tr>{"".join(rows)}</table>'
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _against_workers(run: Run, key: str, fixed: dict[int, object], scale: float, ylabel: str, title: str) -> str | None:
+    """A plot of one figure against workers (categories), a line per implementation and mode.
+
+    ``fixed`` pins parameter positions (workload, size); parameters are (impl, ..., workers, mp, ...)
+    in the benchmark's own order, so positions are given by the caller.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = run.figures.get(key, {})
+    lines: dict[tuple, dict[int, float]] = defaultdict(dict)
+    workers_at, mp_at = fixed.pop("workers_at"), fixed.pop("mp_at")
+    for params, value in values.items():
+        if not _known(value) or any(params[i] != v for i, v in fixed.items()):
+            continue
+        lines[(params[0], params[mp_at])][params[workers_at]] = value / scale
+    if not lines:
+        return None
+    workers = sorted({w for line in lines.values() for w in line})
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    positions = {w: i for i, w in enumerate(workers)}
+    cmap = plt.get_cmap("tab20")
+    for i, ((impl, mp), points) in enumerate(sorted(lines.items(), key=lambda kv: str(kv[0]))):
+        xs = [positions[w] for w in sorted(points)]
+        ys = [points[w] for w in sorted(points)]
+        ax.plot(
+            xs,
+            ys,
+            marker="o",
+            linestyle="-" if mp else "--",
+            color=cmap(i % 20),
+            label=f"{impl} {'proc' if mp else 'thr'}",
+        )
+    ax.set_xticks(range(len(workers)), [str(w) for w in workers])
+    ax.set_xlabel("workers")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _throughput_plots(run: Run) -> list[tuple[str, str]]:
+    key = "throughput.Throughput.track_samples_per_s"
+    combos = {(p[1], p[4]) for p in run.figures.get(key, {})}
+    plots = []
+    for workload, size in sorted(combos, key=str):
+        title = f"throughput, {workload} workload, {size} source"
+        png = _against_workers(run, key, {1: workload, 4: size, "workers_at": 2, "mp_at": 3}, 1.0, "samples/s", title)
+        if png:
+            plots.append((title, png))
+    return plots
+
+
+def _memory_plots(run: Run) -> list[tuple[str, str]]:
+    key = "memory.TreeMemory.track_peak_tree_uss"
+    sizes = {p[3] for p in run.figures.get(key, {})}
+    plots = []
+    for size in sorted(sizes, key=str):
+        title = f"peak USS of the process tree, {size} source"
+        png = _against_workers(run, key, {3: size, "workers_at": 1, "mp_at": 2}, 1 << 20, "MiB", title)
+        if png:
+            plots.append((title, png))
+    return plots
+
+
+def _starvation_html(run: Run) -> str:
+    values = run.figures.get("training.Training.track_starvation", {})
+    rows = [
+        f"<tr><td>{html.escape(str(p[0]))}</td><td>{p[1]} {'proc' if p[2] else 'thr'}</td>"
+        f"<td>{html.escape(str(p[3]))}</td><td>{v:.2f}</td></tr>"
+        for p, v in sorted(values.items(), key=lambda kv: str(kv[0]))
+        if _known(v)
+    ]
+    if not rows:
+        return "<p>no training results in this run</p>"
+    return (
+        '<table class="plain"><tr><th>implementation</th><th>setting</th><th>device</th><th>starvation</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+# --------------------------------------------------------------------------- regressions
+
+
+def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[str, tuple, float, float, bool]]:
+    """(figure, params, old, new, worse) for every figure that moved by more than ``threshold``."""
+    moved = []
+    for key, values in newer.figures.items():
+        before = older.figures.get(key, {})
+        for params, new in values.items():
+            old = before.get(params)
+            if not (_known(old) and _known(new)) or old == 0:
+                continue
+            change = (new - old) / abs(old)
+            if abs(change) <= threshold:
+                continue
+            higher_better = any(marker in key for marker in HIGHER_IS_BETTER)
+            moved.append((key, params, old, new, (change < 0) == higher_better))
+    return sorted(moved, key=lambda m: (not m[4], m[0], str(m[1])))
+
+
+def _changes_html(runs: list[Run]) -> str:
+    if len(runs) < 2:
+        return "<p>one commit measured on this machine: nothing to compare yet</p>"
+    older, newer = runs[-2], runs[-1]
+    moved = changes(older, newer)
+    head = (
+        f"<p>{older.commit[:8]} &rarr; {newer.commit[:8]}: {len(moved)} figures moved by more than {THRESHOLD:.0%}</p>"
+    )
+    if not moved:
+        return head
+    rows = [
+        f'<tr class="{"worse" if worse else "better"}"><td>{html.escape(key)}</td><td>{html.escape(str(params))}</td>'
+        f"<td>{old:.4g}</td><td>{new:.4g}</td><td>{(new - old) / abs(old):+.0%}</td>"
+        f"<td>{'worse' if worse else 'better'}</td></tr>"
+        for key, params, old, new, worse in moved
+    ]
+    return head + (
+        '<table class="plain changes"><tr><th>figure</th><th>parameters</th><th>before</th><th>after</th>'
+        "<th>change</th><th></th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+# --------------------------------------------------------------------------- the page
+
+STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+.columns { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
+.column { flex: 1 1 30em; min-width: 30em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; }
+td.ok { background: #2e9d4a; color: white; }
+td.problem { background: #d93025; color: white; }
+td.failed { background: #7a0f0f; color: white; }
+td.na { background: #e0e0e0; color: #555; }
+tr.worse td { background: #fbe3e1; }
+tr.better td { background: #e3f4e6; }
+img { max-width: 100%; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+"""
+
+
+def render(groups: dict[tuple[str, str], list[Run]], asv_site: str | None = None) -> str:
+    columns = sorted(groups.items(), key=lambda kv: kv[0])
+
+    def section(title: str, body) -> str:
+        cells = "".join(
+            f'<div class="column" data-machine="{html.escape(machine)}" data-backend="{html.escape(backend)}">'
+            f"<h3>{html.escape(runs[-1].label)}, commit {html.escape(runs[-1].commit[:8])}</h3>{body(runs)}</div>"
+            for (machine, backend), runs in columns
+        )
+        return f'<h2>{title}</h2><div class="columns">{cells}</div>'
+
+    def plots(make):
+        def body(runs):
+            made = make(runs[-1])
+            if not made:
+                return "<p>no results of this kind in this run</p>"
+            return "".join(
+                f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{png}"></figure>' for t, png in made
+            )
+
+        return body
+
+    link = f'<p><a href="{html.escape(asv_site)}">asv\'s pages: every figure over commits</a></p>' if asv_site else ""
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>feedbench report</title><style>{STYLE}</style>"
+        f"</head><body><h1>feedbench report</h1>{link}"
+        "<p>Green: every determinism check passed. Red: the problems found. Grey: the setting does not apply. "
+        "Dark red: the setting failed to run. Starvation is 1 - fit samples/s / the same model fed one "
+        "prepared batch (0: never waiting for data).</p>"
+        + section("Is my stream right? (verdicts)", lambda runs: _matrix_html(runs[-1]))
+        + section("Which setting is fast? (throughput against workers)", plots(_throughput_plots))
+        + section("What does it cost? (memory against workers)", plots(_memory_plots))
+        + section("Does it starve fit? (starvation)", lambda runs: _starvation_html(runs[-1]))
+        + section("What changed since the previous commit?", _changes_html)
+        + "</body></html>"
+    )
+
+
+LINK_MARK = "<!-- feedbench report link -->"
+
+
+def link_from_asv_site(html_dir: str, report_href: str = "report/index.html") -> bool:
+    """Put a link to the report at the top of asv's index page (once); False when there is no site."""
+    index = os.path.join(html_dir, "index.html")
+    if not os.path.isfile(index):
+        return False
+    with open(index) as handle:
+        page = handle.read()
+    if LINK_MARK in page:
+        return True
+    banner = (
+        f'{LINK_MARK}<div style="padding:6px 12px;background:#fff8d6;border-bottom:1px solid #e5d9a0">'
+        f'<a href="{html.escape(report_href)}"><b>feedbench report</b></a>: verdicts, throughput and memory '
+        "against workers, starvation and the latest changes, per machine</div>"
+    )
+    page = page.replace("<body>", "<body>" + banner, 1) if "<body>" in page else banner + page
+    with open(index, "w") as handle:
+        handle.write(page)
+    return True
+
+
+def write(results_dir: str, out_dir: str, asv_site: str | None = None) -> str:
+    """Build the page from ``results_dir`` into ``out_dir/index.html``; return its path."""
+    page = render(load(results_dir), asv_site)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "index.html")
+    with open(path, "w") as handle:
+        handle.write(page)
+    return path

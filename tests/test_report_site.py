@@ -1,0 +1,167 @@
+"""``feedbench report``: a page from asv's results directory, checked in headless Chromium.
+
+The results are written in asv's own format (two machines, one with two commits, a planted
+determinism problem, a setting that failed to run and one that does not apply); the page is
+opened in a real browser: the DOM must hold both machines side by side, the named problem and the
+plots, and a screenshot must show red exactly where a problem was planted.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from feedbench.report import site
+
+pytestmark = [pytest.mark.browser]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMPLS = ["keyed", "numpy_global"]
+WORKERS = [1, 2]
+MP = [False, True]
+RED = np.array([0xD9, 0x30, 0x25]) / 255  # td.problem's background
+
+
+def _result_file(folder, machine, cores, backend, commit, date, figures):
+    """One asv results file (format version 2) and the machine.json beside it."""
+    folder = folder / machine
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "machine.json").write_text(
+        json.dumps(
+            {
+                "arch": "x86_64",
+                "cpu": "test cpu",
+                "machine": machine,
+                "num_cpu": str(cores),
+                "os": "Linux",
+                "ram": "1",
+                "version": 1,
+            }
+        )
+    )
+    results = {}
+    for key, (axes, values) in figures.items():
+        results[key] = [values, [[repr(v) for v in axis] for axis in axes], None, date, 1.0]
+    data = {
+        "commit_hash": commit,
+        "env_name": f"virtualenv-py3.11-{backend}",
+        "date": date,
+        "params": {
+            "arch": "x86_64",
+            "cpu": "test cpu",
+            "machine": machine,
+            "num_cpu": str(cores),
+            "os": "Linux",
+            "ram": "1",
+            "python": "3.11",
+        },
+        "python": "3.11",
+        "requirements": {},
+        "env_vars": {"KERAS_BACKEND": backend},
+        "result_columns": ["result", "params", "version", "started_at", "duration"],
+        "results": results,
+        "durations": {},
+        "version": 2,
+    }
+    (folder / f"{commit[:8]}-virtualenv-py3.11-{backend}.json").write_text(json.dumps(data))
+
+
+def _figures(planted_problem: bool, speed: float):
+    det_axes = [IMPLS, WORKERS, MP]
+    n = len(IMPLS) * len(WORKERS) * len(MP)
+    zeros = [0.0] * n
+    missing = list(zeros)
+    if planted_problem:
+        missing[IMPLS.index("numpy_global") * 4 + 1 * 2 + 1] = 12.0  # numpy_global, 2 processes
+    repeat = list(zeros)
+    repeat[0 * 4 + 1 * 2 + 0] = None  # keyed, 2 threads: the benchmark raised (failed to run)
+    frozen = list(zeros)
+    frozen[0] = math.nan  # keyed, serial: n/a for this figure only
+    tput_axes = [IMPLS, ["copy"], WORKERS, MP, ["small"]]
+    return {
+        "determinism.Stream.track_missing": (det_axes, missing),
+        "determinism.Stream.track_duplicated": (det_axes, zeros),
+        "determinism.Stream.track_batches_differing_from_repeat": (det_axes, repeat),
+        "determinism.Stream.track_frozen_fraction": (det_axes, frozen),
+        "throughput.Throughput.track_samples_per_s": (tput_axes, [speed * (i + 1) for i in range(n)]),
+        "memory.TreeMemory.track_peak_tree_uss": (
+            [IMPLS, WORKERS, MP, ["small"]],
+            [2.0**20 * (100 + i) for i in range(n)],
+        ),
+        "training.Training.track_starvation": ([IMPLS, [1], [False], ["cpu"]], [0.1, 0.4]),
+    }
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    _result_file(folder, "cpu-box", 2, "tensorflow", "a" * 40, 1000, _figures(False, 1000.0))
+    _result_file(folder, "cpu-box", 2, "tensorflow", "b" * 40, 2000, _figures(True, 700.0))  # 30 % slower
+    _result_file(folder, "gpu-box", 16, "torch", "c" * 40, 1500, _figures(False, 5000.0))
+    return folder
+
+
+def test_the_report_reads_asv_results_and_judges_each_cell(results):
+    groups = site.load(str(results))
+    assert set(groups) == {("cpu-box", "tensorflow"), ("gpu-box", "torch")}
+    newest = groups[("cpu-box", "tensorflow")][-1]
+    cells = site.verdicts(newest)
+    assert cells[("numpy_global", 2, True)] == ("problem", "missing samples")
+    assert cells[("keyed", 2, False)][0] == "failed"
+    assert cells[("keyed", 1, False)] == ("ok", "no problem found")
+    assert site.verdicts(groups[("gpu-box", "torch")][-1])[("numpy_global", 2, True)][0] == "ok"
+    moved = site.changes(*groups[("cpu-box", "tensorflow")])
+    tput = [m for m in moved if m[0] == "throughput.Throughput.track_samples_per_s"]
+    assert len(tput) == 8 and all(worse for *_, worse in tput)  # 30 % fewer samples/s: worse
+
+
+def test_the_page_shows_both_machines_and_a_planted_red_cell_is_red(results, tmp_path, chromium):
+    import matplotlib.image
+
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "report", str(results), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = out / "index.html"
+    dom = chromium.dom(page.as_uri())
+    assert dom.count('class="column"') == 5 * 2  # five sections, two machines side by side in each
+    assert 'data-machine="cpu-box"' in dom and 'data-machine="gpu-box"' in dom
+    assert dom.count('class="problem"') == 1 and "missing samples" in dom
+    assert dom.count('class="failed"') == 2  # keyed, 2 threads, on each machine
+    assert dom.count("data:image/png;base64,") == 2 * 2  # throughput and memory plots per machine
+    assert "figures moved by more than 10%" in dom and 'class="worse"' in dom
+
+    shot = chromium.screenshot(page.as_uri(), tmp_path / "report.png", size=(1600, 1400))
+    pixels = matplotlib.image.imread(str(shot))[:, :, :3]
+    red = np.all(np.abs(pixels - RED) < 0.03, axis=2)
+    assert red.sum() > 200  # the planted cell is drawn red
+
+    # Both ways: without the planted problem no cell is red.
+    clean = tmp_path / "clean"
+    _result_file(clean, "cpu-box", 2, "tensorflow", "d" * 40, 3000, _figures(False, 1000.0))
+    site.write(str(clean), str(tmp_path / "clean-report"))
+    shot = chromium.screenshot(
+        (tmp_path / "clean-report" / "index.html").as_uri(), tmp_path / "clean.png", size=(1600, 1400)
+    )
+    pixels = matplotlib.image.imread(str(shot))[:, :, :3]
+    assert np.all(np.abs(pixels - RED) < 0.03, axis=2).sum() == 0
+
+
+def test_a_missing_results_folder_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "report", str(tmp_path / "nowhere")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "asv results folder" in proc.stderr and "Traceback" not in proc.stderr
