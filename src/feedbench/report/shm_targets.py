@@ -19,11 +19,13 @@ def render(result: dict) -> str:
     lines.append("")
     for key, target in TARGETS.items():
         if key in result.get("not_measured", {}):
-            lines.append(f"  {key:<26} {'n/a':>8}  target >= {target}x  ({result['not_measured'][key]})")
+            lines.append(f"  {key:<32} {'n/a':>8}  target >= {target}x  ({result['not_measured'][key]})")
             continue
         value = result["ratios"][key]
         shown = "failed" if value is None else f"{value:.2f}x"
-        lines.append(f"  {key:<26} {shown:>8}  target >= {target}x  {'PASS' if result['passed'][key] else 'MISS'}")
+        why = result.get("failures", {}).get(key)
+        shown = f"{shown} ({why})" if why else shown
+        lines.append(f"  {key:<32} {shown:>8}  target >= {target}x  {'PASS' if result['passed'][key] else 'MISS'}")
     mem = result["memory"]
     if mem["peak_workers_uss_bytes"] is None:
         lines.append(f"  memory: failed ({mem['error']})")

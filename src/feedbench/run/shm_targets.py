@@ -113,20 +113,24 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         *[spec for specs in peer_specs.values() for spec in specs],
     ]
     say(f"throughput: {len(throughput_specs)} settings x {REPEATS} rounds ...")
-    # Rounds interleave the settings, so a slow minute of a shared machine hits all of them;
-    # each figure is the median of its rounds.
-    speed = sweep(throughput_specs * REPEATS, ("throughput",), epochs, timeout_s)
-    sps = [
-        _median([r.throughput.samples_per_s if r.throughput else None for r in speed[i :: len(throughput_specs)]])
-        for i in range(len(throughput_specs))
-    ]
+    # Every setting in a process of its own, as a user runs one loader per process (the first
+    # setting a process measures runs faster than later ones, and one loader's workers or signal
+    # handlers must not disturb the next); rounds interleave the settings, so a slow minute of a
+    # shared machine hits all of them, and each figure is the median of its rounds.
+    n = len(throughput_specs)
+    order = [(r * n // REPEATS + i) % n for r in range(REPEATS) for i in range(n)]
+    speed = sweep([throughput_specs[i] for i in order], ("throughput",), epochs, timeout_s, fresh_each=True)
+    rounds: dict[int, list] = {i: [] for i in range(n)}
+    for i, record in zip(order, speed):
+        rounds[i].append(record.throughput.samples_per_s if record.throughput else None)
+    sps = [_median(rounds[i]) for i in range(n)]
     copy_shuffled = sps[9]
     peer_sps, at = {}, 10
     for key, specs in peer_specs.items():
         peer_sps[key] = dict(zip((_setting(s) for s in specs), sps[at : at + len(specs)]))
         at += len(specs)
     say(f"step-bound: shm, 2 workers, copy, large source, against one prepared batch, {REPEATS} rounds ...")
-    rounds = sweep([COPY] * REPEATS, ("step_bound",), epochs, timeout_s)
+    rounds = sweep([COPY] * REPEATS, ("step_bound",), epochs, timeout_s, fresh_each=True)
     bounds = [r.step_bound for r in rounds]
     bound_ratio = _median([b.of_ceiling if b else None for b in bounds])
     bound_sps = _median([b.samples_per_s if b else None for b in bounds])
@@ -178,11 +182,16 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         "copy_fit_shuffle_vs_not": _ratio(copy_shuffled, copy_shm),
         "copy_step_bound_vs_ceiling": bound_ratio,
     }
-    not_measured = {}
+    not_measured, failures = {}, {}
     for (workload, peer), figures in peer_sps.items():
         key = f"{workload}_vs_best_{peer}"
         if not figures:
             not_measured[key] = BUILTINS[peer].missing_reason() or f"{peer}: no setting runs here"
+            continue
+        failed = [name for name, value in figures.items() if value is None]
+        if failed:  # the best of what ran would flatter shm: the comparison fails instead
+            ratios[key] = None
+            failures[key] = f"{peer} {', '.join(failed)} failed"
             continue
         ratios[key] = _ratio(python_shm if workload == "python" else copy_shm, _best(figures.values()))
     return {
@@ -217,6 +226,7 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         },
         "ratios": ratios,
         "not_measured": not_measured,
+        "failures": failures,
         "memory": {
             "peak_tree_uss_bytes": mem.peak_tree_uss_bytes,
             "peak_workers_uss_bytes": mem.peak_workers_uss_bytes,
