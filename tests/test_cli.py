@@ -82,3 +82,13 @@ def test_a_plugin_named_in_the_environment_that_does_not_import_is_one_line(monk
 def test_zero_workers_with_processes_is_refused_before_measuring(capsys):
     assert main(["profile", "keyed", "--grid-workers", "0", "--grid-multiprocessing", "on"]) == 2
     assert "workers=0 with use_multiprocessing=True given" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_profile_states_its_mode_and_own_data_leaves_the_id_checks_na(capsys):
+    args = ["profile", "keyed", "--samples", "96", "--batch-size", "16", "--epochs", "2", "--grid-workers", "1"]
+    assert main([*args, "--grid-multiprocessing", "off", "--own-data"]) == 0
+    out = capsys.readouterr().out
+    assert "mode: own data" in out
+    assert main([*args, "--grid-multiprocessing", "off"]) == 0
+    assert "mode: traced" in capsys.readouterr().out

@@ -241,3 +241,30 @@ def test_fit_shuffle_does_not_change_what_shm_delivers(no_stray_workers):
     got = tap.fit_stream(shuffled_by_fit, epochs=2, timeout_s=120)
     expected = tap.fit_stream(reference, epochs=2, timeout_s=120)
     assert got.epochs == expected.epochs and len(got.epochs[0]) == 160
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_fit_shuffle_does_not_change_what_shm_delivers_on_other_backends(backend):
+    """The same check as above on the other installed backends (each in a fresh process)."""
+    import importlib.util
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    script = textwrap.dedent(
+        """
+        from dataclasses import replace
+        from feedbench.fit import tap
+        from feedbench.generators import Spec, build
+        spec = Spec("shm", n_samples=160, batch_size=16, workers=2, use_multiprocessing=True, shuffle=True)
+        shuffled_by_fit = build(spec)
+        shuffled_by_fit.fit_shuffle = True
+        reference = build(replace(spec, impl="keyed", workers=1, use_multiprocessing=False))
+        got = tap.fit_stream(shuffled_by_fit, epochs=2, timeout_s=120)
+        expected = tap.fit_stream(reference, epochs=2, timeout_s=120)
+        assert got.epochs == expected.epochs and len(got.epochs[0]) == 160, (got.epochs, expected.epochs)
+        print("same stream")
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "same stream" in proc.stdout, proc.stderr[-3000:]

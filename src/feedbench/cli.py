@@ -130,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     prof.add_argument("--json", metavar="FILE", help="write every figure to FILE (checked before measuring)")
     prof.add_argument(
+        "--own-data",
+        action="store_true",
+        help="the factory's targets carry no sample ids (its own data): checks that need ids are n/a",
+    )
+    prof.add_argument(
         "--fail-on",
         choices=["failures", "problems", "never"],
         default="failures",
@@ -190,10 +195,11 @@ def cmd_list(args) -> int:
         if impl.plugin:
             impl.load()  # a plug-in that does not import is an error now, not a listed name
     width = max(len(name) for name in table)
-    print(f"{'name':<{width}}  {'family':<9}  {'workloads':<22}  what it shows")
+    family_width = max(len(impl.family or "(plug-in)") for impl in table.values())
+    print(f"{'name':<{width}}  {'family':<{family_width}}  {'workloads':<22}  what it shows")
     for impl in table.values():
         family = impl.family or "(plug-in)"
-        print(f"{impl.name:<{width}}  {family:<9}  {','.join(impl.workloads):<22}  {impl.shows}")
+        print(f"{impl.name:<{width}}  {family:<{family_width}}  {','.join(impl.workloads):<22}  {impl.shows}")
     return 0
 
 
@@ -226,7 +232,7 @@ def cmd_profile(args) -> int:
     from feedbench.run.provenance import provenance
 
     get(args.impl, args.plugin)  # an unknown name fails now, not once per setting
-    spec = _spec_from(args)
+    spec = replace(_spec_from(args), traced=not args.own_data)
     if args.json:
         _check_writable(args.json)
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.grid_multiprocessing]

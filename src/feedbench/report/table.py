@@ -159,10 +159,24 @@ def _row(result: SettingResult) -> list[str]:
     return [workers, mp, *speed, *memory, *stream]
 
 
+def mode_of(spec: Spec) -> str:
+    """The two modes, in words: what the determinism checks can see in each."""
+    if spec.traced:
+        return (
+            "traced (the dataset is built on feedbench's arrays, whose targets carry sample ids: coverage, "
+            "order and augmentation checks apply)"
+        )
+    return (
+        "own data (rows cannot be traced to samples: throughput, memory, reproducibility, identical batches "
+        "and matching serial are checked; coverage and augmentation checks are n/a)"
+    )
+
+
 def render(spec: Spec, results: list[SettingResult]) -> str:
     lines = [
         f"feedbench profile: {spec.impl}, {spec.n_samples} samples ({spec.size}), batch {spec.batch_size}, "
         f"workload {spec.workload}, shuffle {spec.shuffle}, seed {spec.seed}",
+        f"mode: {mode_of(spec)}",
         "  ".join(f"{name:>{width}}" for name, width in COLUMNS),
     ]
     notes = []
