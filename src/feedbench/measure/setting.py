@@ -24,7 +24,7 @@ from feedbench.measure.step_bound import StepBoundFigures, measure_step_bound
 from feedbench.measure.throughput import ThroughputFigures, measure_throughput
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
