@@ -63,3 +63,13 @@ class Stream(grid.Measured):
         return self.figure(cache, params, "frozen_fraction")
 
     track_frozen_fraction.unit = "fraction"
+
+    def track_problems(self, cache, *params):
+        """How many checks failed for the setting, as `feedbench profile` counts them (0 is good): the
+        verdict the report page colours its matrix by."""
+        result = cache[self._grid_params(params)]
+        if result.error:
+            raise RuntimeError(result.error)
+        return float(len(result.problems))
+
+    track_problems.unit = "count"

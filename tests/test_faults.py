@@ -71,6 +71,13 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _command(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return ""  # gone, or a zombie: as good as gone
+
+
 def _assert_gone(processes, timeout_s: float = 10):
     _, alive = psutil.wait_procs(processes, timeout=timeout_s)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -223,7 +230,7 @@ def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(met
         tree = _tree(owner.pid)
         owner.kill()
         owner.wait()
-        _assert_gone([p for p in tree if "resource_tracker" not in " ".join(p.cmdline())])
+        _assert_gone([p for p in tree if "resource_tracker" not in _command(p)])
     nxt = _start_shm_owner(method)  # the next pool's start reclaims what a killed owner stranded
     assert nxt.stdout.readline().startswith("started")
     nxt.terminate()

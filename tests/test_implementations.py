@@ -19,6 +19,8 @@ TF_OPS_IN_GETITEM = {"seed_unseeded", "seed_reseeded"}
 def _cases():
     for name, impl in BUILTINS.items():
         for workers, multiprocessing in SETTINGS:
+            if impl.missing_reason():  # a peer whose package is not installed here: n/a
+                continue
             applies = impl.family == "pydataset" or (workers, multiprocessing) == (1, False)
             if applies:
                 yield pytest.param(name, workers, multiprocessing, id=f"{name}-w{workers}-mp{int(multiprocessing)}")
@@ -57,7 +59,9 @@ def test_counts_shapes_ids_and_cleanup(name, workers, multiprocessing, no_stray_
     assert times == sorted(times)
 
 
-@pytest.mark.parametrize("name", [n for n, impl in BUILTINS.items() if impl.family != "pydataset"])
+@pytest.mark.parametrize(
+    "name", [n for n, impl in BUILTINS.items() if impl.family != "pydataset" and impl.parallel_rule is None]
+)
 def test_parallel_settings_that_do_not_apply_are_said_so(name):
     built = build(Spec(name, n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True, max_queue_size=3))
     assert set(built.not_applicable) == {"workers", "use_multiprocessing", "max_queue_size"}
@@ -130,3 +134,15 @@ def test_workloads_run_through_the_driver(workload, no_stray_workers):
 def test_tfdata_refuses_python_workloads_by_name():
     with pytest.raises(ValueError, match="workload 'python' given for tfdata; it runs copy"):
         build(Spec("tfdata", workload="python"))
+
+
+@pytest.mark.parametrize("name", [n for n, impl in BUILTINS.items() if impl.parallel_rule is not None])
+def test_a_peer_says_which_settings_it_maps_and_which_do_not_apply(name):
+    """A loader with workers of its own maps workers (and processes) to them; Keras's queue size is not its."""
+    impl = BUILTINS[name]
+    assert impl.not_applicable(Spec(name, workers=2, use_multiprocessing=True)) == {}
+    assert set(impl.not_applicable(Spec(name, workers=2, use_multiprocessing=True, max_queue_size=3))) == {
+        "max_queue_size"
+    }
+    threads = impl.not_applicable(Spec(name, workers=2, use_multiprocessing=False))
+    assert threads == {} if name == "grain" else set(threads) == {"workers"}  # only Grain has read threads

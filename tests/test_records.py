@@ -46,6 +46,7 @@ def test_figures_by_name_refuse_names_that_do_not_exist():
 
 
 def test_the_table_of_measures_says_what_a_setting_costs():
-    assert list(MEASURES) == ["throughput", "memory", "training", "fit_stream", "determinism"]
+    assert list(MEASURES) == ["throughput", "memory", "training", "fit_stream", "step_bound", "determinism"]
+    assert runs_per_setting(("step_bound",)) == 2  # the ceiling and the loader
     assert runs_per_setting(("throughput", "memory", "determinism")) == 5
     assert runs_per_setting(("training",), seeds=3) == 6

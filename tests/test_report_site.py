@@ -81,12 +81,16 @@ def _figures(planted_problem: bool, speed: float):
     repeat[0 * 4 + 1 * 2 + 0] = None  # keyed, 2 threads: the benchmark raised (failed to run)
     frozen = list(zeros)
     frozen[0] = math.nan  # keyed, serial: n/a for this figure only
+    frozen[1] = 0.3  # keyed, 1 process: high but within chance (profile counts no problem): green
+    problems = [1.0 if m else 0.0 for m in missing]
+    problems[2] = None  # the failed setting
     tput_axes = [IMPLS, ["copy"], WORKERS, MP, ["small"]]
     return {
         "determinism.Stream.track_missing": (det_axes, missing),
         "determinism.Stream.track_duplicated": (det_axes, zeros),
         "determinism.Stream.track_batches_differing_from_repeat": (det_axes, repeat),
         "determinism.Stream.track_frozen_fraction": (det_axes, frozen),
+        "determinism.Stream.track_problems": (det_axes, problems),
         "throughput.Throughput.track_samples_per_s": (tput_axes, [speed * (i + 1) for i in range(n)]),
         "memory.TreeMemory.track_peak_tree_uss": (
             [IMPLS, WORKERS, MP, ["small"]],
@@ -113,6 +117,7 @@ def test_the_report_reads_asv_results_and_judges_each_cell(results):
     assert cells[("numpy_global", 2, True)] == ("problem", "missing samples")
     assert cells[("keyed", 2, False)][0] == "failed"
     assert cells[("keyed", 1, False)] == ("ok", "no problem found")
+    assert cells[("keyed", 1, True)] == ("ok", "no problem found")  # a frozen fraction profile judged chance
     assert site.verdicts(groups[("gpu-box", "torch")][-1])[("numpy_global", 2, True)][0] == "ok"
     moved = site.changes(*groups[("cpu-box", "tensorflow")])
     tput = [m for m in moved if m[0] == "throughput.Throughput.track_samples_per_s"]
@@ -165,3 +170,11 @@ def test_a_missing_results_folder_is_one_line(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2 and "asv results folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_direction_of_a_change_is_the_figures_own():
+    assert site.higher_is_better("throughput.Throughput.track_samples_per_s")
+    assert site.higher_is_better("shm.Targets.track_copy_vs_best_threads")
+    assert not site.higher_is_better("training.Training.track_starvation_vs_arrays")
+    assert not site.higher_is_better("training.Training.track_val_accuracy_spread")
+    assert not site.higher_is_better("memory.TreeMemory.track_peak_tree_uss")

@@ -276,6 +276,24 @@ def _check_writable(path: str) -> None:
         os.remove(path)
 
 
+def _check_model_here(path: str, size: str) -> None:
+    """Build the user's model once in this process, on the CPU (a GPU stays free for the training
+    children: TensorFlow and jax take its memory on first use); jax is checked in the children."""
+    from feedbench.core.data import NUM_CLASSES, SIZES
+    from feedbench.fit.training import user_model
+    from feedbench.generators.registry import load_callable
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "jax":
+        load_callable(path)
+        return
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    user_model(path, SIZES[size], NUM_CLASSES)
+
+
 def cmd_fit(args) -> int:
     import json
 
@@ -289,10 +307,7 @@ def cmd_fit(args) -> int:
 
     get(args.impl, args.plugin)
     if args.model:  # a model that does not import, raises or is not compiled fails now, in one line
-        from feedbench.core.data import NUM_CLASSES, SIZES
-        from feedbench.fit.training import user_model
-
-        user_model(args.model, SIZES[args.size], NUM_CLASSES)
+        _check_model_here(args.model, args.size)
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds} given; expected 1 or more")
     if args.epochs < 2:
@@ -506,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "backend", None):
         os.environ["KERAS_BACKEND"] = args.backend
-    _quiet_tensorflow()
+    if args.command not in ("report", "offline-html"):  # the others load Keras, hence TensorFlow
+        _quiet_tensorflow()
     from feedbench.core.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
     handlers = {

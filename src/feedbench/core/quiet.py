@@ -16,16 +16,18 @@ import sys
 import tempfile
 
 # absl's format: a severity letter, MMDD, time, thread id, file:line] message
-_ABSL_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
+_ABSL_LINE = re.compile(r"^[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")  # F (fatal) lines always pass
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 
 
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow (when installed) and initialise its devices with absl's start-up lines
     held back; every other line written meanwhile is passed on to standard error."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("FEEDBENCH_TF_LOGS") == "1" or "tensorflow" in sys.modules:
         return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return  # jax and torch runs import TensorFlow only if a tf.data pipeline needs it
     sys.stderr.flush()
     with tempfile.TemporaryFile() as held:
         saved = os.dup(2)
@@ -34,7 +36,7 @@ def start_tensorflow_quietly() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # where a machine without a GPU logs cuInit errors
-        except ImportError:
+        except Exception:  # not installed, or broken: the code that needs it will say so in one line
             pass
         finally:
             os.dup2(saved, 2)

@@ -104,7 +104,10 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
             pool_workers = keras_api.pool_worker_pids(pools)
             keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
             for close in state.closers:
-                close()
+                try:
+                    close()
+                except Exception as exc:  # a loader failing to stop: its workers are reaped below anyway
+                    warnings.warn(f"{name}: stopping its workers raised {exc!r}; they were killed", LeftRunning, 2)
             _report_left_running(name, procs.reap(keep), pool_workers)
 
 

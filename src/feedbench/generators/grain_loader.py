@@ -49,6 +49,8 @@ def _closing(dataset):
             self.iterators = []
 
         def __iter__(self):
+            # Kept until the run ends: closing an abandoned mp_prefetch iterator (Keras's peek) while
+            # the next one starts hung Grain's interleave here, so the peek's workers live until then.
             iterator = self._parent.__iter__()
             self.iterators.append(iterator)
             return iterator

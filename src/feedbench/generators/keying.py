@@ -53,9 +53,9 @@ class KeyedBatches:
 
     def __call__(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         order = self._orders.get(epoch)
-        if order is None:
-            self._orders = {epoch: epoch_order(self.seed, epoch, self.source.n, self.shuffle)}  # one epoch held
-            order = self._orders[epoch]
+        if order is None:  # (a local: read threads may replace the dict meanwhile)
+            order = epoch_order(self.seed, epoch, self.source.n, self.shuffle)
+            self._orders = {epoch: order}  # one epoch held
         return keyed_batch(self.source, order, self.batch_size, index, self.seed, epoch, self.work)
 
     def __getstate__(self):

@@ -23,6 +23,7 @@ dispatcher (the workers must reach the same sources as a local run).
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -47,15 +48,16 @@ class Servers:
     def __init__(self, workers: int):
         self.processes: list[subprocess.Popen] = []
         try:
-            dispatcher = self._start(["dispatcher"])
-            self.address = dispatcher
-            for _ in range(workers):
-                self._start(["worker", self.address])
+            deadline = time.monotonic() + START_TIMEOUT_S
+            self.address = self._ready(self._start(["dispatcher"]), "dispatcher", deadline)
+            started = [self._start(["worker", self.address]) for _ in range(workers)]  # all at once
+            for proc in started:
+                self._ready(proc, "worker", deadline)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, args: list[str]) -> str:
+    def _start(self, args: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "-m", "feedbench.generators.tfdata_service_server", *args],
             stdout=subprocess.PIPE,
@@ -64,13 +66,16 @@ class Servers:
             text=True,
         )
         self.processes.append(proc)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        line = proc.stdout.readline()  # blocks until the server says it is ready, or dies
-        if not line.startswith("ready ") or time.monotonic() > deadline:
-            raise FeedbenchError(
-                f"tf.data service {args[0]} did not start ({procs.how_it_ended(proc.wait())}); "
-                "expected it to print its address"
-            )
+        return proc
+
+    def _ready(self, proc: subprocess.Popen, role: str, deadline: float) -> str:
+        """The server's address once it says it is ready; one line if it dies or takes too long."""
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("ready "):
+            code = proc.poll()
+            how = procs.how_it_ended(code) if code is not None else f"no answer within {START_TIMEOUT_S:g} s"
+            raise FeedbenchError(f"tf.data service {role} did not start ({how}); expected it to print its address")
         return line.split(" ", 1)[1].strip()
 
     def stop(self) -> None:

@@ -3,7 +3,8 @@
 A map-style dataset of whole batches (``batch_size=None``), indexed by ``(epoch, index)`` keys
 that a sampler hands out: torch's own documented pattern for epoch-aware data (as
 ``DistributedSampler.set_epoch``), since the dataset copies in persistent workers never see the
-main process change. The sampler counts the epochs it handed out whole.
+main process change. The loader counts the epochs it delivered whole and the sampler keys the
+next pass with it.
 
 The ``workers`` axis maps to ``num_workers``: ``use_multiprocessing=True`` gives that many
 persistent worker processes (seeded in ``worker_init_fn`` as torch documents); ``workers=1``
@@ -12,6 +13,8 @@ workers, so threads are reported not applicable.
 """
 
 from __future__ import annotations
+
+import functools
 
 from feedbench.core.spec import PARALLEL_DEFAULTS, Built, Spec
 from feedbench.generators.keying import KeyedBatches
@@ -47,22 +50,42 @@ def seed_worker(worker_id: int) -> None:
 
 
 class _EpochKeys:
-    """A sampler of ``(epoch, index)`` keys. The epoch is the number of iterations handed out to
-    their end: a partial one (Keras's TensorFlow adapter peeks at two batches to read the output
-    signature) does not count, whatever the workers prefetched."""
+    """A sampler of ``(epoch, index)`` keys for the loader's current epoch."""
 
     def __init__(self, per_epoch: int):
         self.per_epoch = per_epoch
-        self.completed = 0
+        self.epoch = 0
 
     def __len__(self):
         return self.per_epoch
 
     def __iter__(self):
-        epoch = self.completed
-        for index in range(self.per_epoch):
-            yield epoch, index
-        self.completed = epoch + 1
+        epoch = self.epoch
+        return iter([(epoch, index) for index in range(self.per_epoch)])
+
+
+@functools.cache
+def _loader_class():
+    import torch.utils.data
+
+    class EpochCountingLoader(torch.utils.data.DataLoader):
+        """A DataLoader whose epoch is the number of epochs it *delivered* whole: a partial pass
+        (Keras's TensorFlow adapter peeks at two batches for the output signature) does not count,
+        whatever the workers prefetched, and a consumer that takes exactly an epoch's batches
+        (jax, torch) moves it on."""
+
+        def __iter__(self):
+            return self._counting(super().__iter__())
+
+        def _counting(self, iterator):
+            delivered = 0
+            for batch in iterator:
+                delivered += 1
+                if delivered == self.sampler.per_epoch:
+                    self.sampler.epoch += 1  # before the next pass asks the sampler for keys
+                yield batch
+
+    return EpochCountingLoader
 
 
 class _KeyedBatchDataset:
@@ -81,13 +104,13 @@ class _KeyedBatchDataset:
 
 
 def build(spec: Spec, source) -> Built:
-    import torch.utils.data
+    import torch
 
     num_workers, skipped = (spec.workers if spec.use_multiprocessing else 0), not_applied(spec)
     batches = KeyedBatches(source, spec.batch_size, spec.seed, spec.shuffle, spec.work)
     dataset = _KeyedBatchDataset(batches, spec.batches_per_epoch)  # map-style: DataLoader needs only __getitem__
     generator = torch.Generator().manual_seed(spec.seed)
-    loader = torch.utils.data.DataLoader(
+    loader = _loader_class()(
         dataset,
         batch_size=None,  # the dataset gives whole batches
         sampler=_EpochKeys(spec.batches_per_epoch),

@@ -41,8 +41,17 @@ CHECKS = {
     "source_rows_changed": ("writes into its source", lambda v: v > 0),
     "frozen_fraction": ("augmentation frozen across epochs", lambda v: v >= FROZEN_THRESHOLD),
 }
-# Figures where higher is better; everything else is better lower (asv's convention).
-HIGHER_IS_BETTER = ("samples_per_s", "accuracy", "_vs_", "diversity", "workers_seen")
+# Figures where higher is better; everything else is better lower (asv's convention). Lower-is-better
+# markers are checked first: a spread or a starvation is never "better" for rising.
+LOWER_IS_BETTER = ("starvation", "spread", "first_batch", "uss", "pss", "rss", "growth", "failures", "over_budget")
+HIGHER_IS_BETTER = ("samples_per_s", "accuracy", "_vs_", "diversity")
+
+
+def higher_is_better(figure: str) -> bool:
+    name = figure.rsplit(".", 1)[-1]
+    if any(marker in name for marker in LOWER_IS_BETTER):
+        return False
+    return any(marker in name for marker in HIGHER_IS_BETTER)
 
 
 @dataclass
@@ -124,7 +133,7 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
     failed or na."""
     cells: dict[tuple, tuple[str, str]] = {}
     settings = set()
-    for name in CHECKS:
+    for name in [*CHECKS, "problems"]:
         settings |= set(run.figures.get(f"determinism.Stream.track_{name}", {}))
     for setting in sorted(settings, key=str):
         problems, failed, measured = [], False, False
@@ -139,6 +148,18 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
                 measured = True
                 if bad(value):
                     problems.append(words)
+        # The count of failed checks as profile makes it (with the significance tests and the checks
+        # asv has no figure for) decides the colour; the figures above name what they can.
+        counted = run.figures.get("determinism.Stream.track_problems", {}).get(setting, "absent")
+        if counted is None:
+            failed = True
+        elif counted != "absent" and _known(counted):
+            measured = True
+            problems = [p for p in problems if not p.startswith("augmentation frozen")]
+            if counted > len(problems):
+                problems.append(f"{int(counted) - len(problems)} more (feedbench profile names them)")
+            elif counted == 0:
+                problems = []
         if failed:
             cells[setting] = ("failed", "failed to run")
         elif problems:
@@ -279,7 +300,7 @@ def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[
             change = (new - old) / abs(old)
             if abs(change) <= threshold:
                 continue
-            higher_better = any(marker in key for marker in HIGHER_IS_BETTER)
+            higher_better = higher_is_better(key)
             moved.append((key, params, old, new, (change < 0) == higher_better))
     return sorted(moved, key=lambda m: (not m[4], m[0], str(m[1])))
 
