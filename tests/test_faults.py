@@ -51,7 +51,15 @@ def _cli(*args, env=None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint():
+    """In the child: SIGINT as a terminal delivers it. A shell without job control starts background
+    commands with SIGINT ignored, and Python then never raises KeyboardInterrupt: the tests must not
+    depend on how they were launched."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(predicate, timeout_s: float, what: str):

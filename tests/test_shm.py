@@ -158,7 +158,13 @@ def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, met
     before = segments()
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
-    parent = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), method],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # however the tests were launched
+    )
     try:
         workers = [int(pid) for pid in parent.stdout.readline().split()]
         assert len(workers) == 2
