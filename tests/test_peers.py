@@ -26,10 +26,14 @@ PEERS = [pytest.param("torch_dataloader", marks=_needs("torch")), pytest.param("
 
 
 def _server_processes():
+    """This test's servers (another run on the machine may have its own)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if "feedbench.generators.tfdata_service_server" in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "feedbench.generators.tfdata_service_server" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
     return found
 
 
