@@ -159,6 +159,17 @@ class Built:
         return self.spec.n_samples
 
 
+def own_workers_not_applicable(spec: Spec, queue: str, threads: str | None = None) -> dict[str, str]:
+    """For a loader with workers of its own: Keras's queue size is never its (``queue`` says why);
+    thread workers are not, when ``threads`` says why (it has processes only)."""
+    skipped = {}
+    if threads is not None and not spec.use_multiprocessing and spec.workers > 1:
+        skipped["workers"] = threads
+    if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
+        skipped["max_queue_size"] = queue
+    return skipped
+
+
 def not_applicable(family: str, spec: Spec) -> dict[str, str]:
     """The settings of ``spec`` that the family cannot honour, each with the reason."""
     if family not in NOT_PARALLEL_REASON:

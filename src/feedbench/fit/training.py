@@ -232,7 +232,7 @@ def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, val
         built.close()
 
 
-def _one_batch_dataset(x, y, batches: int):
+def one_batch_dataset(x, y, batches: int):
     import keras
 
     class OneBatch(keras.utils.PyDataset):
@@ -252,7 +252,7 @@ def fit_ceiling(task: Task, seed: int, timeout_s: float = 300.0) -> float:
     """Samples/s of the task's model fed one prepared batch over and over: the input side's ceiling."""
     x, y = task.training_arrays(seed)
     batches = math.ceil(task.n_train / task.batch_size)
-    data = _one_batch_dataset(np.array(x[: task.batch_size]), np.array(y[: task.batch_size]), batches)
+    data = one_batch_dataset(np.array(x[: task.batch_size]), np.array(y[: task.batch_size]), batches)
     model = make_model(task, seed)
     clock = _train_clock()
     with supervised("ceiling (one prepared batch)", timeout_s):

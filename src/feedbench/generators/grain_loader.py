@@ -11,7 +11,7 @@ without is the serial reference (no read threads: the consumer reads).
 
 from __future__ import annotations
 
-from feedbench.core.spec import PARALLEL_DEFAULTS, Built, Spec
+from feedbench.core.spec import Built, Spec, own_workers_not_applicable
 from feedbench.generators.keying import KeyedBatches
 
 NO_QUEUE = (
@@ -33,9 +33,7 @@ class _GlobalBatch:
 
 def not_applied(spec: Spec) -> dict[str, str]:
     """The settings of ``spec`` Grain cannot run, each with the reason."""
-    if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
-        return {"max_queue_size": NO_QUEUE}
-    return {}
+    return own_workers_not_applicable(spec, NO_QUEUE)  # threads are Grain's read threads
 
 
 def _closing(dataset):

@@ -32,7 +32,7 @@ import numpy as np
 
 from feedbench.core import procs
 from feedbench.core.errors import FeedbenchError
-from feedbench.core.spec import PARALLEL_DEFAULTS, Built, Spec
+from feedbench.core.spec import Built, Spec, own_workers_not_applicable
 from feedbench.generators.keying import BRIGHTNESS_JITTER
 
 DISPATCHER_ENV = "FEEDBENCH_TFDATA_SERVICE"
@@ -90,12 +90,7 @@ class Servers:
 
 def not_applied(spec: Spec) -> dict[str, str]:
     """The settings of ``spec`` the service cannot run, each with the reason."""
-    skipped = {}
-    if not spec.use_multiprocessing and spec.workers > 1:
-        skipped["workers"] = NO_THREADS
-    if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
-        skipped["max_queue_size"] = NO_QUEUE
-    return skipped
+    return own_workers_not_applicable(spec, NO_QUEUE, NO_THREADS)
 
 
 def pipeline(spec: Spec, source):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 
-from feedbench.core.spec import PARALLEL_DEFAULTS, Built, Spec
+from feedbench.core.spec import Built, Spec, own_workers_not_applicable
 from feedbench.generators.keying import KeyedBatches
 
 NO_THREADS = (
@@ -28,12 +28,7 @@ NO_QUEUE = "a torch DataLoader prefetches prefetch_factor batches per worker; ma
 
 def not_applied(spec: Spec) -> dict[str, str]:
     """The settings of ``spec`` a DataLoader cannot run, each with the reason."""
-    skipped = {}
-    if not spec.use_multiprocessing and spec.workers > 1:
-        skipped["workers"] = NO_THREADS
-    if spec.max_queue_size != PARALLEL_DEFAULTS["max_queue_size"]:
-        skipped["max_queue_size"] = NO_QUEUE
-    return skipped
+    return own_workers_not_applicable(spec, NO_QUEUE, NO_THREADS)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from feedbench.core.records import Record
 from feedbench.core.spec import Spec
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S, supervised
+from feedbench.fit.training import one_batch_dataset
 from feedbench.generators import build
 from feedbench.generators.keying import keyed_batch
 
@@ -84,21 +85,6 @@ def _fit_rate(model, data, samples, epochs, step_s, name, timeout_s, closers=(),
     return samples / float(np.median(clock.seconds[1:]))  # the first epoch builds the step
 
 
-def _one_batch(x, y, batches: int):
-    import keras
-
-    class OneBatch(keras.utils.PyDataset):
-        """One prepared batch, ``batches`` times an epoch: what a loader doing no work delivers."""
-
-        def __len__(self):
-            return batches
-
-        def __getitem__(self, index):
-            return x, y
-
-    return OneBatch()
-
-
 def measure_step_bound(
     spec: Spec, epochs: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S, plugins=(), step_s: float = STEP_S
 ) -> StepBoundFigures:
@@ -113,7 +99,7 @@ def measure_step_bound(
         model = _model(x.shape[1:], y.shape[1:])
         ceiling = _fit_rate(
             model,
-            _one_batch(x, y, batches),
+            one_batch_dataset(x, y, batches),
             batches * len(x),
             epochs,
             step_s,
