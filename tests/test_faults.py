@@ -374,74 +374,57 @@ def test_a_cache_write_that_fails_is_one_line_and_leaves_no_partial_file(tmp_pat
     assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.npy"))
 
 
-@pytest.mark.parametrize(
-    "factory,leaves", [("faulty:worker_leaves_a_daemon", True), ("faulty:worker_waits_for_its_helper", False)]
-)
-def test_a_process_a_worker_leaves_running_is_stopped_and_reported(factory, leaves):
+def _cli_with_helper_mark(*args, timeout: float) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the command line on a faulty generator whose helper processes carry a unique mark."""
     mark = f"feedbench-test-helper-{os.getpid()}-{time.monotonic_ns()}"
     env = dict(os.environ, FAULTY_MARK=mark, PYTHONPATH=os.path.join(ROOT, "tests"))
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "feedbench.cli",
-            "drive",
-            factory,
-            "--workers",
-            "2",
-            "--multiprocessing",
-            "--samples",
-            "160",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "2",
-        ],
+        [sys.executable, "-m", "feedbench.cli", *args, "--samples", "160", "--batch-size", "16"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
+    )
+    return proc, mark
+
+
+def _marked_left(mark: str) -> list:
+    return [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
+
+
+def _warnings(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("feedbench: warning:")]
+
+
+@pytest.mark.parametrize(
+    "factory,leaves", [("faulty:worker_leaves_a_daemon", True), ("faulty:worker_waits_for_its_helper", False)]
+)
+def test_a_process_a_worker_leaves_running_is_stopped_and_reported(factory, leaves):
+    proc, mark = _cli_with_helper_mark(
+        "drive", factory, "--workers", "2", "--multiprocessing", "--epochs", "2", timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    warned = [line for line in proc.stderr.splitlines() if line.startswith("feedbench: warning:")]
+    warned = _warnings(proc)
     if leaves:
         assert len(warned) == 1 and "left 2 process(es) running" in warned[0], proc.stderr[-2000:]  # one per epoch
         assert warned[0].count(mark) == 2
     else:
         assert warned == [], proc.stderr[-2000:]
-    left = [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
-    assert left == []
+    assert _marked_left(mark) == []
 
 
 def test_profile_passes_on_what_its_measuring_child_warned():
-    mark = f"feedbench-test-helper-{os.getpid()}-{time.monotonic_ns()}"
-    env = dict(os.environ, FAULTY_MARK=mark, PYTHONPATH=os.path.join(ROOT, "tests"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "feedbench.cli",
-            "profile",
-            "faulty:worker_leaves_a_daemon",
-            "--samples",
-            "160",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "1",
-            "--grid-workers",
-            "2",
-            "--grid-multiprocessing",
-            "on",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc, mark = _cli_with_helper_mark(
+        "profile",
+        "faulty:worker_leaves_a_daemon",
+        "--epochs",
+        "1",
+        "--grid-workers",
+        "2",
+        "--grid-multiprocessing",
+        "on",
     )
-    warned = [line for line in proc.stderr.splitlines() if line.startswith("feedbench: warning:")]
+    warned = _warnings(proc)
     assert warned and all("left" in line and mark in line for line in warned), proc.stderr[-2000:]
-    left = [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
-    assert left == []
+    assert _marked_left(mark) == []
