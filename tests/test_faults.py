@@ -424,6 +424,7 @@ def test_profile_passes_on_what_its_measuring_child_warned():
         "2",
         "--grid-multiprocessing",
         "on",
+        timeout=600,
     )
     warned = _warnings(proc)
     assert warned and all("left" in line and mark in line for line in warned), proc.stderr[-2000:]
