@@ -429,3 +429,38 @@ def test_profile_passes_on_what_its_measuring_child_warned():
     warned = _warnings(proc)
     assert warned and all("left" in line and mark in line for line in warned), proc.stderr[-2000:]
     assert _marked_left(mark) == []
+
+
+CLEAN_UP_HANGS = """
+import os, sys, time
+from feedbench.fit import supervise
+
+supervise.on_stuck(lambda message: (print(message, file=sys.stderr, flush=True), os._exit(124)))
+with supervise.supervised("closing-hangs", timeout_s=1, closers=[lambda: time.sleep(3600)]):
+    if sys.argv[1] == "at-the-limit":
+        time.sleep(3600)  # the limit ends the block, then stopping it hangs
+"""
+
+
+@pytest.mark.parametrize("when", ["after-the-end", "at-the-limit"])
+def test_a_clean_up_that_hangs_still_ends_at_the_limit_plus_the_grace(when, cpu_load):
+    """Stopping a loader can hang too (a backend's iterator, a worker join): the limit holds there."""
+    env = dict(os.environ, FEEDBENCH_STUCK_GRACE_S="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", CLEAN_UP_HANGS, when], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 124, proc.stderr[-2000:]
+    assert "closing-hangs: run exceeded its time limit of 1 s, and stopping its workers did not return" in proc.stderr
+
+
+def test_a_child_that_said_everything_but_does_not_exit_is_ended_without_waiting_for_its_limit():
+    from feedbench.core.child import EXIT_GRACE_S, run_child
+
+    limit = 120.0
+    folders_before = _child_folders()
+    started = time.monotonic()
+    results = run_child("child_hangs_at_exit", {}, limit)
+    assert results == [{"said": "everything"}]
+    # Its limit is what would end it otherwise; the exit grace (plus start-up) is far below it.
+    assert time.monotonic() - started < limit / 2, f"took {time.monotonic() - started:.0f} s (grace {EXIT_GRACE_S} s)"
+    assert not _child_folders() - folders_before  # its temporary folder went with it

@@ -34,6 +34,8 @@ from feedbench.core.quiet import start_tensorflow_quietly
 
 _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
+_DONE_KEY = "__child_done__"  # written after the last result: what follows is only the exit
+EXIT_GRACE_S = 5.0  # a child that has said everything gets this long to exit before it is killed
 _NATIVE_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages)")
 
 
@@ -76,6 +78,7 @@ def run_child(
             )
         read = 0
         last_progress = time.monotonic()
+        said_all_at = None
         try:
             while True:
                 finished = proc.poll() is not None
@@ -83,16 +86,23 @@ def run_child(
                 for item in new:
                     if isinstance(item, dict) and _ERROR_KEY in item:
                         raise ChildFailed(f"{what} failed: {item[_ERROR_KEY]}", results)
+                    if isinstance(item, dict) and _DONE_KEY in item:
+                        said_all_at = time.monotonic()
+                        continue
                     results.append(item)
                     last_progress = time.monotonic()
                     if on_result:
                         on_result(item)
                 if finished:
-                    if proc.returncode != 0:
+                    if proc.returncode != 0 and said_all_at is None:  # after it said all, only its exit failed
                         said = _last_line(stderr_path)
                         raise ChildFailed(
                             f"{what} {procs.how_it_ended(proc.returncode)}" + (f": {said}" if said else ""), results
                         )
+                    return results
+                if said_all_at is not None and time.monotonic() - said_all_at > EXIT_GRACE_S:
+                    # Everything is in; an exit stuck at interpreter shutdown (a backend's
+                    # iterator waiting on its prefetch thread) is ended by the group kill below.
                     return results
                 if cancel is not None and cancel.is_set():
                     raise ChildFailed(f"{what} was cancelled", results)
@@ -181,6 +191,7 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
     try:
         for result in handler(request):
             _write(out, result)
+        _write(out, {_DONE_KEY: True})
     except SystemExit as exc:  # the code under test called sys.exit: a failure, said as one
         _write(out, {_ERROR_KEY: f"the code under test called sys.exit({exc.code!r})"})
         return 1

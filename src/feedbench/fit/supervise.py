@@ -100,7 +100,9 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
                 raise watchdog.error() from exc
             raise explain(exc, name, state.where()) from exc
         finally:
-            watchdog.disarm()  # no time-limit signal may land inside the clean-up below
+            # No time-limit signal may land inside the clean-up below; a clean-up that hangs
+            # (a backend's iterator or a loader's workers) is still ended past the limit.
+            watchdog.quiet()
             pool_workers = keras_api.pool_worker_pids(pools)
             keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
             for close in state.closers:
@@ -164,6 +166,8 @@ class Watchdog:
         self.died: str | None = None  # a Keras worker process that died mid-run, in words
         self.stuck: list[str] = []  # threads still in native code after the grace period
         self._done = threading.Event()
+        self._quiet = False  # the block is cleaning up: no signal or exception is sent into it
+        self._lock = threading.Lock()
 
     def error(self) -> DriveTimeout:
         return DriveTimeout(f"{self.name}: run exceeded its time limit of {self.timeout_s:g} s")
@@ -189,6 +193,12 @@ class Watchdog:
             if in_main:  # only once the watchdog can send no more signals
                 signal.signal(_TIMEOUT_SIGNAL, previous)
 
+    def quiet(self) -> None:
+        """From now on send nothing into the block (it is cleaning up); the limit still holds:
+        a clean-up stuck past it plus the grace period is handled as a stuck data path."""
+        with self._lock:
+            self._quiet = True
+
     def disarm(self) -> None:
         """Stop watching; return once the watchdog thread has ended (it sends no signal after)."""
         self._done.set()
@@ -197,7 +207,7 @@ class Watchdog:
             thread.join(timeout=5)
 
     def _on_signal(self, signum, frame):
-        if (self.fired or self.died) and not self._done.is_set():
+        if (self.fired or self.died) and not self._quiet:
             self.check()
 
     def _watch(self, pools, in_main: bool, keep: set[int]) -> None:
@@ -206,27 +216,34 @@ class Watchdog:
         while not self._done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
             died = workers.dead()
             if died:  # the batch it held will never come: fail now, not at the limit
-                self.died = f"{self.name}: {died}"
-                keras_api.fail_pending(pools, GeneratorFailed(self.died))
-                if in_main:
-                    signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+                with self._lock:
+                    if self._quiet:  # the block is already ending: its clean-up stops the pool
+                        break
+                    self.died = f"{self.name}: {died}"
+                    keras_api.fail_pending(pools, GeneratorFailed(self.died))
+                    if in_main:
+                        signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
                 return
             if time.monotonic() >= deadline:
                 break
         else:
             return
-        self.fired = True
-        keras_api.fail_pending(pools, self.error())
-        if in_main:
-            signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
-        _interrupt(_data_threads())
-        if self._done.wait(STUCK_GRACE_S):
+        with self._lock:
+            cleaning_up = self._quiet
+            if not cleaning_up:
+                self.fired = True
+                keras_api.fail_pending(pools, self.error())
+                if in_main:
+                    signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+                _interrupt(_data_threads())
+        if self._done.wait(max(0.0, deadline - time.monotonic()) + STUCK_GRACE_S):
             return
         procs.reap(keep)  # a worker process the data path waits on is stopped, at least
         if self._done.wait(1.0):
             return
         self.stuck = sorted(_data_threads().values())
-        message = f"{self.error()}, and its data path did not return within {STUCK_GRACE_S:g} s more" + (
+        what = "stopping its workers" if self._quiet else "its data path"
+        message = f"{self.error()}, and {what} did not return within {STUCK_GRACE_S:g} s more" + (
             f" (stuck in native code: {'; '.join(self.stuck)})" if self.stuck else ""
         )
         if _stuck_handler is not None:
