@@ -146,3 +146,15 @@ def test_a_peer_says_which_settings_it_maps_and_which_do_not_apply(name):
     }
     threads = impl.not_applicable(Spec(name, workers=2, use_multiprocessing=False))
     assert threads == {} if name == "grain" else set(threads) == {"workers"}  # only Grain has read threads
+
+
+@pytest.mark.parametrize("name,workers,multiprocessing", list(_cases()))
+def test_no_builtin_is_said_to_ignore_the_settings_it_runs(name, workers, multiprocessing):
+    """The check for a PyDataset that forgot ``**kwargs`` must not fire on feedbench's own loaders
+    (shm runs its own workers and tells Keras workers=1; a peer maps the settings to its own)."""
+    from feedbench.measure.setting import measure_setting
+
+    spec = Spec(name, n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing)
+    result = measure_setting(spec, measures=())
+    assert result.error is None and result.skipped is None
+    assert "setting_not_applied" not in result.problems, result.applied

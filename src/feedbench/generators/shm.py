@@ -395,4 +395,7 @@ def _close_all() -> None:
 
 def build(spec: Spec, source) -> Built:
     dataset = ShmDataset(source, spec.batch_size, spec.seed, spec.shuffle, spec.work, **spec.parallel_settings())
-    return Built(spec, "pydataset", dataset, source, fit_shuffle=False)
+    # With processes shm runs its own workers and tells Keras workers=1: what runs is the spec's
+    # setting, not a dataset that forgot to pass **kwargs on.
+    applied = {"workers": dataset.shm_workers, "use_multiprocessing": True} if dataset.shm_workers else None
+    return Built(spec, "pydataset", dataset, source, fit_shuffle=False, applied_settings=applied)
