@@ -464,3 +464,43 @@ def test_a_child_that_said_everything_but_does_not_exit_is_ended_without_waiting
     # Its limit is what would end it otherwise; the exit grace (plus start-up) is far below it.
     assert time.monotonic() - started < limit / 2, f"took {time.monotonic() - started:.0f} s (grace {EXIT_GRACE_S} s)"
     assert not _child_folders() - folders_before  # its temporary folder went with it
+
+
+STOPS_DELIVERING_ON_CLOSE = """
+import contextlib, sys, threading, time
+import keras, numpy as np
+from feedbench.core.data import make_source
+from feedbench.core.spec import Built, Spec
+from feedbench.fit import driver
+
+class StopsDeliveringOnClose(keras.utils.PyDataset):
+    # A loader with workers of its own (Grain, torch, a user's pool): once stopped, a call in
+    # flight never returns.
+    def __init__(self):
+        super().__init__()
+        self.running = threading.Event()
+        self.running.set()
+    def __len__(self):
+        return 6
+    def __getitem__(self, i):
+        time.sleep(0.3)  # so a prefetch call is in flight when the consumer stops
+        if not self.running.is_set():
+            threading.Event().wait()
+        return np.zeros((2, 4), np.float32), np.zeros((2,), np.int64)
+    def close(self):
+        self.running.clear()
+
+built = Built(Spec("stops"), "pydataset", StopsDeliveringOnClose(), make_source(n=12))
+with contextlib.closing(driver.drive(built, epochs=2, timeout_s=60)) as batches:
+    next(batches), next(batches)
+print("stopped", flush=True)
+"""
+
+
+def test_a_loader_stopped_while_a_prefetch_call_is_inside_it_does_not_hang_the_exit(cpu_load):
+    """The backend's iterator is destroyed before the loader stops: TensorFlow's, destroyed after,
+    waited forever at exit for a call that the stopped loader never answers (seen with Grain)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STOPS_DELIVERING_ON_CLOSE], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "stopped" in proc.stdout, proc.stderr[-2000:]

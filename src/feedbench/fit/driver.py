@@ -61,26 +61,33 @@ def drive(
     """
     if epochs < 1:
         raise ValueError(f"epochs={epochs} given; expected 1 or more")
-    name = built.spec.impl
-    with supervised(name, timeout_s, where="start-up") as feeding:
+    with supervised(built.spec.impl, timeout_s, where="start-up") as feeding:
         feeding.closers.append(built.close)
-        feeding.iterator = iterator = keras_api.epoch_iterator(built.dataset, **built.fit_kwargs())
-        if backend() in ("jax", "torch"):
-            _first_batch(iterator)  # fit's symbolic build on a fresh model
-        iterator.reset()  # the on_epoch_end fit calls before the first epoch
-        # TensorFlow's adapter already holds every batch to the spec of the
-        # first two; the other backends check nothing, so we do.
-        check = _ShapeCheck(name) if backend() != "tensorflow" else None
-        for epoch in range(epochs):
-            with iterator.catch_stop_iteration():
-                for step, (_, _, data) in enumerate(iterator):
-                    feeding.position = (epoch, step)
-                    x, y, weights = _unpack(batch_of(data), materialize)
-                    arrived = time.perf_counter()
-                    if check:
-                        check((x, y, weights), feeding.where())
-                    feeding.check()
-                    yield Batch(epoch, step, x, y, weights, _rows(x, y, weights, feeding.where()), arrived)
+        feeding.iterator = keras_api.epoch_iterator(built.dataset, **built.fit_kwargs())
+        # The epochs run in a generator of their own: once it is closed, only ``feeding`` holds the
+        # backend's iterator, which the clean-up destroys before the loader stops (see supervised).
+        yield from _epochs(built, feeding, epochs, materialize)
+
+
+def _epochs(built: Built, feeding, epochs: int, materialize: bool) -> Iterator[Batch]:
+    name = built.spec.impl
+    iterator = feeding.iterator
+    if backend() in ("jax", "torch"):
+        _first_batch(iterator)  # fit's symbolic build on a fresh model
+    iterator.reset()  # the on_epoch_end fit calls before the first epoch
+    # TensorFlow's adapter already holds every batch to the spec of the
+    # first two; the other backends check nothing, so we do.
+    check = _ShapeCheck(name) if backend() != "tensorflow" else None
+    for epoch in range(epochs):
+        with iterator.catch_stop_iteration():
+            for step, (_, _, data) in enumerate(iterator):
+                feeding.position = (epoch, step)
+                x, y, weights = _unpack(batch_of(data), materialize)
+                arrived = time.perf_counter()
+                if check:
+                    check((x, y, weights), feeding.where())
+                feeding.check()
+                yield Batch(epoch, step, x, y, weights, _rows(x, y, weights, feeding.where()), arrived)
 
 
 def run(built: Built, epochs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, materialize: bool = True) -> list[Batch]:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 
 from feedbench.core import procs
@@ -105,12 +107,25 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
             watchdog.quiet()
             pool_workers = keras_api.pool_worker_pids(pools)
             keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
+            # The backend's iterator goes while the loader still delivers: destroyed after the
+            # loader stopped, TensorFlow's waits forever for a prefetch call caught inside it.
+            _drop(state)
             for close in state.closers:
                 try:
                     close()
                 except Exception as exc:  # a loader failing to stop: its workers are reaped below anyway
                     warnings.warn(f"{name}: stopping its workers raised {exc!r}; they were killed", LeftRunning, 2)
             _report_left_running(name, procs.reap(keep), pool_workers)
+
+
+def _drop(state: Supervision) -> None:
+    """Destroy the backend's epoch iterator now (not at some later collection or at exit)."""
+    if state.iterator is None:
+        return
+    gone = weakref.ref(state.iterator)
+    state.iterator = None
+    if gone() is not None:  # held in a reference cycle: collect it here, under the watchdog
+        gc.collect()
 
 
 def _report_left_running(name: str, reaped: dict[int, str], pool_workers: set[int]) -> None:

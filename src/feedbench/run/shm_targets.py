@@ -40,6 +40,7 @@ from feedbench.measure.memory import MemoryFigures
 
 THREADS = (1, 2, 4)
 REPEATS = 3  # rounds of every throughput setting; figures are medians
+COPY_EPOCHS = 12  # the large copy's throughput window: at 3 epochs it lasted a fraction of a second
 PYTHON_ITERS = 20_000
 MIB = 1 << 20
 WORKER_BUDGET_BYTES = 64 * MIB
@@ -103,32 +104,32 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         for workload, base in (("copy", COPY), ("python", PYTHON))
         for peer in PEERS
     }
-    throughput_specs = [
+    copy_specs = [
         COPY,
         replace(COPY, impl="keyed"),
         *_threads(COPY),
+        replace(COPY, fit_shuffle=True),
+        *[spec for (workload, _), specs in peer_specs.items() if workload == "copy" for spec in specs],
+    ]
+    python_specs = [
         PYTHON,
         *_threads(PYTHON),
-        replace(COPY, fit_shuffle=True),
-        *[spec for specs in peer_specs.values() for spec in specs],
+        *[spec for (workload, _), specs in peer_specs.items() if workload == "python" for spec in specs],
     ]
-    say(f"throughput: {len(throughput_specs)} settings x {REPEATS} rounds ...")
-    # Every setting in a process of its own, as a user runs one loader per process (the first
-    # setting a process measures runs faster than later ones, and one loader's workers or signal
-    # handlers must not disturb the next); rounds interleave the settings, so a slow minute of a
-    # shared machine hits all of them, and each figure is the median of its rounds.
-    n = len(throughput_specs)
-    order = [(r * n // REPEATS + i) % n for r in range(REPEATS) for i in range(n)]
-    speed = sweep([throughput_specs[i] for i in order], ("throughput",), epochs, timeout_s, fresh_each=True)
-    rounds: dict[int, list] = {i: [] for i in range(n)}
-    for i, record in zip(order, speed):
-        rounds[i].append(record.throughput.samples_per_s if record.throughput else None)
-    sps = [_median(rounds[i]) for i in range(n)]
-    copy_shuffled = sps[9]
-    peer_sps, at = {}, 10
-    for key, specs in peer_specs.items():
-        peer_sps[key] = dict(zip((_setting(s) for s in specs), sps[at : at + len(specs)]))
-        at += len(specs)
+    say(f"throughput: {len(copy_specs) + len(python_specs)} settings x {REPEATS} rounds ...")
+    # Ratios compare settings of one workload, so each workload is its own set of rounds; the
+    # large copy runs at least COPY_EPOCHS (at 3 it measured a fraction of a second, and its
+    # ratios moved by 30 % between runs).
+    errors: dict[Spec, str] = {}  # a failed round's reason, per setting
+    copy_sps = _rounds(copy_specs, max(epochs, COPY_EPOCHS), timeout_s, errors)
+    python_sps = _rounds(python_specs, epochs, timeout_s, errors)
+    copy_shuffled = copy_sps[5]
+    peer_sps, at = {}, {"copy": 6, "python": 4}
+    for (workload, peer), specs in peer_specs.items():
+        figures = copy_sps if workload == "copy" else python_sps
+        start = at[workload]
+        peer_sps[(workload, peer)] = dict(zip((_setting(s) for s in specs), figures[start : start + len(specs)]))
+        at[workload] += len(specs)
     say(f"step-bound: shm, 2 workers, copy, large source, against one prepared batch, {REPEATS} rounds ...")
     rounds = sweep([COPY] * REPEATS, ("step_bound",), epochs, timeout_s, fresh_each=True)
     bounds = [r.step_bound for r in rounds]
@@ -146,8 +147,8 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
     say(f"determinism: {len(stream_specs)} settings ...")
     streams = sweep(stream_specs, ("determinism",), epochs, timeout_s)
 
-    copy_shm, copy_keyed_mp, copy_threads = sps[0], sps[1], sps[2:5]
-    python_shm, python_threads = sps[5], sps[6:9]
+    copy_shm, copy_keyed_mp, copy_threads = copy_sps[0], copy_sps[1], copy_sps[2:5]
+    python_shm, python_threads = python_sps[0], python_sps[1:4]
     mem = memory.memory or MemoryFigures()
     ring = ring_bytes(COPY)
     budget = ring + WORKER_BUDGET_BYTES * COPY.workers
@@ -188,7 +189,10 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         if not figures:
             not_measured[key] = BUILTINS[peer].missing_reason() or f"{peer}: no setting runs here"
             continue
-        failed = [name for name, value in figures.items() if value is None]
+        specs = peer_specs[(workload, peer)]
+        failed = [
+            f"{_setting(spec)} ({errors.get(spec, 'no figure')})" for spec in specs if figures[_setting(spec)] is None
+        ]
         if failed:  # the best of what ran would flatter shm: the comparison fails instead
             ratios[key] = None
             failures[key] = f"{peer} {', '.join(failed)} failed"
@@ -241,6 +245,27 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
             "determinism": all(d["ok"] for d in determinism),
         },
     }
+
+
+def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict) -> list:
+    """Each setting's median samples/s over REPEATS rounds (None where a round failed).
+
+    Every setting in a process of its own, as a user runs one loader per process (the first
+    setting a process measures runs faster than later ones, and one loader's workers or signal
+    handlers must not disturb the next); rounds interleave the settings, so a slow minute of a
+    shared machine hits all of them.
+    """
+    from feedbench.run.sweep import sweep
+
+    n = len(specs)
+    order = [(r * n // REPEATS + i) % n for r in range(REPEATS) for i in range(n)]
+    speed = sweep([specs[i] for i in order], ("throughput",), epochs, timeout_s, fresh_each=True)
+    rounds: dict[int, list] = {i: [] for i in range(n)}
+    for i, record in zip(order, speed):
+        rounds[i].append(record.throughput.samples_per_s if record.throughput else None)
+        if record.error:
+            errors.setdefault(specs[i], record.error)
+    return [_median(rounds[i]) for i in range(n)]
 
 
 def _setting(spec: Spec) -> str:
