@@ -12,6 +12,9 @@ pytestmark = [pytest.mark.slow]
 
 STEP_S = SLEEP_S / 2  # the loader's 20 ms sleep per batch against a 10 ms device step
 BATCH = 32
+# A starved loader here is near 0.5 of the ceiling. One with no cost measured 0.95-1.0 on an idle
+# machine and down to 0.79 beside a CPU burner on 2 cores (its Python per batch waits for a core).
+AT_CEILING = 0.7
 
 
 def _of_ceiling(factory, workers):
@@ -26,8 +29,8 @@ def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
     assert one.of_ceiling < 0.85
     assert one.of_ceiling == pytest.approx(predicted, abs=0.15)
     four = _of_ceiling("planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
-    assert four.of_ceiling > 0.8 and four.of_ceiling > one.of_ceiling + 0.1
+    assert four.of_ceiling > AT_CEILING and four.of_ceiling > one.of_ceiling + 0.1
 
 
 def test_a_loader_with_no_cost_is_at_the_ceiling():
-    assert _of_ceiling("planted:plain", workers=1).of_ceiling > 0.85
+    assert _of_ceiling("planted:plain", workers=1).of_ceiling > AT_CEILING
