@@ -6,6 +6,7 @@ import pytest
 
 from feedbench.generators import Spec
 from feedbench.measure.step_bound import measure_step_bound
+from feedbench.measure.throughput import measure_throughput
 from planted import SLEEP_S
 
 pytestmark = [pytest.mark.slow]
@@ -17,17 +18,25 @@ BATCH = 32
 AT_CEILING = 0.7
 
 
-def _of_ceiling(factory, workers):
+def _spec(factory, workers):
     # 64 batches an epoch: the start of an epoch (a new pool, the first sleep) is a small share
-    spec = Spec(factory, n_samples=64 * BATCH, batch_size=BATCH, workers=workers)
-    return measure_step_bound(spec, epochs=3, timeout_s=300, step_s=STEP_S)
+    return Spec(factory, n_samples=64 * BATCH, batch_size=BATCH, workers=workers)
+
+
+def _of_ceiling(factory, workers):
+    return measure_step_bound(_spec(factory, workers), epochs=3, timeout_s=300, step_s=STEP_S)
 
 
 def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
     one = _of_ceiling("planted:sleeps_per_batch", workers=1)
-    predicted = BATCH / SLEEP_S / one.ceiling_samples_per_s  # one batch per sleep, at best
+    # The model gets at most what the loader delivers on its own (measured here, in the same run),
+    # and on an idle machine about that (0.5-0.6 of the ceiling). Beside a CPU burner the loader's
+    # Python competes with the training step for a core, so the model gets less, down to about
+    # 0.7 of it: the lower bound is half.
+    alone = measure_throughput(_spec("planted:sleeps_per_batch", workers=1), epochs=3).samples_per_s
+    predicted = min(alone, one.ceiling_samples_per_s) / one.ceiling_samples_per_s
     assert one.of_ceiling < 0.85
-    assert one.of_ceiling == pytest.approx(predicted, abs=0.15)
+    assert predicted / 2 < one.of_ceiling < predicted + 0.1
     four = _of_ceiling("planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
     assert four.of_ceiling > AT_CEILING and four.of_ceiling > one.of_ceiling + 0.1
 
