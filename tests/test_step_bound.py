@@ -38,7 +38,9 @@ def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
     assert one.of_ceiling < 0.85
     assert predicted / 2 < one.of_ceiling < predicted + 0.1
     four = _of_ceiling("planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
-    assert four.of_ceiling > AT_CEILING and four.of_ceiling > one.of_ceiling + 0.1
+    # Compared as the loaders' own samples/s: each ratio has its own ceiling run, and beside a
+    # CPU burner two ceilings of one test differed by 26 % (1,991 and 2,707 samples/s).
+    assert four.of_ceiling > AT_CEILING and four.samples_per_s > 1.2 * one.samples_per_s
 
 
 def test_a_loader_with_no_cost_is_at_the_ceiling():
