@@ -244,8 +244,7 @@ class Watchdog:
         else:
             return
         with self._lock:
-            cleaning_up = self._quiet
-            if not cleaning_up:
+            if not self._quiet:  # past the limit in the clean-up: nothing is sent, the limit holds
                 self.fired = True
                 keras_api.fail_pending(pools, self.error())
                 if in_main:
