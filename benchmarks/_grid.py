@@ -32,6 +32,11 @@ EPOCHS = 2 if QUICK else 3
 # A run that deadlocks (TensorFlow ops in a forked worker can) fails at this limit.
 RUN_TIMEOUT_S = 20.0 if QUICK else 60.0
 SWEEP_TIMEOUT_S = 3600  # a whole grid's measurement, in setup_cache
+# Keras worker processes that make no progress (no batch, no CPU) for this long fail the run at
+# once (feedbench.fit.supervise.STALL_S): a forked worker deadlocked inside TensorFlow then
+# costs seconds, not the run's whole limit.
+STALL_S = 5.0
+MEASURING_ENV = {"FEEDBENCH_STALL_S": str(STALL_S)}
 IO_LATENCY_S = 0.002
 PYTHON_ITERS = 2000
 
@@ -85,7 +90,7 @@ def measured(params, measures, shuffle=False):
     from feedbench.run.sweep import sweep
 
     settings = applicable(params)
-    records = sweep([spec(*p, shuffle=shuffle) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S)
+    records = sweep([spec(*p, shuffle=shuffle) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S, env=MEASURING_ENV)
     return dict(zip(settings, records))
 
 
@@ -158,7 +163,12 @@ def measured_training(params):
         task = training_task(device)
         specs = [task.spec(impl, workers=workers, use_multiprocessing=mp) for impl, workers, mp, _ in chosen]
         records = sweep(
-            specs, ("training",), task.epochs, TRAINING_TIMEOUT_S, seeds=TRAINING_SEEDS, env=device_env(device)
+            specs,
+            ("training",),
+            task.epochs,
+            TRAINING_TIMEOUT_S,
+            seeds=TRAINING_SEEDS,
+            env={**device_env(device), **MEASURING_ENV},
         )
         cache.update(zip(chosen, records))
     return cache

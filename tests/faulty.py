@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import keras
 import numpy as np
@@ -54,6 +56,33 @@ def worker_killed(spec, source):
 def worker_aborts(spec, source):
     dataset = WorkerDies(spec, source)
     dataset.how = "SIGABRT"
+    return dataset
+
+
+class WorkerStalls(_Slices):
+    """Every worker process, from one batch on, waits for something that never comes (a
+    deadlock: no CPU, no batch); or, where ``busy`` is set, computes for that long instead (slow
+    but working: never a stall)."""
+
+    busy_s = 0.0
+
+    def __getitem__(self, idx):
+        if idx >= AT and os.getpid() != _PARENT:
+            if not self.busy_s:
+                threading.Event().wait()
+            end = time.process_time() + self.busy_s
+            while time.process_time() < end:  # CPU seconds: a loaded machine makes it slower, not shorter
+                pass
+        return super().__getitem__(idx)
+
+
+def worker_deadlocks(spec, source):
+    return WorkerStalls(spec, source)
+
+
+def worker_computes_for_3_s(spec, source):
+    dataset = WorkerStalls(spec, source)
+    dataset.busy_s = 3.0
     return dataset
 
 

@@ -183,3 +183,76 @@ class PoolWatch:
                 return f"a Keras worker process (pid {process.pid}) {how_it_ended(code)} while its pool was running"
             del self.seen[id(process)]
         return None
+
+
+# A worker's CPU time must grow by more than this for it to count as working (a sleeping or
+# deadlocked process gains nothing; the interpreter's own housekeeping stays far below it).
+STALL_CPU_S = 0.02
+_STALL_SAMPLE_S = 0.5  # how often the workers' CPU times are read (psutil, a few pids)
+
+
+class StallWatch:
+    """Notices Keras worker processes that have batches to produce but make no progress: no pending
+    batch completes and no worker uses CPU for ``stall_s`` seconds. A worker deadlocked on a lock
+    that fork copied in a held state (TensorFlow's are) looks like this; so would a worker waiting
+    on something slower than ``stall_s`` (a remote read), which is why it is off unless asked for.
+    """
+
+    def __init__(self, pools, stall_s: float):
+        import time
+
+        self.pools = pools
+        self.stall_s = stall_s
+        self._clock = time.monotonic
+        self._since = self._clock()  # the last sign of progress
+        self._sampled = 0.0
+        self._pending: set[int] = set()
+        self._cpu: dict[int, float] = {}
+
+    def stalled(self) -> str | None:
+        """A line naming the stalled workers, or None."""
+        import multiprocessing.pool
+
+        now = self._clock()
+        if now - self._sampled < _STALL_SAMPLE_S:
+            return None
+        self._sampled = now
+        pending, workers = set(), []
+        for pool in list(self.pools):
+            if isinstance(pool, multiprocessing.pool.ThreadPool) or not isinstance(pool, multiprocessing.pool.Pool):
+                continue
+            pending.update(id(job) for job in list(getattr(pool, "_cache", {}).values()))
+            workers.extend(p.pid for p in list(getattr(pool, "_pool", [])) if getattr(p, "pid", None))
+        cpu = _cpu_seconds(workers)
+        completed = bool(self._pending - pending)
+        working = any(seconds - self._cpu.get(pid, 0.0) > STALL_CPU_S for pid, seconds in cpu.items())
+        self._pending, self._cpu = pending, cpu
+        if not pending or completed or working:
+            self._since = now
+            return None
+        if now - self._since < self.stall_s:
+            return None
+        return (
+            f"no progress for {self.stall_s:g} s: Keras's worker processes (pids "
+            f"{', '.join(str(pid) for pid in sorted(cpu)) or 'none alive'}) had {len(pending)} batch(es) to "
+            "produce, finished none and used no CPU (deadlocked: a lock copied into a forked worker "
+            "while held, as TensorFlow's can be, does this)"
+        )
+
+
+def _cpu_seconds(pids) -> dict[int, float]:
+    """User + system CPU seconds of each live process (and its children), by pid."""
+    import psutil
+
+    seconds = {}
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            total = sum(process.cpu_times()[:2])
+            for child in process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            continue
+        seconds[pid] = total
+    return seconds
