@@ -55,6 +55,15 @@ def test_bad_seconds_are_refused_in_one_line(option, value, capsys):
     assert f"{value!r} given; expected a finite number of seconds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_repeats_are_refused_in_one_line(value, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(["shm-targets", "--repeats", value])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"{value!r} given; expected a whole number, 1 or more" in err[-1]
+
+
 def test_an_unwritable_json_path_is_refused_before_measuring(tmp_path, capsys):
     missing = tmp_path / "no-such-folder" / "out.json"
     assert main(["profile", "keyed", "--json", str(missing)]) == 2

@@ -52,6 +52,21 @@ def _seconds(minimum_exclusive: bool):
     return parse
 
 
+def _count(minimum: int):
+    """An argparse type: a whole number, at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} given; expected a whole number, {minimum} or more")
+        return value
+
+    return parse
+
+
 def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plugin",
@@ -171,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     targets = command("shm-targets", "shm against keyed and Keras's own pools, as ratios")
     targets.add_argument("--epochs", type=int, default=3, help="epochs per run")
     targets.add_argument("--timeout", type=_seconds(True), default=120.0, help="time limit of each run, seconds")
+    targets.add_argument(
+        "--repeats", type=_count(1), default=3, help="rounds of every throughput setting (the median is reported)"
+    )
     targets.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     report = command("report", "one page from asv's results: verdicts, throughput, memory, starvation, changes")
     report.add_argument("results_dir", nargs="?", default=".asv/results", help="asv's results folder")
@@ -430,7 +448,9 @@ def cmd_shm_targets(args) -> int:
     from feedbench.report import shm_targets
     from feedbench.run import shm_targets as shm_targets_run
 
-    result = shm_targets_run.measure(args.epochs, args.timeout, lambda line: print(line, file=sys.stderr, flush=True))
+    result = shm_targets_run.measure(
+        args.epochs, args.timeout, lambda line: print(line, file=sys.stderr, flush=True), args.repeats
+    )
     print(shm_targets.render(result))
     if args.json:
         with open(args.json, "w") as handle:

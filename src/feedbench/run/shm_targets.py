@@ -41,6 +41,9 @@ from feedbench.measure.memory import MemoryFigures
 THREADS = (1, 2, 4)
 REPEATS = 3  # rounds of every throughput setting; figures are medians
 COPY_EPOCHS = 12  # the large copy's throughput window: at 3 epochs it lasted a fraction of a second
+# The step-bound window: an epoch is 16 steps of 20 ms, so at 3 epochs the median of two 0.35 s
+# epochs decided the ratio (0.74x in one run, 0.98x in the next, same commit).
+STEP_EPOCHS = 10
 PYTHON_ITERS = 20_000
 MIB = 1 << 20
 WORKER_BUDGET_BYTES = 64 * MIB
@@ -92,7 +95,10 @@ def ring_bytes(spec: Spec) -> int:
     return ring_slots(spec.workers) * spec.batch_size * sample
 
 
-def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
+def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None, repeats: int = REPEATS) -> dict:
+    """The targets' figures and verdicts; ``repeats`` rounds of every throughput setting (medians)."""
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} given; expected 1 or more rounds")
     from feedbench.run.sweep import sweep
 
     def say(text):
@@ -116,13 +122,13 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         *_threads(PYTHON),
         *[spec for (workload, _), specs in peer_specs.items() if workload == "python" for spec in specs],
     ]
-    say(f"throughput: {len(copy_specs) + len(python_specs)} settings x {REPEATS} rounds ...")
+    say(f"throughput: {len(copy_specs) + len(python_specs)} settings x {repeats} rounds ...")
     # Ratios compare settings of one workload, so each workload is its own set of rounds; the
     # large copy runs at least COPY_EPOCHS (at 3 it measured a fraction of a second, and its
     # ratios moved by 30 % between runs).
     errors: dict[Spec, str] = {}  # a failed round's reason, per setting
-    copy_sps = _rounds(copy_specs, max(epochs, COPY_EPOCHS), timeout_s, errors)
-    python_sps = _rounds(python_specs, epochs, timeout_s, errors)
+    copy_sps = _rounds(copy_specs, max(epochs, COPY_EPOCHS), timeout_s, errors, repeats)
+    python_sps = _rounds(python_specs, epochs, timeout_s, errors, repeats)
     copy_shuffled = copy_sps[5]
     peer_sps, at = {}, {"copy": 6, "python": 4}
     for (workload, peer), specs in peer_specs.items():
@@ -130,8 +136,8 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
         start = at[workload]
         peer_sps[(workload, peer)] = dict(zip((_setting(s) for s in specs), figures[start : start + len(specs)]))
         at[workload] += len(specs)
-    say(f"step-bound: shm, 2 workers, copy, large source, against one prepared batch, {REPEATS} rounds ...")
-    rounds = sweep([COPY] * REPEATS, ("step_bound",), epochs, timeout_s, fresh_each=True)
+    say(f"step-bound: shm, 2 workers, copy, large source, against one prepared batch, {repeats} rounds ...")
+    rounds = sweep([COPY] * repeats, ("step_bound",), max(epochs, STEP_EPOCHS), timeout_s, fresh_each=True)
     bounds = [r.step_bound for r in rounds]
     bound_ratio = _median([b.of_ceiling if b else None for b in bounds])
     bound_sps = _median([b.samples_per_s if b else None for b in bounds])
@@ -247,8 +253,8 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None) -> dict:
     }
 
 
-def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict) -> list:
-    """Each setting's median samples/s over REPEATS rounds (None where a round failed).
+def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict, repeats: int) -> list:
+    """Each setting's median samples/s over ``repeats`` rounds (None where a round failed).
 
     Every setting in a process of its own, as a user runs one loader per process (the first
     setting a process measures runs faster than later ones, and one loader's workers or signal
@@ -258,7 +264,7 @@ def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict) -> l
     from feedbench.run.sweep import sweep
 
     n = len(specs)
-    order = [(r * n // REPEATS + i) % n for r in range(REPEATS) for i in range(n)]
+    order = [(r * n // repeats + i) % n for r in range(repeats) for i in range(n)]
     speed = sweep([specs[i] for i in order], ("throughput",), epochs, timeout_s, fresh_each=True)
     rounds: dict[int, list] = {i: [] for i in range(n)}
     for i, record in zip(order, speed):
