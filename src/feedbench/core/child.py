@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,13 +29,12 @@ import psutil
 
 from feedbench.core import procs
 from feedbench.core.errors import DriveTimeout, FeedbenchError, one_line, show_warnings_as_lines
-from feedbench.core.quiet import start_tensorflow_quietly
+from feedbench.core.quiet import is_start_up_line, start_tensorflow_quietly
 
 _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
 _DONE_KEY = "__child_done__"  # written after the last result: what follows is only the exit
 EXIT_GRACE_S = 5.0  # a child that has said everything gets this long to exit before it is killed
-_NATIVE_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages)")
 
 
 class ChildFailed(FeedbenchError):
@@ -146,9 +144,9 @@ def _pass_on_warnings(path: str) -> None:
 
 
 def _last_line(path: str) -> str | None:
-    """The child's last words, skipping TensorFlow's native log lines."""
+    """The child's last words, skipping absl's start-up lines (a fatal line is last words)."""
     with open(path) as handle:
-        lines = [line.strip() for line in handle if line.strip() and not _NATIVE_LOG.match(line)]
+        lines = [line.strip() for line in handle if line.strip() and not is_start_up_line(line)]
     return lines[-1] if lines else None
 
 

@@ -20,6 +20,11 @@ _ABSL_LINE = re.compile(r"^[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")  # F (fatal) li
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 
 
+def is_start_up_line(line: str) -> bool:
+    """Whether a line of standard error is one of absl's start-up lines (never a fatal one)."""
+    return bool(_ABSL_LINE.match(line)) or line.startswith(_ABSL_PREAMBLE)
+
+
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow (when installed) and initialise its devices with absl's start-up lines
     held back; every other line written meanwhile is passed on to standard error."""
@@ -43,5 +48,5 @@ def start_tensorflow_quietly() -> None:
             os.close(saved)
             held.seek(0)
             for line in held.read().decode(errors="replace").splitlines():
-                if not (_ABSL_LINE.match(line) or line.startswith(_ABSL_PREAMBLE)):
+                if not is_start_up_line(line):
                     print(line, file=sys.stderr)
