@@ -31,9 +31,10 @@ mapped them, so nothing is left in ``/dev/shm`` even after a ``kill -9``.
 from __future__ import annotations
 
 import atexit
+import collections
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ from feedbench.core.procs import how_it_ended
 from feedbench.core.spec import Built, Spec
 from feedbench.generators.keyed import KeyedDataset
 from feedbench.generators.keying import keyed_batch
+from feedbench.generators.shm_handoff import HandOff, device_converter
 from feedbench.generators.shm_worker import (
     Job,
     Layout,
@@ -97,6 +99,10 @@ class ShmDataset(KeyedDataset):
         self._lock = threading.Lock()
         self._closed = False
         self._served: int | None = None  # batches served in this epoch; None outside an epoch
+        # Within an epoch, the next batch put on the device ahead of its step (jax on a GPU).
+        convert = device_converter() if self.shm_workers else None
+        self._convert = convert
+        self._ahead = HandOff(weakref.WeakMethod(self._fetch_ahead), convert) if convert else None
         weakref.finalize(self, _close_box, self._box)
 
     def __getitem__(self, idx):
@@ -104,18 +110,30 @@ class ShmDataset(KeyedDataset):
             return super().__getitem__(idx)
         if not 0 <= idx < len(self):
             raise IndexError(f"batch index {idx} out of range [0, {len(self)})")
+        in_epoch = self._served is not None
         with self._lock:
             if self._closed:
                 # Asked after close() (a backend's prefetch thread finishing up): no new pool
                 # until the next epoch begins; the batch is the same computed here.
                 return super().__getitem__(idx)
-            if self._box[0] is None:
-                self._box[0] = _Pool(self)
-            try:
-                return self._box[0].get(self.epoch, self._position(idx))
-            except BaseException:
+            key = (self.epoch, self._position(idx))
+        ahead = self._ahead if in_epoch else None
+        try:
+            batch = ahead.take(key) if ahead else None
+            if batch is None:
+                with self._lock:
+                    if self._box[0] is None:
+                        self._box[0] = _Pool(self)
+                    batch = self._box[0].get(*key)
+                if ahead:
+                    batch = self._convert(batch)
+        except BaseException:
+            with self._lock:
                 _close_box(self._box)
-                raise
+            raise
+        if ahead and key[1] + 1 < len(self):
+            ahead.start((key[0], key[1] + 1))
+        return batch
 
     @property
     def worker_pids(self) -> list[int]:
@@ -145,8 +163,26 @@ class ShmDataset(KeyedDataset):
         super().on_epoch_end()
         self._served = None
 
+    def _fetch_ahead(self, key):
+        """The batch at ``key`` for the hand-off thread, or None once the dataset is closed.
+
+        The lock is held for one poll of the ring at a time, so ``close()`` never waits long."""
+        deadline = time.monotonic() + BATCH_TIMEOUT_S
+        while True:
+            with self._lock:
+                if self._closed or self._box[0] is None:
+                    return None
+                batch = self._box[0].get(*key, patience_s=POLL_S)
+            if batch is not None:
+                return batch
+            if time.monotonic() > deadline:
+                raise GeneratorFailed(_no_progress(f"waiting for batch {key[1]} of epoch {key[0]}"))
+
     def close(self) -> None:
         """Stop the workers and free the shared memory; the next epoch starts a fresh pool."""
+        self._closed = True  # first: the hand-off thread stops asking the ring
+        if self._ahead is not None:
+            self._ahead.stop()
         with self._lock:
             self._closed = True
             _close_box(self._box)
@@ -216,19 +252,30 @@ class _Pool:
         return SourceSpec(x_layout, y_layout, segment.path)
 
     def _start(self, dataset: ShmDataset, source_spec: SourceSpec) -> None:
+        # Plain pipes, one pair per worker, not multiprocessing queues: a queue's locks are named
+        # semaphores under spawn and forkserver, and a kill in the instant between creating one
+        # and registering it with the resource tracker left it in /dev/shm for good. A pipe is
+        # only file descriptors: nothing outlives the processes that hold it.
         context = multiprocessing.get_context(dataset.start_method)
-        self.results = context.Queue()
-        self.tasks = [context.Queue() for _ in range(dataset.shm_workers)]
         job = Job(dataset.source.n, dataset.batch_size, dataset.seed, dataset.shuffle, dataset.work)
-        self.workers = []
+        self.tasks, self.results, self.workers = [], [], []
+        self._inbox: collections.deque = collections.deque()
         for wid in range(dataset.shm_workers):
+            task_reader, task_writer = context.Pipe(duplex=False)
+            result_reader, result_writer = context.Pipe(duplex=False)
+            self.tasks.append(task_writer)
+            self.results.append(result_reader)
             process = context.Process(
                 target=worker_main,
                 name=f"feedbench-shm-{wid}",
                 daemon=True,
-                args=(wid, self.ring, source_spec, job, self.tasks[wid], self.results, os.getpid()),
+                args=(wid, self.ring, source_spec, job, task_reader, result_writer, os.getpid()),
             )
-            process.start()
+            try:
+                process.start()
+            finally:
+                task_reader.close()  # the worker's ends: held here, a dead worker's pipe would never close
+                result_writer.close()
             self.workers.append(process)
         _LIVE_POOLS.add(self)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -251,30 +298,31 @@ class _Pool:
                 process.kill()
         for process in getattr(self, "workers", []):
             process.join(timeout=5)
-        for q in getattr(self, "tasks", []):
-            q.close()
-            q.join_thread()  # its feeder thread holds the queue's semaphore until it ends (a few tasks, never blocks)
-        if getattr(self, "results", None) is not None:
-            self.results.close()
-        # Dropped now, not when an exception's traceback lets go of this pool: a queue's
-        # semaphores (named in /dev/shm under spawn and forkserver) are unlinked with it.
-        self.tasks, self.results, self.workers = [], None, []
+        for connection in [*getattr(self, "tasks", []), *getattr(self, "results", [])]:
+            connection.close()
+        self.tasks, self.results, self.workers = [], [], []
         for segment in self._segments:
             segment.unlink()  # the memory itself goes with the last array that views it
         self._segments = []
 
     # ------------------------------------------------------------------ batches
 
-    def get(self, epoch: int, index: int):
+    def get(self, epoch: int, index: int, patience_s: float | None = None):
+        """The batch at (epoch, index), as views of its slot (or copies); with ``patience_s``,
+        None when it is not ready within that many seconds (the hand-off thread polls)."""
         key = (epoch, index)
         if key not in self.ready and key not in self.pending:
             self.next_key = key  # out of the expected order: look ahead from here
         self.last_request = key
-        deadline = time.monotonic() + BATCH_TIMEOUT_S
+        now = time.monotonic()
+        deadline = now + BATCH_TIMEOUT_S
+        give_up = None if patience_s is None else now + patience_s
         while True:
             self._schedule()
             if key in self.ready:
                 break
+            if give_up is not None and time.monotonic() >= give_up:
+                return None
             message = self._receive(deadline, f"waiting for batch {index} of epoch {epoch}")
             if message is not None:
                 self._handle(message)
@@ -327,7 +375,10 @@ class _Pool:
             worker = min(range(len(self.workers)), key=lambda w: sum(1 for _, wk in self.pending.values() if wk == w))
             self.key_of[slot] = key
             self.pending[key] = (slot, worker)
-            self.tasks[worker].put((slot, *key))
+            try:
+                self.tasks[worker].send((slot, *key))
+            except OSError:  # the worker is gone: the next receive names how it ended
+                pass
             self.next_key = self._advance(key)
 
     def _key_plus(self, key, steps: int):
@@ -348,10 +399,17 @@ class _Pool:
 
     def _receive(self, deadline: float, doing: str):
         """The next worker message, or None after POLL_S (every worker checked alive)."""
-        try:
-            return self.results.get(timeout=POLL_S)
-        except queue.Empty:
-            pass
+        if not self._inbox:
+            open_pipes = [c for c in self.results if not c.closed]
+            for connection in multiprocessing.connection.wait(open_pipes, timeout=POLL_S):
+                try:
+                    while connection.poll():
+                        self._inbox.append(connection.recv())
+                except (EOFError, OSError):  # the worker ended: its exit status is read below
+                    connection.close()
+                    self.workers[self.results.index(connection)].join(timeout=1)
+        if self._inbox:
+            return self._inbox.popleft()
         for wid, process in enumerate(self.workers):
             if process.exitcode is not None:
                 raise GeneratorFailed(
@@ -359,7 +417,7 @@ class _Pool:
                     f"while {self._doing(wid, doing)}"
                 )
         if time.monotonic() > deadline:
-            raise GeneratorFailed(f"shm: no progress for {BATCH_TIMEOUT_S:g} s while {doing}")
+            raise GeneratorFailed(_no_progress(doing))
         return None
 
     def _doing(self, wid: int, default: str) -> str:
@@ -376,6 +434,10 @@ class _Pool:
         error = GeneratorFailed(f"shm: worker {wid} raised {where}: {last}\nworker traceback:\n{text.rstrip()}")
         error.worker_traceback = text
         return error
+
+
+def _no_progress(doing: str) -> str:
+    return f"shm: no progress for {BATCH_TIMEOUT_S:g} s while {doing}"
 
 
 def _close_box(box: list) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import queue
 import signal
 import tempfile
 import traceback
@@ -163,7 +162,10 @@ def reclaim_orphaned_segments() -> list[str]:
 
 
 def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, results, parent: int) -> None:
-    """Compute keyed batches for ``(slot, epoch, index)`` tasks and write them into their slot."""
+    """Compute keyed batches for ``(slot, epoch, index)`` tasks and write them into their slot.
+
+    ``tasks`` and ``results`` are this worker's ends of two pipes (``multiprocessing.Connection``):
+    it reads tasks from one and says what it did on the other."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     from feedbench.generators.keying import epoch_order, keyed_batch
@@ -174,17 +176,20 @@ def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, r
         src_x, src_y, _src_segment = source.attach()
         src = _SharedSource(src_x, src_y)
     except BaseException:
-        results.put(("error", wid, None, None, None, traceback.format_exc()))
+        _say(results, ("error", wid, None, None, None, traceback.format_exc()))
         return
-    results.put(("ready", wid, os.getpid()))
+    if not _say(results, ("ready", wid, os.getpid())):
+        return
     orders: dict[int, np.ndarray] = {}
     while True:
         try:
-            task = tasks.get(timeout=PARENT_POLL_S)
-        except queue.Empty:
-            if not _alive(parent):
-                return  # the dataset's process is gone (under forkserver our parent is the server, not it)
-            continue
+            if not tasks.poll(PARENT_POLL_S):
+                if not _alive(parent):
+                    return  # the dataset's process is gone (under forkserver our parent is the server, not it)
+                continue
+            task = tasks.recv()
+        except (EOFError, OSError):  # the dataset closed its end
+            return
         if task is None:
             return
         slot, epoch, index = task
@@ -200,6 +205,17 @@ def worker_main(wid: int, ring: RingSpec, source: SourceSpec, job: Job, tasks, r
                 )
             ring_x[slot][:rows] = x
             ring_y[slot][:rows] = y
-            results.put(("done", wid, slot, epoch, index, rows))
+            message = ("done", wid, slot, epoch, index, rows)
         except BaseException:  # reported with the index; the parent raises it
-            results.put(("error", wid, slot, epoch, index, traceback.format_exc()))
+            message = ("error", wid, slot, epoch, index, traceback.format_exc())
+        if not _say(results, message):
+            return
+
+
+def _say(results, message) -> bool:
+    """Send a message to the dataset; False when it is no longer listening (it closed or died)."""
+    try:
+        results.send(message)
+    except OSError:
+        return False
+    return True
