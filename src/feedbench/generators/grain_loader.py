@@ -60,6 +60,16 @@ def _closing(dataset):
     return Closing(dataset)
 
 
+def _absl_flags_usable() -> None:
+    """Where jax is installed, Grain reads an absl flag when its worker processes start; outside
+    ``absl.app`` the flags were never parsed and that read raises ``UnparsedFlagAccessError``.
+    Mark them parsed (their defaults), as Grain's own tests do; flags already parsed are left alone."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
 def build(spec: Spec, source) -> Built:
     import grain
 
@@ -69,6 +79,7 @@ def build(spec: Spec, source) -> Built:
     dataset = grain.MapDataset.range(per_epoch * EPOCHS_AHEAD).map(_GlobalBatch(batches, per_epoch))
     dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 1) * 2))
     if spec.use_multiprocessing:
+        _absl_flags_usable()
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=spec.workers))
     dataset = _closing(dataset)
     skipped = not_applied(spec)
