@@ -101,3 +101,31 @@ def test_profile_states_its_mode_and_own_data_leaves_the_id_checks_na(capsys):
     assert "mode: own data" in out
     assert main([*args, "--grid-multiprocessing", "off"]) == 0
     assert "mode: traced" in capsys.readouterr().out
+
+
+SWALLOWED_STOP = """
+import signal, sys, time
+from feedbench import cli
+signal.signal(signal.SIGTERM, cli._on_terminate)
+if sys.argv[1] == "hooked":
+    sys.unraisablehook = cli._redeliver_swallowed_stops
+
+
+class Destroyed:
+    def __del__(self):  # where TensorFlow's Executor.__del__ once caught a SIGTERM
+        raise cli._Terminated("SIGTERM")
+
+
+try:
+    Destroyed()
+    time.sleep(10)
+    print("ran on")
+except cli._Terminated as exc:
+    print("stopped by", exc)
+"""
+
+
+@pytest.mark.parametrize("hooked,said", [("hooked", "stopped by SIGTERM"), ("bare", "ran on")])
+def test_a_stop_swallowed_by_a_destructor_is_delivered_again(hooked, said):
+    proc = subprocess.run([sys.executable, "-c", SWALLOWED_STOP, hooked], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == said, proc.stderr[-2000:]

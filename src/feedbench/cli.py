@@ -536,6 +536,25 @@ def _on_terminate(signum, frame):
     raise _Terminated(signal.Signals(signum).name)
 
 
+def _redeliver_swallowed_stops(unraisable) -> None:
+    """``sys.unraisablehook``: a stop (Ctrl-C, SIGTERM, SIGHUP) whose exception landed in a
+    destructor is swallowed there (Python only prints it; TensorFlow's ``Executor.__del__`` runs
+    between epochs, and ``drive shm`` once ran on after SIGTERM for that). Send the signal to the
+    main thread again shortly, once that destructor has returned."""
+    exc = unraisable.exc_value
+    if isinstance(exc, KeyboardInterrupt):
+        signum = signal.SIGINT
+    elif isinstance(exc, _Terminated):
+        signum = signal.Signals[str(exc)]
+    else:
+        sys.__unraisablehook__(unraisable)
+        return
+    import threading
+
+    main_thread = threading.main_thread().ident
+    threading.Timer(0.1, signal.pthread_kill, (main_thread, signum)).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (never ends the process: tests call it)."""
     args = _parser().parse_args(argv)
@@ -595,6 +614,7 @@ def entry() -> None:
     show_warnings_as_lines()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_terminate)
+    sys.unraisablehook = _redeliver_swallowed_stops
     try:
         status = main()
     except KeyboardInterrupt:
