@@ -166,9 +166,7 @@ class PoolWatch:
 
         from feedbench.core.procs import how_it_ended
 
-        for pool in list(self.pools):
-            if isinstance(pool, multiprocessing.pool.ThreadPool) or not isinstance(pool, multiprocessing.pool.Pool):
-                continue
+        for pool in _process_pools(self.pools):
             for process in [*getattr(pool, "_feedbench_first_workers", []), *getattr(pool, "_pool", [])]:
                 self.seen.setdefault(id(process), (pool, process))
         for pool, process in list(self.seen.values()):
@@ -183,6 +181,17 @@ class PoolWatch:
                 return f"a Keras worker process (pid {process.pid}) {how_it_ended(code)} while its pool was running"
             del self.seen[id(process)]
         return None
+
+
+def _process_pools(pools) -> list:
+    """The Keras pools that run worker processes (not threads)."""
+    import multiprocessing.pool
+
+    return [
+        pool
+        for pool in list(pools)
+        if isinstance(pool, multiprocessing.pool.Pool) and not isinstance(pool, multiprocessing.pool.ThreadPool)
+    ]
 
 
 # A worker's CPU time must grow by more than this for it to count as working (a sleeping or
@@ -211,16 +220,13 @@ class StallWatch:
 
     def stalled(self) -> str | None:
         """A line naming the stalled workers, or None."""
-        import multiprocessing.pool
 
         now = self._clock()
         if now - self._sampled < _STALL_SAMPLE_S:
             return None
         self._sampled = now
         pending, workers = set(), []
-        for pool in list(self.pools):
-            if isinstance(pool, multiprocessing.pool.ThreadPool) or not isinstance(pool, multiprocessing.pool.Pool):
-                continue
+        for pool in _process_pools(self.pools):
             pending.update(id(job) for job in list(getattr(pool, "_cache", {}).values()))
             workers.extend(p.pid for p in list(getattr(pool, "_pool", [])) if getattr(p, "pid", None))
         cpu = _cpu_seconds(workers)
