@@ -9,6 +9,7 @@ class Targets:
     timeout = 60
 
     def setup_cache(self):
+        grid.start_tensorflow_quietly()
         from feedbench.run import shm_targets
 
         # The quick grid is a smoke run: one round of each setting instead of the median of three.

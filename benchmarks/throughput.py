@@ -18,6 +18,7 @@ class EpochTime:
         reason = grid.skip_reason(impl, "copy", workers, multiprocessing)
         if reason:
             raise NotImplementedError(reason)
+        grid.start_tensorflow_quietly()
         from feedbench.generators import build
 
         self.built = build(grid.spec(impl, "copy", workers, multiprocessing))

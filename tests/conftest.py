@@ -1,10 +1,16 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # Before TensorFlow or Keras is imported anywhere.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("FEEDBENCH_CACHE", tempfile.mkdtemp(prefix="feedbench-cache-"))
+if "FEEDBENCH_CACHE" not in os.environ:
+    # One cache for the whole test run (its processes share it); gone when the run ends.
+    _cache = tempfile.mkdtemp(prefix="feedbench-cache-")
+    os.environ["FEEDBENCH_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import pytest  # noqa: E402
 

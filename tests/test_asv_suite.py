@@ -87,13 +87,18 @@ def asv_repo(tmp_path_factory):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     asv = [sys.executable, "-m", "asv", "--config", str(config)]
     _run([*asv, "machine", "--yes"], repo, env)
-    for rev in ("main~1", "main"):
-        _run([*asv, "run", "--bench", r"EpochTime\.time_epoch", f"{rev}^!"], repo, env, timeout=1200)
-    return repo, asv, env
+    runs = {}
+    for rev, logs in (("main~1", "1"), ("main", "0")):
+        # The first commit's run lets TensorFlow's start-up lines through (FEEDBENCH_TF_LOGS=1): the
+        # control showing that asv's output would carry them if the benchmarks did not hold them back.
+        bench = [*asv, "run", "--show-stderr", "--bench", r"EpochTime\.time_epoch", f"{rev}^!"]
+        proc = _run(bench, repo, dict(env, FEEDBENCH_TF_LOGS=logs), timeout=1200)
+        runs[rev] = proc.stdout + proc.stderr
+    return repo, asv, env, runs
 
 
 def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
-    repo, asv, env = asv_repo
+    repo, asv, env, _ = asv_repo
     out = _run([*asv, "compare", "--factor", "2", "--split", "main~1", "main"], repo, env).stdout
     # Rows whose Change column is "+" got slower, e.g.
     # | +  | 90.2±4ms | 1.10±0.01s | 12.21 | throughput.EpochTime.time_epoch('keyed', 1, False) |
@@ -105,9 +110,18 @@ def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
     assert "'generator'" in out and not any("generator" in name for name in worse)
 
 
+def test_benchmark_processes_print_no_tensorflow_start_up_lines(asv_repo):
+    from feedbench.core.quiet import is_start_up_line
+
+    *_, runs = asv_repo
+    start_up = {rev: [line for line in out.splitlines() if is_start_up_line(line.strip())] for rev, out in runs.items()}
+    assert start_up["main~1"], "control: with FEEDBENCH_TF_LOGS=1 the lines should show\n" + runs["main~1"][-2000:]
+    assert not start_up["main"], "\n".join(start_up["main"][:5])
+
+
 @pytest.mark.browser
 def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path, chromium):
-    repo, asv, env = asv_repo
+    repo, asv, env, _ = asv_repo
     _run([*asv, "publish"], repo, env)
     html = repo / ".asv" / "html"
     assert (html / "index.html").exists()
