@@ -16,12 +16,16 @@ from feedbench.generators.registry import BUILTINS, registry
 QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
 CORES = os.cpu_count() or 1
 
-# Built-ins, then plug-ins (entry points, $FEEDBENCH_PLUGINS); FEEDBENCH_IMPLEMENTATIONS
-# (comma-separated names) narrows the grid to those.
-IMPLEMENTATIONS = list(registry())
+# The quick grid's built-ins, one of each kind a first run should show: the reference PyDataset, a
+# PyDataset with a known flaw (a red cell proves the checks run), tf.data, and shm.
+QUICK_BUILTINS = ("keyed", "numpy_global", "tfdata", "shm")
+
+# Built-ins, then plug-ins (entry points, $FEEDBENCH_PLUGINS); the quick grid keeps QUICK_BUILTINS
+# and every plug-in. FEEDBENCH_IMPLEMENTATIONS (comma-separated names) narrows the grid to those.
+IMPLEMENTATIONS = [name for name in registry() if not QUICK or name in QUICK_BUILTINS or name not in BUILTINS]
 if os.environ.get("FEEDBENCH_IMPLEMENTATIONS"):
     IMPLEMENTATIONS = [name.strip() for name in os.environ["FEEDBENCH_IMPLEMENTATIONS"].split(",") if name.strip()]
-WORKLOADS = ["copy", "python"] if QUICK else ["copy", "numpy", "python", "io"]
+WORKLOADS = ["copy"] if QUICK else ["copy", "numpy", "python", "io"]
 WORKERS = [1, 2] if QUICK else [1, 2, 4, 8]
 MULTIPROCESSING = [False, True]
 SIZES = ["small"] if QUICK else ["small", "large"]
