@@ -23,8 +23,14 @@ def _spec(factory, workers):
     return Spec(factory, n_samples=64 * BATCH, batch_size=BATCH, workers=workers)
 
 
+# Each figure is the median of the epochs after the first. Beside a CPU burner, with 2 such epochs
+# the no-cost loader measured 0.72-1.32 of its ceiling in 8 runs (and once 0.58, failing a proof
+# loop round); with 5 it measured 0.976-0.996.
+EPOCHS = 6
+
+
 def _of_ceiling(factory, workers):
-    return measure_step_bound(_spec(factory, workers), epochs=3, timeout_s=300, step_s=STEP_S)
+    return measure_step_bound(_spec(factory, workers), epochs=EPOCHS, timeout_s=300, step_s=STEP_S)
 
 
 def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
@@ -33,7 +39,7 @@ def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
     # and on an idle machine about that (0.5-0.6 of the ceiling). Beside a CPU burner the loader's
     # Python competes with the training step for a core, so the model gets less, down to about
     # 0.7 of it: the lower bound is half.
-    alone = measure_throughput(_spec("planted:sleeps_per_batch", workers=1), epochs=3).samples_per_s
+    alone = measure_throughput(_spec("planted:sleeps_per_batch", workers=1), epochs=EPOCHS).samples_per_s
     predicted = min(alone, one.ceiling_samples_per_s) / one.ceiling_samples_per_s
     assert one.of_ceiling < 0.85
     assert predicted / 2 < one.of_ceiling < predicted + 0.1
