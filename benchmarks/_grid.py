@@ -45,15 +45,6 @@ IO_LATENCY_S = 0.002
 PYTHON_ITERS = 2000
 
 
-def start_tensorflow_quietly():
-    """For a benchmark that builds or runs a generator in asv's own process: TensorFlow imported
-    with its start-up lines held back (asv shows every benchmark's standard error). The measuring
-    children of a sweep do this themselves."""
-    from feedbench.core.quiet import start_tensorflow_quietly as start
-
-    start()
-
-
 def skip_reason(impl, workload="copy", workers=1, multiprocessing=False, size="small"):
     """Why a setting is not run here, or None when it is."""
     if workers > 2 * CORES:

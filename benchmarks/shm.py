@@ -1,5 +1,7 @@
 """shm's targets, tracked per commit: ratios measured in one run (feedbench.run.shm_targets)."""
 
+from feedbench.core.quiet import start_tensorflow_quietly
+
 from . import _grid as grid
 
 QUICK_SKIP = "the quick grid leaves shm's targets out; the full grid or `feedbench shm-targets` measures them"
@@ -14,7 +16,7 @@ class Targets:
         if grid.QUICK:
             # A smoke run leaves them out: they were half of the quick run's time (128 s of 408 s).
             return {"skipped": QUICK_SKIP}
-        grid.start_tensorflow_quietly()
+        start_tensorflow_quietly()  # asv shows its stderr: TensorFlow's start-up lines held back
         from feedbench.run import shm_targets
 
         return shm_targets.measure()

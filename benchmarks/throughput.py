@@ -1,5 +1,7 @@
 """Throughput: one epoch timed by asv, and samples/s and time to first batch tracked."""
 
+from feedbench.core.quiet import start_tensorflow_quietly
+
 from . import _grid as grid
 
 
@@ -18,7 +20,8 @@ class EpochTime:
         reason = grid.skip_reason(impl, "copy", workers, multiprocessing)
         if reason:
             raise NotImplementedError(reason)
-        grid.start_tensorflow_quietly()
+        # asv shows every benchmark's stderr: TensorFlow's start-up lines held back, as in feedbench's processes
+        start_tensorflow_quietly()
         from feedbench.generators import build
 
         self.built = build(grid.spec(impl, "copy", workers, multiprocessing))

@@ -220,7 +220,6 @@ class StallWatch:
 
     def stalled(self) -> str | None:
         """A line naming the stalled workers, or None."""
-
         now = self._clock()
         if now - self._sampled < _STALL_SAMPLE_S:
             return None
