@@ -46,7 +46,8 @@ def _shm_entries() -> set[str]:
 
 
 def _child_folders() -> set[str]:
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("feedbench-child-")}
+    """What a run of ours could leave in the temporary folder (files or folders named feedbench-*)."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("feedbench-")}
 
 
 def _cli(*args, env=None) -> subprocess.Popen:
@@ -163,7 +164,9 @@ def test_a_signal_to_profile_takes_its_measuring_child_along(signum, cpu_load):
 
 
 def test_a_measuring_child_dies_with_its_parent(cpu_load):
-    """SIGKILL to profile gives it no chance to clean up: the child's parent-death signal does."""
+    """SIGKILL to profile gives it no chance to clean up: the child's parent-death signal ends the
+    child, and nothing of the exchange between them was left on disk."""
+    folders_before = _child_folders()
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1")
     try:
         child = _wait_for(
@@ -178,6 +181,7 @@ def test_a_measuring_child_dies_with_its_parent(cpu_load):
     finally:
         proc.kill()
     _assert_gone(tree, timeout_s=10)
+    assert _child_folders() - folders_before == set()
 
 
 # --------------------------------------------------------------------------- workers that die

@@ -5,7 +5,9 @@ group. The child (``serve(handler)`` in that module's ``__main__``) reads the re
 one JSON line per result as each is ready; the parent hands each to ``on_result``. The time limit
 counts from the last result (or the start), so a child measuring many settings has the limit per
 setting. On every exit path (the end, a failure, the limit, an exception or interrupt in the
-parent) the child's whole process group is killed and its temporary folder removed.
+parent) the child's whole process group is killed. The request, the results and the child's
+stderr are unlinked temporary files it inherits as open descriptors: nothing is left on disk,
+even when this process is killed outright.
 
 A child that fails says why in one line: the error it wrote, or how it ended (its exit status or
 the signal that killed it) with its last words on stderr. The child also dies with its parent:
@@ -60,27 +62,30 @@ def run_child(
 ) -> list:
     """Run ``module`` on ``request`` in a fresh process group; return the results it wrote."""
     results: list = []
-    with tempfile.TemporaryDirectory(prefix="feedbench-child-") as tmp:
-        out = os.path.join(tmp, "results.jsonl")
-        request_path = os.path.join(tmp, "request.json")
-        with open(request_path, "w") as handle:
-            json.dump({**request, "_out": out}, handle)
-        stderr_path = os.path.join(tmp, "stderr")
-        with open(stderr_path, "w") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module, request_path],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=child_env(env or {}),
-                start_new_session=True,  # its own process group, killed whole
-            )
+    # The request, the results and the child's stderr live in unlinked temporary files handed to the
+    # child as open descriptors: nothing is left on disk however this process ends (SIGKILL included).
+    with (
+        tempfile.TemporaryFile("w+") as request_file,
+        tempfile.TemporaryFile("w+b") as out_file,
+        tempfile.TemporaryFile("w+b") as stderr,
+    ):
+        json.dump({**request, "_out": _fd_path(out_file)}, request_file)
+        request_file.flush()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, _fd_path(request_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=child_env(env or {}),
+            pass_fds=(request_file.fileno(), out_file.fileno()),
+            start_new_session=True,  # its own process group, killed whole
+        )
         read = 0
         last_progress = time.monotonic()
         said_all_at = None
         try:
             while True:
                 finished = proc.poll() is not None
-                read, new = _read_new(out, read)
+                read, new = _read_new(out_file, read)
                 for item in new:
                     if isinstance(item, dict) and _ERROR_KEY in item:
                         raise ChildFailed(f"{what} failed: {item[_ERROR_KEY]}", results)
@@ -93,7 +98,7 @@ def run_child(
                         on_result(item)
                 if finished:
                     if proc.returncode != 0 and said_all_at is None:  # after it said all, only its exit failed
-                        said = _last_line(stderr_path)
+                        said = _last_line(stderr)
                         raise ChildFailed(
                             f"{what} {procs.how_it_ended(proc.returncode)}" + (f": {said}" if said else ""), results
                         )
@@ -110,7 +115,12 @@ def run_child(
         finally:
             _kill_group(proc.pid)
             proc.wait()
-            _pass_on_warnings(stderr_path)
+            _pass_on_warnings(stderr)
+
+
+def _fd_path(handle) -> str:
+    """A path the child opens an inherited descriptor by (its own file position, same file)."""
+    return f"/dev/fd/{handle.fileno()}"
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -124,30 +134,30 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _read_new(path: str, offset: int):
-    if not os.path.exists(path):
-        return offset, []
-    with open(path) as handle:
-        handle.seek(offset)
-        text = handle.read()
-    complete = text[: text.rfind("\n") + 1]  # a line still being written waits for the next poll
+def _read_new(handle, offset: int):
+    handle.seek(offset)  # the child writes through its own descriptor: read what it added
+    data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next poll
     return offset + len(complete), [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
-def _pass_on_warnings(path: str) -> None:
+def _pass_on_warnings(stderr) -> None:
     """The child's own one-line warnings (e.g. processes the code under test left running) reach
     the user; the rest of its standard error stays behind (it is for failures)."""
-    with open(path, errors="replace") as handle:
-        for line in handle:
-            if line.startswith("feedbench: warning:"):
-                sys.stderr.write(line)
+    for line in _lines(stderr):
+        if line.startswith("feedbench: warning:"):
+            sys.stderr.write(line + "\n")
 
 
-def _last_line(path: str) -> str | None:
+def _last_line(stderr) -> str | None:
     """The child's last words, skipping absl's start-up lines (a fatal line is last words)."""
-    with open(path) as handle:
-        lines = [line.strip() for line in handle if line.strip() and not is_start_up_line(line)]
+    lines = [line.strip() for line in _lines(stderr) if line.strip() and not is_start_up_line(line)]
     return lines[-1] if lines else None
+
+
+def _lines(handle) -> list[str]:
+    handle.seek(0)
+    return handle.read().decode(errors="replace").splitlines()
 
 
 def _kill_group(pgid: int) -> None:
