@@ -33,6 +33,13 @@ SIZES = ["small"] if QUICK else ["small", "large"]
 SAMPLES = {"small": 512 if QUICK else 1024, "large": 256}
 BATCH_SIZE = {"small": 64, "large": 32}
 EPOCHS = 2 if QUICK else 3
+# Throughput is measured this many times, round after round over the whole grid, and each figure is
+# the median: one measurement per commit moved by 15 % (median) between two runs of one commit.
+THROUGHPUT_REPEATS = 1 if QUICK else 3
+# Throughput is also tracked as a ratio to this loader's serial setting (1 worker, threads) with the
+# same workload and source, measured in the same run: a machine that is faster or busier today moves
+# both alike, so the ratio keeps only what the implementation changed.
+REFERENCE = "keyed"
 # A run that deadlocks (TensorFlow ops in a forked worker can) fails at this limit.
 RUN_TIMEOUT_S = 20.0 if QUICK else 60.0
 SWEEP_TIMEOUT_S = 3600  # a whole grid's measurement, in setup_cache
@@ -86,16 +93,31 @@ def applicable(params):
     return [p for p in itertools.product(*params) if skip_reason(*p) is None]
 
 
-def measured(params, measures, shuffle=False):
-    """Run the measurements for every applicable setting of a grid (for setup_cache).
+def measured(params, measures, shuffle=False, repeats=1, extra=()):
+    """Run the measurements for every applicable setting of a grid, and the ``extra`` parameter
+    tuples (a reference the grid compares with), for setup_cache.
 
     Returns {parameter tuple: SettingResult}; a setting that failed carries its reason.
     """
     from feedbench.run.sweep import sweep
 
     settings = applicable(params)
-    records = sweep([spec(*p, shuffle=shuffle) for p in settings], measures, EPOCHS, RUN_TIMEOUT_S, env=MEASURING_ENV)
+    settings += [p for p in dict.fromkeys(extra) if p not in settings and skip_reason(*p) is None]
+    records = sweep(
+        [spec(*p, shuffle=shuffle) for p in settings],
+        measures,
+        EPOCHS,
+        RUN_TIMEOUT_S,
+        env=MEASURING_ENV,
+        repeats=repeats,
+    )
     return dict(zip(settings, records))
+
+
+def reference_params(params):
+    """The reference setting a grid setting's throughput is compared with (AXES order)."""
+    _, workload, _, _, size = params
+    return (REFERENCE, workload, 1, False, size)
 
 
 def check_measured(cache, params, skip=skip_reason):
@@ -106,6 +128,19 @@ def check_measured(cache, params, skip=skip_reason):
     result = cache[tuple(params)]
     if result.skipped:
         raise NotImplementedError(result.skipped)
+
+
+def ratio(cache, params, other, group, key, other_key=None):
+    """``key`` of setting ``params`` over ``other_key`` (``key`` when None) of setting ``other``.
+
+    The other setting failing fails the ratio, with which setting and why (a RuntimeError, so asv
+    shows it failed); one not measured here makes it n/a.
+    """
+    if other not in cache:
+        raise NotImplementedError(f"the setting compared with, {other}, is not measured here")
+    if cache[other].error:
+        raise RuntimeError(f"the setting compared with, {other}, failed: {cache[other].error}")
+    return figure(cache, params, group, key) / figure(cache, other, group, other_key or key)
 
 
 def figure(cache, params, group, key):
@@ -194,16 +229,17 @@ class Measured:
     group = ""
     fixed: dict = {}
     shuffle = False
+    repeats = 1  # rounds over the grid; each figure the median (feedbench.run.sweep)
     timeout = 60
 
     def _grid_params(self, params):
         given = dict(zip(self.param_names, params))
         return tuple(given.get(axis, self.fixed.get(axis)) for axis in AXES)
 
-    def measure(self):
+    def measure(self, extra=()):
         axes = dict(zip(self.param_names, self.params))
         grid_axes = [axes.get(axis, [self.fixed.get(axis)]) for axis in AXES]
-        return measured(grid_axes, (self.group,), self.shuffle)
+        return measured(grid_axes, (self.group,), self.shuffle, self.repeats, extra)
 
     def setup(self, cache, *params):
         check_measured(cache, self._grid_params(params))

@@ -6,6 +6,7 @@ opened in a real browser: the DOM must hold both machines side by side, the name
 plots, and a screenshot must show red exactly where a problem was planted.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -96,7 +97,7 @@ def _figures(planted_problem: bool, speed: float):
             [IMPLS, WORKERS, MP, ["small"]],
             [2.0**20 * (100 + i) for i in range(n)],
         ),
-        "training.Training.track_starvation": ([IMPLS, [1], [False], ["cpu"]], [0.1, 0.4]),
+        "training.Training.track_fit_over_ceiling": ([IMPLS, [1], [False], ["cpu"]], [0.9, 0.6]),
     }
 
 
@@ -122,6 +123,16 @@ def test_the_report_reads_asv_results_and_judges_each_cell(results):
     moved = site.changes(*groups[("cpu-box", "tensorflow")])
     tput = [m for m in moved if m[0] == "throughput.Throughput.track_samples_per_s"]
     assert len(tput) == 8 and all(worse for *_, worse in tput)  # 30 % fewer samples/s: worse
+
+
+def test_starvation_is_read_off_the_tracked_ratio_and_off_older_results(results):
+    newest = site.load(str(results))[("cpu-box", "tensorflow")][-1]
+    page = site._starvation_html(newest)
+    assert "<td>0.10</td>" in page and "<td>0.40</td>" in page  # 1 - 0.9, 1 - 0.6
+    older = dataclasses.replace(
+        newest, figures={"training.Training.track_starvation": {("keyed", 1, False, "cpu"): 0.25}}
+    )
+    assert "<td>0.25</td>" in site._starvation_html(older)
 
 
 def test_the_page_shows_both_machines_and_a_planted_red_cell_is_red(results, tmp_path, chromium):
@@ -176,5 +187,8 @@ def test_the_direction_of_a_change_is_the_figures_own():
     assert site.higher_is_better("throughput.Throughput.track_samples_per_s")
     assert site.higher_is_better("shm.Targets.track_copy_vs_best_threads")
     assert not site.higher_is_better("training.Training.track_starvation_vs_arrays")
+    assert site.higher_is_better("training.Training.track_fit_over_ceiling")
+    assert site.higher_is_better("throughput.Throughput.track_samples_per_s_vs_reference")
+    assert not site.higher_is_better("shm.Targets.track_workers_uss_over_budget")
     assert not site.higher_is_better("training.Training.track_val_accuracy_spread")
     assert not site.higher_is_better("memory.TreeMemory.track_peak_tree_uss")

@@ -4,6 +4,8 @@ import pytest  # noqa: E402
 
 from feedbench.core import procs
 from feedbench.generators import Spec
+from feedbench.measure.setting import SettingResult, median_of
+from feedbench.measure.throughput import ThroughputFigures
 from feedbench.run.sweep import sweep
 
 pytestmark = [pytest.mark.slow]
@@ -53,3 +55,49 @@ def test_memory_does_not_depend_on_the_order_of_settings():
         # same setting's tree USS differed by up to 7.3 % between the two orders (279 vs 301 MB).
         # Measured in one shared process, a setting measured after others carried their memory too.
         assert abs(a - b) <= 0.12 * max(a, b), (one.workers, one.use_multiprocessing, a, b)
+
+
+def test_repeats_measure_the_whole_list_round_after_round_and_report_medians(monkeypatch):
+    """No process is started: the child is replaced by one that answers from a table."""
+    from feedbench.run import sweep as sweep_module
+
+    speeds = {"a": iter([100.0, 300.0, 200.0]), "b": iter([10.0, 30.0, 20.0])}
+    order = []
+
+    def answer(module, request, limit, env, on_result, **_):
+        for index, spec in zip(request["indices"], request["specs"]):
+            order.append(spec["impl"])
+            result = SettingResult(1, False, throughput=ThroughputFigures(samples_per_s=next(speeds[spec["impl"]])))
+            on_result({"index": index, "result": result.to_json()})
+        return []
+
+    monkeypatch.setattr(sweep_module, "run_child", answer)
+    told = []
+    found = sweep_module.sweep(
+        [Spec("a"), Spec("b")], ("throughput",), repeats=3, progress=lambda i, r: told.append((i, r))
+    )
+    assert order == ["a", "b"] * 3  # rounds over the whole list, not one setting three times in a row
+    assert [r.throughput.samples_per_s for r in found] == [200.0, 20.0]
+    assert sorted((i, r.throughput.samples_per_s) for i, r in told) == [(0, 200.0), (1, 20.0)]
+    with pytest.raises(ValueError, match="repeats=0 given"):
+        sweep_module.sweep([Spec("a")], ("throughput",), repeats=0)
+
+
+def test_the_median_of_repeats_fails_a_setting_that_failed_once_and_keeps_every_problem():
+    def measured(speed, problems=(), error=None):
+        figures = None if error else ThroughputFigures(samples_per_s=speed, first_batch_s=speed / 1000)
+        return SettingResult(2, True, error=error, throughput=figures, problems=list(problems))
+
+    one = median_of([measured(90.0), measured(120.0, ["missing"]), measured(100.0, ["duplicated", "missing"])])
+    assert one.throughput.samples_per_s == 100.0 and one.throughput.first_batch_s == 0.1
+    assert one.problems == ["missing", "duplicated"] and one.workers == 2
+    failed = median_of([measured(90.0), measured(None, error="no progress for 5 s"), measured(100.0)])
+    assert failed.error == "repeat 2 of 3: no progress for 5 s"
+    assert median_of([measured(90.0)]).throughput.samples_per_s == 90.0
+
+
+def test_a_repeated_sweep_measures_every_round_for_real():
+    specs = [Spec("keyed", n_samples=64, batch_size=16), Spec("keyed", n_samples=64, batch_size=16, workers=2)]
+    found = sweep(specs, ("throughput",), epochs=2, timeout_s=60, repeats=2)
+    assert [r.workers for r in found] == [1, 2]
+    assert all(r.error is None and r.throughput.samples_per_s > 0 for r in found)

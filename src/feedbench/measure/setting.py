@@ -8,6 +8,7 @@ findings, the shm targets and the asv grid all go through ``measure_setting``.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +149,40 @@ def figure_of(result: SettingResult, measure: str, name: str):
         raise AttributeError(f"{measure} has no figure {name!r}; expected one of {sorted(known)}")
     group = getattr(result, measure)
     return None if group is None else getattr(group, name)
+
+
+def median_of(repeats: list[SettingResult]) -> SettingResult:
+    """One setting measured several times, as one result: each numeric figure the median over the
+    repeats that have it; the problems any repeat found. A repeat that failed fails the setting
+    (with which repeat and why): a setting that fails now and then is not a figure to track.
+    """
+    if not repeats:
+        raise ValueError("median_of: no repeats given; expected at least one result")
+    for number, result in enumerate(repeats, 1):
+        if result.error:
+            return dataclasses.replace(result, error=f"repeat {number} of {len(repeats)}: {result.error}")
+    if any(result.skipped for result in repeats):
+        return next(result for result in repeats if result.skipped)
+    first = repeats[0]
+    groups = {
+        name: _median_record([getattr(r, name) for r in repeats])
+        for name in MEASURES
+        if getattr(first, name) is not None
+    }
+    problems = list(dict.fromkeys(p for r in repeats for p in r.problems))
+    null_reasons = {k: v for r in repeats for k, v in r.null_reasons.items()}
+    return dataclasses.replace(first, problems=problems, null_reasons=null_reasons, **groups)
+
+
+def _median_record(records: list):
+    present = [r for r in records if r is not None]
+    values = {}
+    for item in dataclasses.fields(present[0]):
+        numbers = [getattr(r, item.name) for r in present]
+        numbers = [n for n in numbers if isinstance(n, int | float) and not isinstance(n, bool)]
+        if numbers:  # a figure that is not a number (a list, a flag) is the first repeat's
+            values[item.name] = statistics.median(numbers)
+    return dataclasses.replace(present[0], **values)
 
 
 def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None = None) -> SettingResult:

@@ -128,9 +128,9 @@ def render(results: dict) -> str:
         *_accuracy_table(r, TRAIN_IMPLS),
         "",
         "Benchmarks: "
-        + _bench("training.Training.track_accuracy_vs_baseline", device="cpu")
+        + _bench("training.Training.track_accuracy_over_baseline", device="cpu")
         + ", "
-        + _bench("training.Training.track_starvation", device="cpu")
+        + _bench("training.Training.track_fit_over_ceiling", device="cpu")
         + ".",
         "",
         "## The popular answers",
@@ -178,7 +178,7 @@ def _claim_unseeded(r) -> list[str]:
         "augmentation without a seed makes a Sequence lose accuracy.",
         text.get(verdict, verdict),
         measured,
-        _bench("training.Training.track_accuracy_vs_baseline", implementation="seed_unseeded"),
+        _bench("training.Training.track_accuracy_over_baseline", implementation="seed_unseeded"),
     )
 
 

@@ -8,7 +8,7 @@ commit, side by side when results of several machines are there:
 - throughput against workers, per workload and source size (matplotlib, one line per
   implementation and use_multiprocessing, workers as categories);
 - memory against workers (peak USS of the process tree);
-- starvation (training: 1 - fit samples/s / the one-prepared-batch ceiling);
+- starvation (training: 1 - fit samples/s / the one-prepared-batch ceiling, from the tracked ratio);
 - what moved by more than 10 % between the machine's last two commits, in the direction that is
   worse for the figure.
 
@@ -44,7 +44,7 @@ CHECKS = {
 # Figures where higher is better; everything else is better lower (asv's convention). Lower-is-better
 # markers are checked first: a spread or a starvation is never "better" for rising.
 LOWER_IS_BETTER = ("starvation", "spread", "first_batch", "uss", "pss", "rss", "growth", "failures", "over_budget")
-HIGHER_IS_BETTER = ("samples_per_s", "accuracy", "_vs_", "diversity")
+HIGHER_IS_BETTER = ("samples_per_s", "accuracy", "_vs_", "_over_", "diversity")
 
 
 def higher_is_better(figure: str) -> bool:
@@ -269,7 +269,10 @@ def _memory_plots(run: Run) -> list[tuple[str, str]]:
 
 
 def _starvation_html(run: Run) -> str:
-    values = run.figures.get("training.Training.track_starvation", {})
+    # 1 - fit over the ceiling; results stored before that ratio was tracked carry starvation itself
+    over_ceiling = run.figures.get("training.Training.track_fit_over_ceiling", {})
+    values = {p: 1.0 - v for p, v in over_ceiling.items() if _known(v)}
+    values = values or run.figures.get("training.Training.track_starvation", {})
     rows = [
         f"<tr><td>{html.escape(str(p[0]))}</td><td>{p[1]} {'proc' if p[2] else 'thr'}</td>"
         f"<td>{html.escape(str(p[3]))}</td><td>{v:.2f}</td></tr>"

@@ -6,6 +6,10 @@ hands back a typed ``SettingResult`` per finished setting. A setting that runs p
 or a child that dies (a data path stuck in native code ends its process), fails that one
 setting with a one-line reason; the child's whole process group is killed and a fresh child
 takes the rest, so a stuck setting never shares a process with the next one.
+
+``repeats`` measures the whole list that many times, round after round (so a slow spell on the
+machine touches one round of every setting, not every round of a few), and gives each setting's
+median: the figures a regression tracker can compare from run to run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from feedbench.measure.setting import (
     SettingResult,
     check_measures,
     measure_setting,
+    median_of,
     runs_per_setting,
 )
 
@@ -43,15 +48,29 @@ def sweep(
     env: dict[str, str] | None = None,
     fresh_each: bool | None = None,
     model: str | None = None,
+    repeats: int = 1,
 ) -> list[SettingResult]:
     """One result per spec, in order; ``progress(index, result)`` as each finishes.
 
     ``seeds``: how many seeds the training measure repeats over. ``env``: set in the measuring
     process before anything loads (``CUDA_VISIBLE_DEVICES``). ``fresh_each``: every setting in a
     process of its own (by default when memory is measured). ``model``: the training measure's
-    model as ``module:callable`` (the built-in one when None).
+    model as ``module:callable`` (the built-in one when None). ``repeats``: rounds over the whole
+    list; each result is ``median_of`` its rounds (``progress`` is told once the last is in).
     """
     check_measures(measures)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} given; expected a whole number of at least 1")
+    if repeats > 1:
+        rounds: list[list[SettingResult]] = [[] for _ in specs]
+
+        def one_round_finished(index: int, result: SettingResult) -> None:
+            rounds[index % len(specs)].append(result)
+            if progress and len(rounds[index % len(specs)]) == repeats:
+                progress(index % len(specs), median_of(rounds[index % len(specs)]))
+
+        sweep(specs * repeats, measures, epochs, timeout_s, plugins, one_round_finished, seeds, env, fresh_each, model)
+        return [median_of(found) for found in rounds]
     results: list[SettingResult | None] = [None] * len(specs)
     limit = setting_limit(measures, timeout_s, seeds)
     request = {

@@ -1,0 +1,63 @@
+"""The asv benchmarks' derived figures: ratios of settings measured in the same run."""
+
+import os
+import sys
+
+import pytest
+
+from feedbench.fit.training import TrainingSummary
+from feedbench.measure.setting import SettingResult
+from feedbench.measure.throughput import ThroughputFigures
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import _grid as grid  # noqa: E402
+from benchmarks.throughput import Throughput  # noqa: E402
+from benchmarks.training import Training  # noqa: E402
+
+
+def _speed(samples_per_s, workers=1, error=None):
+    figures = None if error else ThroughputFigures(samples_per_s=samples_per_s)
+    return SettingResult(workers, False, error=error, throughput=figures)
+
+
+def test_throughput_is_also_tracked_against_the_reference_of_its_workload_and_source():
+    bench = Throughput()
+    setting = ("shm", "python", 2, True, "small")
+    reference = (grid.REFERENCE, "python", 1, False, "small")
+    assert grid.reference_params(setting) == reference
+    cache = {setting: _speed(300.0, 2), reference: _speed(120.0), ("shm", "copy", 2, True, "small"): _speed(9.0, 2)}
+    assert bench.track_samples_per_s_vs_reference(cache, *setting) == pytest.approx(2.5)
+    assert bench.track_samples_per_s_vs_reference(cache, *reference) == 1.0
+
+    cache[reference] = _speed(None, error="no progress for 5 s")
+    with pytest.raises(RuntimeError, match=r"compared with, \('keyed', 'python'.*failed: no progress for 5 s"):
+        bench.track_samples_per_s_vs_reference(cache, *setting)
+    with pytest.raises(NotImplementedError, match="not measured here"):
+        bench.track_samples_per_s_vs_reference(cache, "shm", "copy", 2, True, "small")
+
+
+def test_training_is_tracked_as_ratios_of_figures_from_the_same_run():
+    summary = TrainingSummary(
+        device="cpu",
+        seeds=3,
+        val_accuracy=0.72,
+        val_accuracy_spread=0.01,
+        baseline_val_accuracy=0.80,
+        baseline_val_accuracy_spread=0.01,
+        accuracy_vs_baseline=-0.08,
+        accuracy_vs_baseline_spread=0.01,
+        accuracy_noise=0.02,
+        accuracy_verdict="lower than baseline",
+        fit_samples_per_s=600.0,
+        baseline_samples_per_s=1200.0,
+        starvation=0.25,
+        ceiling_samples_per_s=800.0,
+        starvation_vs_arrays=0.5,
+    )
+    params = ("keyed", 2, True, "cpu")
+    cache = {params: SettingResult(2, True, training=summary)}
+    bench = Training()
+    assert bench.track_accuracy_over_baseline(cache, *params) == pytest.approx(0.9)
+    assert bench.track_fit_over_ceiling(cache, *params) == pytest.approx(0.75)  # starvation 0.25
+    assert bench.track_fit_over_arrays(cache, *params) == pytest.approx(0.5)
