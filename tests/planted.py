@@ -187,6 +187,18 @@ class SleepsPerBatch(Plain):
         return self.batch(idx)
 
 
+class ScaledByWorkers(Plain):
+    """Reproducible, but each worker setting delivers other bytes: differs from the serial reference."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.scale = spec.workers
+
+    def __getitem__(self, idx):
+        x, y = self.batch(idx)
+        return x * self.scale, y
+
+
 def _factory(cls):
     return lambda spec, source: cls(spec, source)
 
@@ -201,6 +213,7 @@ writes_into_view = _factory(WritesIntoView)
 big_worker_buffer = _factory(BigWorkerBuffer)
 leaky_workers = _factory(LeakyWorkers)
 sleeps_per_batch = _factory(SleepsPerBatch)
+scaled_by_workers = _factory(ScaledByWorkers)
 
 
 class EndsItsProcess(Plain):

@@ -56,5 +56,21 @@ def test_asv_result_keys_are_unchanged():
         assert current[name] == params, f"{name}: parameters changed; record it in CHANGELOG.md"
 
 
+def test_the_benchmark_modules_import_no_tensorflow_or_keras():
+    """asv forks every benchmark from a server that imported these modules (launch_method
+    forkserver): TensorFlow's runtime threads or a CUDA context must not be in it."""
+    check = (
+        "import sys; sys.path.insert(0, '.'); import benchmarks, pkgutil, importlib\n"
+        "for info in pkgutil.iter_modules(benchmarks.__path__): importlib.import_module('benchmarks.' + info.name)\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "", f"importing the benchmark modules imported {proc.stdout.strip()}"
+    with open(os.path.join(ROOT, "asv.conf.json")) as handle:
+        assert '"launch_method": "forkserver"' in handle.read()
+
+
 if __name__ == "__main__":
     print(json.dumps(result_keys(), indent=1, sort_keys=True))

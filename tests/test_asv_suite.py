@@ -56,7 +56,7 @@ def _config(repo: Path) -> Path:
         "env_dir": ".asv/env",
         "results_dir": ".asv/results",
         "html_dir": ".asv/html",
-        "launch_method": "spawn",
+        "launch_method": "forkserver",
         "show_commit_url": "https://example.invalid/commit/",
     }
     path = repo / "asv.test.conf.json"

@@ -37,6 +37,24 @@ def test_the_unflawed_plain_generator_passes_everything():
     assert result.matches_serial is None and "serial reference" in result.reasons["matches_serial"]
 
 
+def test_the_serial_reference_runs_once_per_process_and_still_shows_a_differing_setting(monkeypatch):
+    from feedbench.measure import determinism as module
+
+    roles = []
+    real = module.record_fresh
+    monkeypatch.setattr(module, "record_fresh", lambda *a, **k: roles.append(a[4]) or real(*a, **k))
+    monkeypatch.setattr(module, "_SERIAL_RUNS", {}, raising=False)  # a clean slate
+    serial = determinism("scaled_by_workers")
+    threads = determinism("scaled_by_workers", workers=2)
+    plain_threads = determinism("plain", workers=2)
+    # the serial setting's own fresh run is the reference of the settings after it
+    assert roles == ["main", "repeat", "main", "repeat", "main", "repeat", "serial"]
+    assert serial.matches_serial is None and serial.reproducible
+    assert threads.reproducible and threads.matches_serial is False  # the flaw still shows
+    assert threads.batches_differing_serial == N // BS * 3
+    assert plain_threads.matches_serial is True and plain_threads.problems() == []
+
+
 def test_batch_0_returned_again_in_place_of_batch_3():
     result = determinism("repeats_batch0")
     assert result.missing_per_epoch == [BS] * 3 and result.duplicated_per_epoch == [BS] * 3
