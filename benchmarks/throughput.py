@@ -1,4 +1,6 @@
-"""Throughput: one epoch timed by asv, and samples/s and time to first batch tracked."""
+"""Throughput: one epoch timed by asv, and samples/s tracked (absolute, and against a reference setting)."""
+
+import os
 
 from feedbench.core.quiet import start_tensorflow_quietly
 
@@ -20,6 +22,9 @@ class EpochTime:
         reason = grid.skip_reason(impl, "copy", workers, multiprocessing)
         if reason:
             raise NotImplementedError(reason)
+        # As in the sweeps: Keras workers deadlocked in a fork fail the epoch in seconds, not at its limit
+        # (read when feedbench.fit.supervise is first imported, which is below, in this process)
+        os.environ.update(grid.MEASURING_ENV)
         # asv shows every benchmark's stderr: TensorFlow's start-up lines held back, as in feedbench's processes
         start_tensorflow_quietly()
         from feedbench.generators import build
