@@ -192,3 +192,38 @@ def test_the_direction_of_a_change_is_the_figures_own():
     assert not site.higher_is_better("shm.Targets.track_workers_uss_over_budget")
     assert not site.higher_is_better("training.Training.track_val_accuracy_spread")
     assert not site.higher_is_better("memory.TreeMemory.track_peak_tree_uss")
+
+
+def test_two_runs_are_compared_figure_by_figure_as_asv_compare_does(results):
+    older, newer = site.load(str(results))[("cpu-box", "tensorflow")]
+    found = site.agreement(older, newer, 1.1)
+    moved = {(key, params) for key, params, *_ in found.moved}
+    speed = "throughput.Throughput.track_samples_per_s"
+    assert {k for k, _ in moved} == {speed, "determinism.Stream.track_missing", "determinism.Stream.track_problems"}
+    assert sum(1 for k, _ in moved if k == speed) == 8  # 30 % slower: every setting
+    assert ("determinism.Stream.track_missing", ("numpy_global", 2, True)) in moved  # 0 -> 12
+    # figures that failed in both runs (keyed, 2 threads) or are n/a are not figures
+    assert ("determinism.Stream.track_batches_differing_from_repeat", ("keyed", 2, False)) not in moved
+    assert found.compared["memory.TreeMemory"] == 8 and found.failed_once == []
+    assert site.agreement(older, newer, 1.5).moved == [m for m in found.moved if "track_samples_per_s" not in m[0]]
+    lines = site.agreement_lines(found)
+    assert lines[0].startswith("cpu-box") and f"{found.within} of " in lines[0] and "within 1.1x" in lines[0]
+
+
+def test_agreement_on_the_command_line(results):
+    def report(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "feedbench.cli", "report", str(results), "--agreement", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    proc = report()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cpu-box" in proc.stdout and "gpu-box" not in proc.stdout  # one commit there: nothing to compare
+    proc = report("--factor", "0.9")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "feedbench: factor 0.9 given; expected a number above 1 (1.1: a 10 % change)"
+    )

@@ -198,6 +198,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HTML_DIR",
         help="asv's published site: a link to the report is put at the top of its index page",
     )
+    report.add_argument(
+        "--agreement",
+        action="store_true",
+        help="instead of the page: how well each machine's last two runs agree, figure by figure "
+        "(two runs of one commit: how far the figures repeat)",
+    )
+    report.add_argument(
+        "--factor", type=float, default=1.1, help="with --agreement: a figure moved past this ratio (default: 1.1)"
+    )
     offline = command("offline-html", "make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
     for command in commands.choices.values():
@@ -461,6 +470,8 @@ def cmd_shm_targets(args) -> int:
 def cmd_report(args) -> int:
     from feedbench.report import site
 
+    if args.agreement:
+        return _report_agreement(site, args)
     asv_site = None
     if args.link_from:
         asv_site = os.path.relpath(os.path.join(args.link_from, "index.html"), args.out)
@@ -474,6 +485,21 @@ def cmd_report(args) -> int:
         if not site.link_from_asv_site(args.link_from, href):
             print(f"feedbench: no asv site in {args.link_from!r} to link from (run asv publish first)", file=sys.stderr)
     print(f"feedbench: report written to {path}")
+    return 0
+
+
+def _report_agreement(site, args) -> int:
+    try:
+        groups = site.load(args.results_dir)
+        found = [site.agreement(runs[-2], runs[-1], args.factor) for runs in groups.values() if len(runs) > 1]
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"feedbench: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print(f"feedbench: {args.results_dir!r} holds one run per machine; --agreement needs two", file=sys.stderr)
+        return 2
+    for one in found:
+        print("\n".join(site.agreement_lines(one)))
     return 0
 
 

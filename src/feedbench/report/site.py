@@ -95,8 +95,8 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
         for key in result.get_all_result_keys():
             axes = result.get_result_params(key)
             values = result.get_result_value(key, axes)
-            if not axes:
-                run.figures[key] = {(): values}
+            if not axes:  # asv stores an unparametrized figure as a list of one
+                run.figures[key] = {(): values[0] if isinstance(values, list) and len(values) == 1 else values}
                 continue
             combos = [tuple(_plain(v) for v in combo) for combo in itertools.product(*axes)]
             run.figures[key] = dict(zip(combos, values if isinstance(values, list) else [values]))
@@ -306,6 +306,80 @@ def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[
             higher_better = higher_is_better(key)
             moved.append((key, params, old, new, (change < 0) == higher_better))
     return sorted(moved, key=lambda m: (not m[4], m[0], str(m[1])))
+
+
+@dataclass
+class Agreement:
+    """How well two runs agree: every figure with a value in both, and those beyond the factor."""
+
+    older: Run
+    newer: Run
+    factor: float
+    compared: dict[str, int] = field(default_factory=dict)  # benchmark class -> figures with a value in both
+    moved: list[tuple[str, tuple, float, float]] = field(default_factory=list)
+    failed_once: list[tuple[str, tuple]] = field(default_factory=list)  # a value in one run, failed in the other
+
+    @property
+    def within(self) -> int:
+        return sum(self.compared.values()) - len(self.moved)
+
+
+def agreement(older: Run, newer: Run, factor: float = 1.1) -> Agreement:
+    """Compare two runs figure by figure, as ``asv compare --factor`` does for a figure without
+    statistics: moved when the larger value exceeds the smaller times ``factor`` (0 against
+    anything else moved). n/a in either run is not a figure; failed in both is not either."""
+    if not factor > 1:
+        raise ValueError(f"factor {factor!r} given; expected a number above 1 (1.1: a 10 % change)")
+    found = Agreement(older, newer, factor)
+    for key, values in newer.figures.items():
+        before = older.figures.get(key, {})
+        group = key.rsplit(".", 1)[0]
+        for params, new in values.items():
+            old = before.get(params, float("nan"))
+            if _skipped(old) or _skipped(new):
+                continue
+            if (old is None) != (new is None):
+                found.failed_once.append((key, params))
+                continue
+            if old is None:
+                continue
+            found.compared[group] = found.compared.get(group, 0) + 1
+            low, high = sorted((abs(old), abs(new)))
+            if (high > low * factor) if old * new > 0 else old != new:
+                found.moved.append((key, params, old, new))
+    return found
+
+
+def agreement_lines(found: Agreement, listed: int = 20) -> list[str]:
+    """The agreement in words: the total, per benchmark class, and the figures that moved most."""
+    older, newer = found.older, found.newer
+    total = sum(found.compared.values()) + len(found.failed_once)
+    share = found.within / total if total else 1.0
+    lines = [
+        f"{newer.label}: {older.commit[:8]} -> {newer.commit[:8]}: {found.within} of {total} figures "
+        f"({share:.1%}) within {found.factor:g}x; {len(found.moved)} moved, "
+        f"{len(found.failed_once)} failed in one run only"
+    ]
+    moved_by_group: dict[str, int] = defaultdict(int)
+    for key, *_ in found.moved:
+        moved_by_group[key.rsplit(".", 1)[0]] += 1
+    for group, compared in sorted(found.compared.items()):
+        lines.append(f"  {group}: {compared - moved_by_group[group]} of {compared} within")
+    ranked = sorted(found.moved, key=lambda m: -_ratio(m[2], m[3]))
+    for key, params, old, new in ranked[:listed]:
+        lines.append(f"  moved: {key}{params} {old:.4g} -> {new:.4g}")
+    for key, params in found.failed_once[:listed]:
+        lines.append(f"  failed in one run: {key}{params}")
+    return lines
+
+
+def _ratio(old: float, new: float) -> float:
+    low, high = sorted((abs(old), abs(new)))
+    return high / low if low else math.inf
+
+
+def _skipped(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _changes_html(runs: list[Run]) -> str:
