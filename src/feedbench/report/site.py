@@ -344,8 +344,7 @@ def agreement(older: Run, newer: Run, factor: float = 1.1) -> Agreement:
             if old is None:
                 continue
             found.compared[group] = found.compared.get(group, 0) + 1
-            low, high = sorted((abs(old), abs(new)))
-            if (high > low * factor) if old * new > 0 else old != new:
+            if _ratio(old, new) > factor if old * new > 0 else old != new:
                 found.moved.append((key, params, old, new))
     return found
 

@@ -65,9 +65,10 @@ def sweep(
         rounds: list[list[SettingResult]] = [[] for _ in specs]
 
         def one_round_finished(index: int, result: SettingResult) -> None:
-            rounds[index % len(specs)].append(result)
-            if progress and len(rounds[index % len(specs)]) == repeats:
-                progress(index % len(specs), median_of(rounds[index % len(specs)]))
+            setting = index % len(specs)  # round r measures spec i at index r * len(specs) + i
+            rounds[setting].append(result)
+            if progress and len(rounds[setting]) == repeats:
+                progress(setting, median_of(rounds[setting]))
 
         sweep(specs * repeats, measures, epochs, timeout_s, plugins, one_round_finished, seeds, env, fresh_each, model)
         return [median_of(found) for found in rounds]
