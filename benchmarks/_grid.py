@@ -33,9 +33,9 @@ SIZES = ["small"] if QUICK else ["small", "large"]
 SAMPLES = {"small": 512 if QUICK else 1024, "large": 256}
 BATCH_SIZE = {"small": 64, "large": 32}
 EPOCHS = 2 if QUICK else 3
-# Throughput is measured this many times, round after round over the whole grid, and each figure is
-# the median: one measurement per commit moved by 15 % (median) between two runs of one commit.
-THROUGHPUT_REPEATS = 1 if QUICK else 3
+# Memory peaks are the largest of many samples: over more epochs the largest repeats better (a
+# large source's peak moved by 20 % between runs over 3 epochs, 10 % over 8).
+MEMORY_EPOCHS = 3 if QUICK else 8
 # Throughput is also tracked as a ratio to this loader's serial setting (1 worker, threads) with the
 # same workload and source, measured in the same run: a machine that is faster or busier today moves
 # both alike, so the ratio keeps only what the implementation changed.
@@ -105,7 +105,7 @@ def applicable(params):
     return [p for p in itertools.product(*params) if skip_reason(*p) is None]
 
 
-def measured(params, measures, shuffle=False, repeats=1, extra=()):
+def measured(params, measures, shuffle=False, repeats=1, extra=(), epochs=EPOCHS):
     """Run the measurements for every applicable setting of a grid, and the ``extra`` parameter
     tuples (a reference the grid compares with), for setup_cache.
 
@@ -118,7 +118,7 @@ def measured(params, measures, shuffle=False, repeats=1, extra=()):
     records = sweep(
         [spec(*p, shuffle=shuffle) for p in settings],
         measures,
-        EPOCHS,
+        epochs,
         RUN_TIMEOUT_S,
         env=MEASURING_ENV,
         repeats=repeats,
@@ -242,6 +242,7 @@ class Measured:
     fixed: dict = {}
     shuffle = False
     repeats = 1  # rounds over the grid; each figure the median (feedbench.run.sweep)
+    epochs = EPOCHS
     timeout = 60
 
     def _grid_params(self, params):
@@ -251,7 +252,7 @@ class Measured:
     def measure(self, extra=()):
         axes = dict(zip(self.param_names, self.params))
         grid_axes = [axes.get(axis, [self.fixed.get(axis)]) for axis in AXES]
-        return measured(grid_axes, (self.group,), self.shuffle, self.repeats, extra)
+        return measured(grid_axes, (self.group,), self.shuffle, self.repeats, extra, self.epochs)
 
     def setup(self, cache, *params):
         check_measured(cache, self._grid_params(params))

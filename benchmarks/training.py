@@ -10,7 +10,7 @@ from . import _grid as grid
 
 
 class Training:
-    """Accuracy against the baseline, fit throughput and starvation, per setting and device."""
+    """Accuracy against the baseline, and fit against its ceiling (starvation), per setting and device."""
 
     params = [grid.IMPLEMENTATIONS, grid.TRAINING_WORKERS, grid.MULTIPROCESSING, grid.DEVICES]
     param_names = ["implementation", "workers", "use_multiprocessing", "device"]
@@ -37,6 +37,9 @@ class Training:
     # minus baseline, 1 - fit / ceiling): a difference of 0.01 that becomes 0.02 is a 2x "regression"
     # to asv, a ratio of 0.99 that becomes 0.98 is not. The differences, and the spreads over seeds
     # (three seeds' standard deviation does not repeat to 10 %), are in profile and the report.
+    # Fit's own samples/s, and its ratio to fit(x, y) on arrays, are not tracked: a fit of five short
+    # epochs moved by 10-30 % between two runs of one commit on half the settings. The ratio to the
+    # ceiling is kept (the report's starvation) though it moved as much; profile shows all three.
 
     def track_accuracy_over_baseline(self, cache, *params):
         """Mean accuracy over that of model.fit(x, y) on the same arrays, same initial weights (1: as good)."""
@@ -44,21 +47,9 @@ class Training:
 
     track_accuracy_over_baseline.unit = "ratio"
 
-    def track_fit_samples_per_s(self, cache, *params):
-        """Samples/s of model.fit's train steps (median over the epochs after the first, and over seeds)."""
-        return self._figure(cache, params, "fit_samples_per_s")
-
-    track_fit_samples_per_s.unit = "samples/s"
-
     def track_fit_over_ceiling(self, cache, *params):
         """Fit samples/s with the generator over the ceiling: the same model fed one prepared batch over
         and over, in the same process (1: never waits for data; starvation is 1 minus this)."""
         return grid.ratio(cache, params, params, "training", "fit_samples_per_s", "ceiling_samples_per_s")
 
     track_fit_over_ceiling.unit = "ratio"
-
-    def track_fit_over_arrays(self, cache, *params):
-        """Fit samples/s over fit(x, y) on the arrays in memory (above 1: fit's array path is the slower)."""
-        return grid.ratio(cache, params, params, "training", "fit_samples_per_s", "baseline_samples_per_s")
-
-    track_fit_over_arrays.unit = "ratio"

@@ -17,7 +17,7 @@ from benchmarks.training import Training  # noqa: E402
 
 
 def _speed(samples_per_s, workers=1, error=None):
-    figures = None if error else ThroughputFigures(samples_per_s=samples_per_s)
+    figures = None if error else ThroughputFigures(epoch_samples_per_s=samples_per_s)
     return SettingResult(workers, False, error=error, throughput=figures)
 
 
@@ -27,14 +27,14 @@ def test_throughput_is_also_tracked_against_the_reference_of_its_workload_and_so
     reference = (grid.REFERENCE, "python", 1, False, "small")
     assert grid.reference_params(setting) == reference
     cache = {setting: _speed(300.0, 2), reference: _speed(120.0), ("shm", "copy", 2, True, "small"): _speed(9.0, 2)}
-    assert bench.track_samples_per_s_vs_reference(cache, *setting) == pytest.approx(2.5)
-    assert bench.track_samples_per_s_vs_reference(cache, *reference) == 1.0
+    assert bench.track_epoch_samples_per_s_vs_reference(cache, *setting) == pytest.approx(2.5)
+    assert bench.track_epoch_samples_per_s_vs_reference(cache, *reference) == 1.0
 
     cache[reference] = _speed(None, error="no progress for 5 s")
     with pytest.raises(RuntimeError, match=r"compared with, \('keyed', 'python'.*failed: no progress for 5 s"):
-        bench.track_samples_per_s_vs_reference(cache, *setting)
+        bench.track_epoch_samples_per_s_vs_reference(cache, *setting)
     with pytest.raises(NotImplementedError, match="not measured here"):
-        bench.track_samples_per_s_vs_reference(cache, "shm", "copy", 2, True, "small")
+        bench.track_epoch_samples_per_s_vs_reference(cache, "shm", "copy", 2, True, "small")
 
 
 def test_training_is_tracked_as_ratios_of_figures_from_the_same_run():
@@ -60,4 +60,3 @@ def test_training_is_tracked_as_ratios_of_figures_from_the_same_run():
     bench = Training()
     assert bench.track_accuracy_over_baseline(cache, *params) == pytest.approx(0.9)
     assert bench.track_fit_over_ceiling(cache, *params) == pytest.approx(0.75)  # starvation 0.25
-    assert bench.track_fit_over_arrays(cache, *params) == pytest.approx(0.5)

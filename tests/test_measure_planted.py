@@ -5,6 +5,7 @@ import pytest
 import planted
 from feedbench.generators import Spec
 from feedbench.measure import measure_determinism, measure_memory, measure_throughput
+from feedbench.measure.throughput import MAX_EPOCHS
 
 pytestmark = [pytest.mark.slow]
 
@@ -142,6 +143,10 @@ def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
     assert flawed.workers_seen >= 2
     assert flawed.peak_workers_uss_bytes - clean.peak_workers_uss_bytes > 1.5 * buffer  # two workers' buffers
     assert flawed.peak_tree_pss_bytes - clean.peak_tree_pss_bytes > 1.5 * buffer
+    # what feeding adds above the tree before the run (the tracked figure): the buffers, and in the
+    # clean pool far less than one buffer
+    assert flawed.peak_tree_pss_added_bytes - clean.peak_tree_pss_added_bytes > 1.5 * buffer
+    assert 0 < clean.peak_tree_pss_added_bytes < buffer / 2
     # The tree's summed USS is no reliable witness here: at each fork the parent's
     # pages become shared with the children and leave its USS, offsetting the
     # buffers. The workers' own USS and the tree's PSS are.
@@ -165,13 +170,28 @@ def test_growth_needs_three_epochs_and_says_so():
 
 
 def test_a_sleep_per_batch_cuts_throughput_in_proportion():
-    plain = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3)
-    slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=3)
+    plain = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
+    slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=3, min_s=0)
     base_batch_s = BS / plain.samples_per_s
     predicted = BS / (base_batch_s + planted.SLEEP_S)
     assert slow.latency_p50_s >= planted.SLEEP_S
     assert 0.6 * predicted < slow.samples_per_s < 1.15 * predicted
     assert [e.batches for e in slow.epochs] == [N // BS] * 3
+
+
+def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
+    exact = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
+    assert len(exact.epochs) == 3
+    fast = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0.5)
+    assert 3 < len(fast.epochs) <= MAX_EPOCHS and sum(e.wall_s for e in fast.epochs[1:]) >= 0.5
+    assert all(e.batches == N // BS for e in fast.epochs)  # stopped between epochs, never inside one
+    # 10 batches of at least 20 ms: three epochs after the first always cover 0.5 s, one never does
+    slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=2, min_s=0.5)
+    assert 3 <= len(slow.epochs) <= 4 and sum(e.wall_s for e in slow.epochs[1:]) >= 0.5
+    # the whole-epoch rate counts every batch's wait: never above one batch per sleep
+    assert 0.5 * BS / planted.SLEEP_S < slow.figures().epoch_samples_per_s < BS / planted.SLEEP_S
+    with pytest.raises(ValueError, match="min_s=-1 given"):
+        measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), min_s=-1)
 
 
 def test_throughput_fields_are_consistent():

@@ -45,8 +45,8 @@ def _result_file(folder, machine, cores, backend, commit, date, figures):
         )
     )
     results = {}
-    for key, (axes, values) in figures.items():
-        results[key] = [values, [[repr(v) for v in axis] for axis in axes], None, date, 1.0]
+    for key, (axes, values, *stats) in figures.items():
+        results[key] = [values, [[repr(v) for v in axis] for axis in axes], None, date, 1.0, *stats]
     data = {
         "commit_hash": commit,
         "env_name": f"virtualenv-py3.11-{backend}",
@@ -63,7 +63,8 @@ def _result_file(folder, machine, cores, backend, commit, date, figures):
         "python": "3.11",
         "requirements": {},
         "env_vars": {"KERAS_BACKEND": backend},
-        "result_columns": ["result", "params", "version", "started_at", "duration"],
+        "result_columns": ["result", "params", "version", "started_at", "duration"]
+        + ["stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples"],
         "results": results,
         "durations": {},
         "version": 2,
@@ -92,8 +93,8 @@ def _figures(planted_problem: bool, speed: float):
         "determinism.Stream.track_batches_differing_from_repeat": (det_axes, repeat),
         "determinism.Stream.track_frozen_fraction": (det_axes, frozen),
         "determinism.Stream.track_problems": (det_axes, problems),
-        "throughput.Throughput.track_samples_per_s": (tput_axes, [speed * (i + 1) for i in range(n)]),
-        "memory.TreeMemory.track_peak_tree_uss": (
+        "throughput.Throughput.track_epoch_samples_per_s": (tput_axes, [speed * (i + 1) for i in range(n)]),
+        "memory.TreeMemory.track_added_tree_pss": (
             [IMPLS, WORKERS, MP, ["small"]],
             [2.0**20 * (100 + i) for i in range(n)],
         ),
@@ -121,7 +122,7 @@ def test_the_report_reads_asv_results_and_judges_each_cell(results):
     assert cells[("keyed", 1, True)] == ("ok", "no problem found")  # a frozen fraction profile judged chance
     assert site.verdicts(groups[("gpu-box", "torch")][-1])[("numpy_global", 2, True)][0] == "ok"
     moved = site.changes(*groups[("cpu-box", "tensorflow")])
-    tput = [m for m in moved if m[0] == "throughput.Throughput.track_samples_per_s"]
+    tput = [m for m in moved if m[0] == "throughput.Throughput.track_epoch_samples_per_s"]
     assert len(tput) == 8 and all(worse for *_, worse in tput)  # 30 % fewer samples/s: worse
 
 
@@ -184,30 +185,55 @@ def test_a_missing_results_folder_is_one_line(tmp_path):
 
 
 def test_the_direction_of_a_change_is_the_figures_own():
-    assert site.higher_is_better("throughput.Throughput.track_samples_per_s")
+    assert site.higher_is_better("throughput.Throughput.track_epoch_samples_per_s")
     assert site.higher_is_better("shm.Targets.track_copy_vs_best_threads")
     assert not site.higher_is_better("training.Training.track_starvation_vs_arrays")
     assert site.higher_is_better("training.Training.track_fit_over_ceiling")
-    assert site.higher_is_better("throughput.Throughput.track_samples_per_s_vs_reference")
+    assert site.higher_is_better("throughput.Throughput.track_epoch_samples_per_s_vs_reference")
     assert not site.higher_is_better("shm.Targets.track_workers_uss_over_budget")
     assert not site.higher_is_better("training.Training.track_val_accuracy_spread")
     assert not site.higher_is_better("memory.TreeMemory.track_peak_tree_uss")
+    assert not site.higher_is_better("memory.TreeMemory.track_added_tree_pss")
 
 
 def test_two_runs_are_compared_figure_by_figure_as_asv_compare_does(results):
     older, newer = site.load(str(results))[("cpu-box", "tensorflow")]
     found = site.agreement(older, newer, 1.1)
     moved = {(key, params) for key, params, *_ in found.moved}
-    speed = "throughput.Throughput.track_samples_per_s"
+    speed = "throughput.Throughput.track_epoch_samples_per_s"
     assert {k for k, _ in moved} == {speed, "determinism.Stream.track_missing", "determinism.Stream.track_problems"}
     assert sum(1 for k, _ in moved if k == speed) == 8  # 30 % slower: every setting
     assert ("determinism.Stream.track_missing", ("numpy_global", 2, True)) in moved  # 0 -> 12
     # figures that failed in both runs (keyed, 2 threads) or are n/a are not figures
     assert ("determinism.Stream.track_batches_differing_from_repeat", ("keyed", 2, False)) not in moved
     assert found.compared["memory.TreeMemory"] == 8 and found.failed_once == []
-    assert site.agreement(older, newer, 1.5).moved == [m for m in found.moved if "track_samples_per_s" not in m[0]]
+    assert site.agreement(older, newer, 1.5).moved == [m for m in found.moved if m[0] != speed]
     lines = site.agreement_lines(found)
     assert lines[0].startswith("cpu-box") and f"{found.within} of " in lines[0] and "within 1.1x" in lines[0]
+
+
+def _timed(mean, low, high, samples):
+    """A time_ figure of two parameter settings with asv's statistics: (axes, values, ci_a, ci_b,
+    q_25, q_75, number, repeat, samples), as asv stores them."""
+    n = 2
+    stats = [[low] * n, [high] * n, [low] * n, [high] * n, [1] * n, [len(samples)] * n, [samples] * n]
+    return ([["a", "b"]], [mean] * n, *stats)
+
+
+def test_a_figure_with_asv_statistics_moves_only_where_they_say_it_differs(tmp_path):
+    noisy = {"throughput.EpochTime.time_epoch": _timed(1.0, 0.8, 1.3, [0.8, 0.9, 1.0, 1.2, 1.3])}
+    still_noisy = {"throughput.EpochTime.time_epoch": _timed(1.15, 0.9, 1.4, [0.9, 1.1, 1.15, 1.3, 1.4])}
+    far = {"throughput.EpochTime.time_epoch": _timed(2.0, 1.9, 2.1, [1.9, 1.95, 2.0, 2.05, 2.1])}
+    for name, figures in (("a", noisy), ("b", still_noisy), ("c", far)):
+        _result_file(tmp_path / name, "box", 2, "tensorflow", name * 40, 1000, noisy)
+        _result_file(tmp_path / name, "box", 2, "tensorflow", "f" * 40, 2000, figures)
+    assert site.agreement(*site.load(str(tmp_path / "a"))[("box", "tensorflow")]).moved == []
+    # 15 % slower by the value, but the spreads overlap: asv compare would not flag it either
+    overlapping = site.load(str(tmp_path / "b"))[("box", "tensorflow")]
+    assert overlapping[1].stats["throughput.EpochTime.time_epoch"][("a",)][0]["repeat"] == 5
+    assert site.agreement(*overlapping).moved == []
+    # twice as slow, spreads apart: moved, in both settings
+    assert len(site.agreement(*site.load(str(tmp_path / "c"))[("box", "tensorflow")]).moved) == 2
 
 
 def test_agreement_on_the_command_line(results):

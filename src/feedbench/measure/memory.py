@@ -8,6 +8,12 @@ a fork the parent's pages are shared with its children, so they leave the
 parent's USS and count in nobody's (tree USS can even drop when workers start). RSS counts pages that forked
 workers share with their parent once per process, so its sum overstates; and
 the main process's RSS alone is what asv's ``peakmem_`` would see.
+
+``peak_tree_pss_added_bytes`` is the peak tree PSS minus the tree's PSS just
+before the run (TensorFlow imported, the source built): what feeding adds. The
+totals are mostly TensorFlow's own import, which on one machine measured 538,
+590 and 660 MiB at different hours with nothing changed; what the run adds
+repeated to a few per cent.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class MemoryFigures(Record):
     peak_tree_rss_bytes: int | None = None
     peak_main_rss_bytes: int | None = None
     peak_workers_uss_bytes: int | None = None
+    peak_tree_pss_added_bytes: int | None = None
     workers_seen: int | None = None
     growth_bytes: int | None = None
 
@@ -80,10 +87,12 @@ class MemoryResult:
     peak_tree_rss_bytes: int
     peak_main_rss_bytes: int
     peak_workers_uss_bytes: int  # what only the worker processes hold
+    peak_tree_pss_added_bytes: int  # peak tree PSS above the tree's PSS before the run
     workers_seen: int
     growth_bytes: int | None  # tree USS after the last epoch minus after epoch 2 (index 1)
     growth_reason: str | None
     baseline_uss_bytes: int  # the tree before the run started
+    baseline_pss_bytes: int
     samples: int
     interval_s: float
     epoch_end_uss_bytes: list[int]
@@ -168,10 +177,12 @@ def measure_memory(
         peak_tree_rss_bytes=sampler.peak.rss,
         peak_main_rss_bytes=sampler.peak.main_rss,
         peak_workers_uss_bytes=sampler.peak.workers_uss,
+        peak_tree_pss_added_bytes=sampler.peak.pss - baseline.pss,
         workers_seen=workers,
         growth_bytes=growth,
         growth_reason=reason,
         baseline_uss_bytes=baseline.uss,
+        baseline_pss_bytes=baseline.pss,
         samples=sampler.count,
         interval_s=interval_s,
         epoch_end_uss_bytes=epoch_end,

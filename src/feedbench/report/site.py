@@ -65,6 +65,8 @@ class Run:
     cpu: str
     cores: str
     figures: dict[str, dict[tuple, float | None]] = field(default_factory=dict)
+    # asv's statistics and samples of a figure that carries them (a time_ benchmark's repeats)
+    stats: dict[str, dict[tuple, tuple[dict, list | None]]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -100,6 +102,10 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
                 continue
             combos = [tuple(_plain(v) for v in combo) for combo in itertools.product(*axes)]
             run.figures[key] = dict(zip(combos, values if isinstance(values, list) else [values]))
+            stats, samples = result.get_result_stats(key, axes), result.get_result_samples(key, axes)
+            if isinstance(stats, list) and any(stats):
+                samples = samples if isinstance(samples, list) else [None] * len(stats)
+                run.stats[key] = {c: (st, sa) for c, st, sa in zip(combos, stats, samples) if st}
         groups[(run.machine, run.backend)].append(run)
     if not groups:
         raise FileNotFoundError(f"no asv results in {results_dir!r}; expected <machine>/<commit>-<env>.json files")
@@ -244,8 +250,13 @@ def _against_workers(run: Run, key: str, fixed: dict[int, object], scale: float,
     return _png(fig)
 
 
+def _tracked(run: Run, *keys: str) -> str:
+    """The first of ``keys`` (a figure, then what older results stored instead) that ``run`` has."""
+    return next((key for key in keys if key in run.figures), keys[0])
+
+
 def _throughput_plots(run: Run) -> list[tuple[str, str]]:
-    key = "throughput.Throughput.track_samples_per_s"
+    key = _tracked(run, "throughput.Throughput.track_epoch_samples_per_s", "throughput.Throughput.track_samples_per_s")
     combos = {(p[1], p[4]) for p in run.figures.get(key, {})}
     plots = []
     for workload, size in sorted(combos, key=str):
@@ -257,11 +268,12 @@ def _throughput_plots(run: Run) -> list[tuple[str, str]]:
 
 
 def _memory_plots(run: Run) -> list[tuple[str, str]]:
-    key = "memory.TreeMemory.track_peak_tree_uss"
+    key = _tracked(run, "memory.TreeMemory.track_added_tree_pss", "memory.TreeMemory.track_peak_tree_uss")
+    what = "PSS the run adds to the process tree" if key.endswith("added_tree_pss") else "peak USS of the process tree"
     sizes = {p[3] for p in run.figures.get(key, {})}
     plots = []
     for size in sorted(sizes, key=str):
-        title = f"peak USS of the process tree, {size} source"
+        title = f"{what}, {size} source"
         png = _against_workers(run, key, {3: size, "workers_at": 1, "mp_at": 2}, 1 << 20, "MiB", title)
         if png:
             plots.append((title, png))
@@ -325,9 +337,10 @@ class Agreement:
 
 
 def agreement(older: Run, newer: Run, factor: float = 1.1) -> Agreement:
-    """Compare two runs figure by figure, as ``asv compare --factor`` does for a figure without
-    statistics: moved when the larger value exceeds the smaller times ``factor`` (0 against
-    anything else moved). n/a in either run is not a figure; failed in both is not either."""
+    """Compare two runs figure by figure, as ``asv compare --factor`` does: moved when the larger
+    value exceeds the smaller times ``factor`` (0 against anything else moved), unless the figure
+    carries asv's statistics in both runs and they say the two do not differ. n/a in either run is
+    not a figure; failed in both is not either."""
     if not factor > 1:
         raise ValueError(f"factor {factor!r} given; expected a number above 1 (1.1: a 10 % change)")
     found = Agreement(older, newer, factor)
@@ -345,7 +358,8 @@ def agreement(older: Run, newer: Run, factor: float = 1.1) -> Agreement:
                 continue
             found.compared[group] = found.compared.get(group, 0) + 1
             if _ratio(old, new) > factor if old * new > 0 else old != new:
-                found.moved.append((key, params, old, new))
+                if _differ(older.stats.get(key, {}).get(params), newer.stats.get(key, {}).get(params)):
+                    found.moved.append((key, params, old, new))
     return found
 
 
@@ -370,6 +384,16 @@ def agreement_lines(found: Agreement, listed: int = 20) -> list[str]:
     for key, params in found.failed_once[:listed]:
         lines.append(f"  failed in one run: {key}{params}")
     return lines
+
+
+def _differ(old: tuple[dict, list | None] | None, new: tuple[dict, list | None] | None) -> bool:
+    """Whether asv's statistics of two results say they differ (asv compare's rule: True when
+    either has none, or only one repeat)."""
+    if not (old and new) or 1 in (old[0].get("repeat", 0), new[0].get("repeat", 0)):
+        return True
+    from asv import _stats  # what asv compare itself calls
+
+    return _stats.is_different(old[1], new[1], old[0], new[0])
 
 
 def _ratio(old: float, new: float) -> float:
