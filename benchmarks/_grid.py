@@ -40,6 +40,7 @@ MEMORY_EPOCHS = 3 if QUICK else 8
 # same workload and source, measured in the same run: a machine that is faster or busier today moves
 # both alike, so the ratio keeps only what the implementation changed.
 REFERENCE = "keyed"
+REFERENCE_ROUNDS = 1 if QUICK else 3  # measured at the start, middle and end of the grid; the median
 # A run that deadlocks (TensorFlow ops in a forked worker can) fails at this limit.
 RUN_TIMEOUT_S = 20.0 if QUICK else 60.0
 SWEEP_TIMEOUT_S = 3600  # a whole grid's measurement, in setup_cache
@@ -105,25 +106,46 @@ def applicable(params):
     return [p for p in itertools.product(*params) if skip_reason(*p) is None]
 
 
-def measured(params, measures, shuffle=False, repeats=1, extra=(), epochs=EPOCHS):
+def measured(params, measures, shuffle=False, repeats=1, extra=(), epochs=EPOCHS, extra_rounds=1):
     """Run the measurements for every applicable setting of a grid, and the ``extra`` parameter
     tuples (a reference the grid compares with), for setup_cache.
 
+    With ``extra_rounds`` > 1 the extra settings are measured that many times, at the start of the
+    run, at its end and evenly between, each the median: a ratio to a reference measured once
+    carries that one measurement's noise into every setting compared with it.
+
     Returns {parameter tuple: SettingResult}; a setting that failed carries its reason.
     """
+    from feedbench.measure.setting import median_of
     from feedbench.run.sweep import sweep
 
-    settings = applicable(params)
-    settings += [p for p in dict.fromkeys(extra) if p not in settings and skip_reason(*p) is None]
+    references = [p for p in dict.fromkeys(extra) if skip_reason(*p) is None]
+    settings = [p for p in applicable(params) if p not in references]
+    order = spread(settings, references, extra_rounds)
     records = sweep(
-        [spec(*p, shuffle=shuffle) for p in settings],
+        [spec(*p, shuffle=shuffle) for p in order],
         measures,
         epochs,
         RUN_TIMEOUT_S,
         env=MEASURING_ENV,
         repeats=repeats,
     )
-    return dict(zip(settings, records))
+    found = {}
+    for params, record in zip(order, records):
+        found.setdefault(params, []).append(record)
+    return {params: median_of(results) if len(results) > 1 else results[0] for params, results in found.items()}
+
+
+def spread(settings, references, rounds):
+    """``settings`` with ``references`` placed ``rounds`` times: first, last and evenly between."""
+    if rounds <= 1 or not references:
+        return list(settings) + list(references)
+    order = []
+    for chunk in range(rounds - 1):
+        order += (
+            references + settings[chunk * len(settings) // (rounds - 1) : (chunk + 1) * len(settings) // (rounds - 1)]
+        )
+    return order + references
 
 
 def reference_params(params):
@@ -249,10 +271,10 @@ class Measured:
         given = dict(zip(self.param_names, params))
         return tuple(given.get(axis, self.fixed.get(axis)) for axis in AXES)
 
-    def measure(self, extra=()):
+    def measure(self, extra=(), extra_rounds=1):
         axes = dict(zip(self.param_names, self.params))
         grid_axes = [axes.get(axis, [self.fixed.get(axis)]) for axis in AXES]
-        return measured(grid_axes, (self.group,), self.shuffle, self.repeats, extra, self.epochs)
+        return measured(grid_axes, (self.group,), self.shuffle, self.repeats, extra, self.epochs, extra_rounds)
 
     def setup(self, cache, *params):
         check_measured(cache, self._grid_params(params))

@@ -52,9 +52,10 @@ class Throughput(grid.Measured):
     group = "throughput"
 
     def setup_cache(self):
-        # the reference of every workload and source is measured even where the grid leaves it out
+        # the reference of every workload and source is measured even where the grid leaves it out,
+        # and REFERENCE_ROUNDS times over the run (the median): once, its noise moved every ratio
         references = [grid.reference_params(p) for p in grid.applicable(self.params)]
-        return self.measure(extra=references)
+        return self.measure(extra=references, extra_rounds=grid.REFERENCE_ROUNDS)
 
     setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 

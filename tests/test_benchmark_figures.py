@@ -60,3 +60,36 @@ def test_training_is_tracked_as_ratios_of_figures_from_the_same_run():
     bench = Training()
     assert bench.track_accuracy_over_baseline(cache, *params) == pytest.approx(0.9)
     assert bench.track_fit_over_ceiling(cache, *params) == pytest.approx(0.75)  # starvation 0.25
+
+
+def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is_used(monkeypatch):
+    import feedbench.run.sweep
+
+    reference = (grid.REFERENCE, "copy", 1, False, "small")
+    grid_axes = [["shm"], ["copy"], [1, 2], [False], ["small"]]
+    settings = grid.applicable(grid_axes)
+    measured_order = []
+    reference_speeds = iter([100.0, 400.0, 130.0])  # a slow spell at the first: the median ignores it
+
+    def fake_sweep(specs, *args, **kwargs):
+        results = []
+        for spec in specs:
+            key = (spec.impl, spec.workload, spec.workers, spec.use_multiprocessing, spec.size)
+            measured_order.append(key)
+            speed = next(reference_speeds) if key == reference else 50.0 * spec.workers
+            results.append(_speed(speed, spec.workers))
+        return results
+
+    monkeypatch.setattr(feedbench.run.sweep, "sweep", fake_sweep)
+    cache = grid.measured(grid_axes, ("throughput",), extra=[reference], extra_rounds=3)
+    assert measured_order[0] == measured_order[-1] == reference and measured_order.count(reference) == 3
+    assert measured_order.index(reference, 1) not in (1, len(measured_order) - 2)  # one between the settings
+    assert cache[reference].throughput.epoch_samples_per_s == 130.0
+    assert {p: r.throughput.epoch_samples_per_s for p, r in cache.items() if p != reference} == {
+        settings[0]: 50.0,
+        settings[1]: 100.0,
+    }
+    measured_order.clear()
+    reference_speeds = iter([100.0])
+    once = grid.measured(grid_axes, ("throughput",), extra=[reference])
+    assert measured_order.count(reference) == 1 and once[reference].throughput.epoch_samples_per_s == 100.0

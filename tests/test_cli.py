@@ -113,7 +113,7 @@ if sys.argv[1] == "hooked":
 
 class Destroyed:
     def __del__(self):  # where TensorFlow's Executor.__del__ once caught a SIGTERM
-        raise cli._Terminated("SIGTERM")
+        raise cli._Terminated(signal.SIGTERM)
 
 
 try:

@@ -557,9 +557,13 @@ def _debug(args) -> None:
 class _Terminated(BaseException):
     """SIGTERM or SIGHUP, raised in the main thread so every clean-up path runs as for Ctrl-C."""
 
+    def __init__(self, signum: int):
+        self.signal = signal.Signals(signum)
+        super().__init__(self.signal.name)
+
 
 def _on_terminate(signum, frame):
-    raise _Terminated(signal.Signals(signum).name)
+    raise _Terminated(signum)
 
 
 def _redeliver_swallowed_stops(unraisable) -> None:
@@ -571,7 +575,7 @@ def _redeliver_swallowed_stops(unraisable) -> None:
     if isinstance(exc, KeyboardInterrupt):
         signum = signal.SIGINT
     elif isinstance(exc, _Terminated):
-        signum = signal.Signals[str(exc)]
+        signum = exc.signal
     else:
         sys.__unraisablehook__(unraisable)
         return
@@ -647,8 +651,8 @@ def entry() -> None:
         print("feedbench: interrupted; the run's workers were stopped", file=sys.stderr)
         status = 130
     except _Terminated as exc:
-        print(f"feedbench: stopped by {exc}; the run's workers were stopped", file=sys.stderr)
-        status = 128 + signal.Signals[str(exc)].value
+        print(f"feedbench: stopped by {exc.signal.name}; the run's workers were stopped", file=sys.stderr)
+        status = 128 + exc.signal.value
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -128,14 +128,22 @@ def is_resource_tracker(proc: psutil.Process) -> bool:
     return _helper_marker(proc) == "multiprocessing.resource_tracker"
 
 
-def die_with_parent() -> None:
-    """Linux: have the kernel kill this process when its parent dies, however it dies."""
+def _prctl(option: int, value: int) -> None:
+    """Linux's prctl(2); elsewhere, or without a C library to call it in, nothing."""
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value)
         except OSError:
             pass
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent dies, however it dies."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def how_it_ended(exitcode: int) -> str:
@@ -165,12 +173,7 @@ def own_interpreter() -> None:
 def _become_subreaper() -> None:
     """Linux: orphans below this process (a daemon a worker started, then the worker ended) become
     its children instead of init's, so the clean-up after a run still sees and stops them."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-        except OSError:
-            pass
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def interpreter_owned() -> bool:
