@@ -185,9 +185,10 @@ def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
     fast = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0.5)
     assert 3 < len(fast.epochs) <= MAX_EPOCHS and sum(e.wall_s for e in fast.epochs[1:]) >= 0.5
     assert all(e.batches == N // BS for e in fast.epochs)  # stopped between epochs, never inside one
-    # 10 batches of at least 20 ms: three epochs after the first always cover 0.5 s, one never does
+    # 10 batches of at least 20 ms: three epochs after the first always cover 0.5 s (one may, on a
+    # loaded machine), so it stops at the fourth epoch at the latest
     slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=2, min_s=0.5)
-    assert 3 <= len(slow.epochs) <= 4 and sum(e.wall_s for e in slow.epochs[1:]) >= 0.5
+    assert 2 <= len(slow.epochs) <= 4 and sum(e.wall_s for e in slow.epochs[1:]) >= 0.5
     # the whole-epoch rate counts every batch's wait: never above one batch per sleep
     assert 0.5 * BS / planted.SLEEP_S < slow.figures().epoch_samples_per_s < BS / planted.SLEEP_S
     with pytest.raises(ValueError, match="min_s=-1 given"):
