@@ -231,9 +231,10 @@ def test_a_figure_with_asv_statistics_moves_only_where_they_say_it_differs(tmp_p
     # 15 % slower by the value, but the spreads overlap: asv compare would not flag it either
     overlapping = site.load(str(tmp_path / "b"))[("box", "tensorflow")]
     assert overlapping[1].stats["throughput.EpochTime.time_epoch"][("a",)][0]["repeat"] == 5
-    assert site.agreement(*overlapping).moved == []
+    assert site.agreement(*overlapping).moved == [] and site.changes(*overlapping) == []
     # twice as slow, spreads apart: moved, in both settings
-    assert len(site.agreement(*site.load(str(tmp_path / "c"))[("box", "tensorflow")]).moved) == 2
+    apart = site.load(str(tmp_path / "c"))[("box", "tensorflow")]
+    assert len(site.agreement(*apart).moved) == 2 and len(site.changes(*apart)) == 2
 
 
 def test_agreement_on_the_command_line(results):

@@ -304,7 +304,8 @@ def _starvation_html(run: Run) -> str:
 
 
 def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[str, tuple, float, float, bool]]:
-    """(figure, params, old, new, worse) for every figure that moved by more than ``threshold``."""
+    """(figure, params, old, new, worse) for every figure that moved by more than ``threshold``
+    (and, for a figure with asv's statistics in both runs, that they say differs)."""
     moved = []
     for key, values in newer.figures.items():
         before = older.figures.get(key, {})
@@ -313,7 +314,9 @@ def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[
             if not (_known(old) and _known(new)) or old == 0:
                 continue
             change = (new - old) / abs(old)
-            if abs(change) <= threshold:
+            if abs(change) <= threshold or not _differ(
+                older.stats.get(key, {}).get(params), newer.stats.get(key, {}).get(params)
+            ):
                 continue
             higher_better = higher_is_better(key)
             moved.append((key, params, old, new, (change < 0) == higher_better))
