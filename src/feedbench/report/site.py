@@ -314,9 +314,7 @@ def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[
             if not (_known(old) and _known(new)) or old == 0:
                 continue
             change = (new - old) / abs(old)
-            if abs(change) <= threshold or not _differ(
-                older.stats.get(key, {}).get(params), newer.stats.get(key, {}).get(params)
-            ):
+            if abs(change) <= threshold or not _differ(older, newer, key, params):
                 continue
             higher_better = higher_is_better(key)
             moved.append((key, params, old, new, (change < 0) == higher_better))
@@ -361,7 +359,7 @@ def agreement(older: Run, newer: Run, factor: float = 1.1) -> Agreement:
                 continue
             found.compared[group] = found.compared.get(group, 0) + 1
             if _ratio(old, new) > factor if old * new > 0 else old != new:
-                if _differ(older.stats.get(key, {}).get(params), newer.stats.get(key, {}).get(params)):
+                if _differ(older, newer, key, params):
                     found.moved.append((key, params, old, new))
     return found
 
@@ -389,9 +387,10 @@ def agreement_lines(found: Agreement, listed: int = 20) -> list[str]:
     return lines
 
 
-def _differ(old: tuple[dict, list | None] | None, new: tuple[dict, list | None] | None) -> bool:
-    """Whether asv's statistics of two results say they differ (asv compare's rule: True when
-    either has none, or only one repeat)."""
+def _differ(older: Run, newer: Run, key: str, params: tuple) -> bool:
+    """Whether asv's statistics of a figure in two runs say it differs (asv compare's rule: True
+    when either run has none, or only one repeat)."""
+    old, new = older.stats.get(key, {}).get(params), newer.stats.get(key, {}).get(params)
     if not (old and new) or 1 in (old[0].get("repeat", 0), new[0].get("repeat", 0)):
         return True
     from asv import _stats  # what asv compare itself calls
