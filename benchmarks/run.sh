@@ -11,6 +11,11 @@ if [ ! -x .venv/bin/asv ]; then
     .venv/bin/python -m pip install -q -e ".[test]"   # asv and virtualenv come with it
 fi
 export PATH="$PWD/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
+# What the measured code writes to the temporary folder goes with this run: TensorFlow's AutoGraph
+# files are removed only at a normal interpreter exit, which asv's benchmark processes never make.
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/feedbench-tmp-$$-XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
 asv machine --yes >/dev/null
 quick=()
 if [ "${1:-}" = "--quick" ]; then

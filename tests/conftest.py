@@ -6,6 +6,14 @@ import tempfile
 # Before TensorFlow or Keras is imported anywhere.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from feedbench.core import scratch  # noqa: E402
+
+# The test run's temporary files, and those of every process it starts (pool workers that end
+# without atexit included), go to one folder of its own, gone when the run ends: the tests that
+# check a call leaves nothing behind look at everything in it.
+atexit.register(scratch.remove_private_folders)
+scratch.use_private_folder()
 if "FEEDBENCH_CACHE" not in os.environ:
     # One cache for the whole test run (its processes share it); gone when the run ends.
     _cache = tempfile.mkdtemp(prefix="feedbench-cache-")

@@ -152,3 +152,45 @@ def worker_waits_for_its_helper(spec, source):
     dataset = StartsAHelper(spec, source)
     dataset.leaves = False
     return dataset
+
+
+class ConvertsAFunction(_Slices):
+    """Runs each batch through a ``tf.function``: TensorFlow's AutoGraph writes the converted source
+    to the temporary folder (``__autograph_generated_file*.py``) and removes it only when the
+    interpreter exits normally, which a pool worker or an ``os._exit`` never does."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        import tensorflow as tf
+
+        @tf.function
+        def scaled(x):
+            if tf.reduce_max(x) > 1.0:  # a Python branch: AutoGraph converts it
+                return x / tf.reduce_max(x)
+            return x
+
+        self.scaled = scaled
+
+    def __getitem__(self, idx):
+        x, y = super().__getitem__(idx)
+        return self.scaled(x).numpy(), y
+
+
+def converts_a_function(spec, source):
+    return ConvertsAFunction(spec, source)
+
+
+class SleepsInNativeCode(_Slices):
+    """Never returns from one batch; touches the file named by FAULTY_STUCK_MARK first, so a test
+    knows the run's main thread is now waiting inside the backend's iterator."""
+
+    def __getitem__(self, idx):
+        if idx == AT:
+            with open(os.environ["FAULTY_STUCK_MARK"], "w"):
+                pass
+            time.sleep(3600)
+        return super().__getitem__(idx)
+
+
+def sleeps_in_native_code(spec, source):
+    return SleepsInNativeCode(spec, source)

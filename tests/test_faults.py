@@ -23,6 +23,7 @@ from feedbench.generators import Spec, build
 pytestmark = [pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
 SHM = "/dev/shm"
 
 
@@ -45,9 +46,10 @@ def _shm_entries() -> set[str]:
     return {name for name in names if name.startswith(OURS)}
 
 
-def _child_folders() -> set[str]:
-    """What a run of ours could leave in the temporary folder (files or folders named feedbench-*)."""
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("feedbench-")}
+def _temp_entries() -> set[str]:
+    """What is in the temporary folder: the test run's own (conftest), so anything new is ours.
+    pytest's folders for tmp_path appear there on first use."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if not name.startswith("pytest-of-")}
 
 
 def _cli(*args, env=None) -> subprocess.Popen:
@@ -144,7 +146,7 @@ def test_a_signal_ends_drive_with_one_line_and_nothing_left(impl, signum, status
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_profile_takes_its_measuring_child_along(signum, cpu_load):
-    folders_before = _child_folders()
+    folders_before = _temp_entries()
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1", "2")
     try:
         child = _wait_for(
@@ -160,13 +162,14 @@ def test_a_signal_to_profile_takes_its_measuring_child_along(signum, cpu_load):
         proc.kill()
     assert proc.returncode in (130, 143, 129)
     _assert_gone(tree)
-    assert _child_folders() - folders_before == set()
+    assert _temp_entries() - folders_before == set()
 
 
 def test_a_measuring_child_dies_with_its_parent(cpu_load):
     """SIGKILL to profile gives it no chance to clean up: the child's parent-death signal ends the
-    child, and nothing of the exchange between them was left on disk."""
-    folders_before = _child_folders()
+    child, nothing of the exchange between them was left on disk, and the temporary folder the
+    killed command had made for itself and its child is removed by the next command."""
+    folders_before = _temp_entries()
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1")
     try:
         child = _wait_for(
@@ -181,7 +184,58 @@ def test_a_measuring_child_dies_with_its_parent(cpu_load):
     finally:
         proc.kill()
     _assert_gone(tree, timeout_s=10)
-    assert _child_folders() - folders_before == set()
+    left = _temp_entries() - folders_before
+    assert left and all(name.startswith(f"feedbench-tmp-{proc.pid}-") for name in left), left
+    next_command = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert next_command.returncode == 0, next_command.stderr[-2000:]
+    assert _temp_entries() - folders_before == set()
+
+
+def test_what_the_code_under_test_writes_to_the_temporary_folder_goes_with_the_call():
+    """TensorFlow's AutoGraph removes its generated files only at a normal interpreter exit, and the
+    command line ends with os._exit (pool workers never exit normally either). Before the command's
+    private temporary folder, each such run left a file in /tmp. (A measuring child: below.)"""
+    before = _temp_entries()
+    proc = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "drive", "faulty:converts_a_function", "--workers", "2"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _temp_entries() - before == set()
+
+
+@pytest.mark.parametrize(
+    "signum,status,said", [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(signum, status, said, tmp_path, cpu_load):
+    """The main thread waits inside TensorFlow's iterator for a batch that never comes: Python
+    cannot run the signal's handler there. Before the stop guard, drive took the signal only at
+    its time limit (300 s here)."""
+    before = _temp_entries()
+    mark = str(tmp_path / "stuck")
+    env = dict(os.environ, PYTHONPATH=TESTS, FAULTY_STUCK_MARK=mark)
+    proc = _cli("drive", "faulty:sleeps_in_native_code", "--epochs", "2", env=env)
+    try:
+        _wait_for(lambda: os.path.exists(mark), 120, "the generator's stuck batch")
+        time.sleep(1.0)
+        workers = _tree(proc.pid)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        err = _stderr_within(proc, 120)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert took < 60, f"ended {took:.0f} s after the signal; the run's limit is 300 s"
+    assert proc.returncode == status, err[-2000:]
+    assert err.strip().splitlines()[-1] == f"feedbench: {said}; the run's workers were stopped", err[-2000:]
+    _assert_gone(workers)
+    assert _temp_entries() - before == set()
 
 
 # --------------------------------------------------------------------------- workers that die
@@ -285,7 +339,7 @@ def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(met
 def test_an_shm_setting_at_its_time_limit_under_spawn_leaves_nothing(cpu_load):
     """The setting's process group is killed at its limit; multiprocessing's resource tracker
     is killed last, after it had the chance to unlink the pool's named semaphores."""
-    shm_before, folders_before = _shm_entries(), _child_folders()
+    shm_before, folders_before = _shm_entries(), _temp_entries()
     env = dict(os.environ, FEEDBENCH_SHM_START_METHOD="spawn")
     started = time.monotonic()
     proc = subprocess.run(
@@ -317,7 +371,7 @@ def test_an_shm_setting_at_its_time_limit_under_spawn_leaves_nothing(cpu_load):
     assert "time limit" in proc.stdout + proc.stderr
     assert elapsed < 8 + 120  # the limit plus start-up of the child and its interpreter
     _wait_for(lambda: not (_shm_entries() - shm_before), 15, "clean /dev/shm")
-    assert _child_folders() - folders_before == set()
+    assert _temp_entries() - folders_before == set()
 
 
 # --------------------------------------------------------------------------- bad input, one line
@@ -493,13 +547,13 @@ def test_a_child_that_said_everything_but_does_not_exit_is_ended_without_waiting
     from feedbench.core.child import EXIT_GRACE_S, run_child
 
     limit = 120.0
-    folders_before = _child_folders()
+    folders_before = _temp_entries()
     started = time.monotonic()
     results = run_child("child_hangs_at_exit", {}, limit)
     assert results == [{"said": "everything"}]
     # Its limit is what would end it otherwise; the exit grace (plus start-up) is far below it.
     assert time.monotonic() - started < limit / 2, f"took {time.monotonic() - started:.0f} s (grace {EXIT_GRACE_S} s)"
-    assert not _child_folders() - folders_before  # its temporary folder went with it
+    assert not _temp_entries() - folders_before  # nor its temporary file: its private folder went with it
 
 
 STOPS_DELIVERING_ON_CLOSE = """

@@ -562,6 +562,23 @@ class _Terminated(BaseException):
         super().__init__(self.signal.name)
 
 
+def _ending(signum: int) -> tuple[str, int]:
+    """How a stop signal ends the command: its one line and exit status."""
+    signum = signal.Signals(signum)
+    if signum == signal.SIGINT:
+        return "feedbench: interrupted; the run's workers were stopped", 130
+    return f"feedbench: stopped by {signum.name}; the run's workers were stopped", 128 + signum.value
+
+
+def _say_ending(signum: int) -> int:
+    from feedbench.core import stop_guard
+
+    line, status = _ending(signum)
+    if stop_guard.claim_last_word():
+        print(line, file=sys.stderr)
+    return status
+
+
 def _on_terminate(signum, frame):
     raise _Terminated(signum)
 
@@ -637,22 +654,24 @@ def entry() -> None:
     once: TensorFlow's iterator destructors at interpreter shutdown can wait forever on a
     producer thread, and a data path stuck in native code cannot be joined.
     """
-    from feedbench.core import procs
+    from feedbench.core import procs, scratch, stop_guard
     from feedbench.core.errors import show_warnings_as_lines
 
+    scratch.use_private_folder()  # what the code under test leaves in TMPDIR goes with this call
     procs.own_interpreter()  # a data path stuck in native code past its limit ends this process (124)
     show_warnings_as_lines()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_terminate)
     sys.unraisablehook = _redeliver_swallowed_stops
+    stop_guard.install(_ending)  # ends the process even if the main thread cannot take the signal
     try:
         status = main()
     except KeyboardInterrupt:
-        print("feedbench: interrupted; the run's workers were stopped", file=sys.stderr)
-        status = 130
+        status = _say_ending(signal.SIGINT)
     except _Terminated as exc:
-        print(f"feedbench: stopped by {exc.signal.name}; the run's workers were stopped", file=sys.stderr)
-        status = 128 + exc.signal.value
+        status = _say_ending(exc.signal)
+    finally:  # --help and argparse's own exits leave through here too
+        scratch.remove_private_folders()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -7,7 +7,8 @@ counts from the last result (or the start), so a child measuring many settings h
 setting. On every exit path (the end, a failure, the limit, an exception or interrupt in the
 parent) the child's whole process group is killed. The request, the results and the child's
 stderr are unlinked temporary files it inherits as open descriptors: nothing is left on disk,
-even when this process is killed outright.
+even when this process is killed outright. What the child and the processes below it write to
+the temporary folder goes to one of their own (``scratch``), removed when the call ends.
 
 A child that fails says why in one line: the error it wrote, or how it ended (its exit status or
 the signal that killed it) with its last words on stderr. The child also dies with its parent:
@@ -29,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from feedbench.core import procs
+from feedbench.core import procs, scratch
 from feedbench.core.errors import DriveTimeout, FeedbenchError, one_line, show_warnings_as_lines
 from feedbench.core.quiet import is_start_up_line, start_tensorflow_quietly
 
@@ -64,7 +65,9 @@ def run_child(
     results: list = []
     # The request, the results and the child's stderr live in unlinked temporary files handed to the
     # child as open descriptors: nothing is left on disk however this process ends (SIGKILL included).
+    # Whatever the child and the processes below it write to TMPDIR goes with the call.
     with (
+        scratch.folder_for_children() as child_tmp,
         tempfile.TemporaryFile("w+") as request_file,
         tempfile.TemporaryFile("w+b") as out_file,
         tempfile.TemporaryFile("w+b") as stderr,
@@ -75,7 +78,7 @@ def run_child(
             [sys.executable, "-m", module, _fd_path(request_file)],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=child_env(env or {}),
+            env=child_env({"TMPDIR": child_tmp, **(env or {})}),
             pass_fds=(request_file.fileno(), out_file.fileno()),
             start_new_session=True,  # its own process group, killed whole
         )

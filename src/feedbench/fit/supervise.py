@@ -35,7 +35,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 
-from feedbench.core import procs
+from feedbench.core import procs, scratch
 from feedbench.core.errors import DriveTimeout, FeedbenchError, GeneratorFailed, LeftRunning
 from feedbench.fit import keras_api
 from feedbench.fit.failures import explain
@@ -272,6 +272,7 @@ class Watchdog:
         if procs.interpreter_owned():
             sys.stderr.write(f"feedbench: run failed: {message}; ending the process\n")
             sys.stderr.flush()
+            scratch.remove_private_folders()
             os._exit(124)  # our own process (the CLI, a measuring child): a stuck thread would block its exit
         sys.stderr.write(f"feedbench: {message}; waiting for it to return\n")
         sys.stderr.flush()
