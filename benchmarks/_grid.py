@@ -7,11 +7,20 @@ apply is skipped (NotImplementedError, shown as n/a), never faked.
 ``FEEDBENCH_GRID=quick`` selects a smaller grid for smoke runs (CI, --quick).
 """
 
+import atexit
 import itertools
 import os
 
+from feedbench.core import scratch
 from feedbench.core.spec import Spec
 from feedbench.generators.registry import BUILTINS, registry
+
+# What the measured code leaves in the temporary folder goes with the run: TensorFlow's AutoGraph
+# removes its files only at a normal exit, and asv's benchmark processes end with os._exit. asv's
+# forkserver imports this module once, forks every benchmark from it and exits normally at the end;
+# a folder whose maker was killed is removed by the next feedbench command.
+atexit.register(scratch.remove_private_folders)
+scratch.use_private_folder()
 
 QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
 CORES = os.cpu_count() or 1

@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN_S = 0.1  # per batch, planted in the second commit
-IMPLEMENTATIONS = "keyed,generator"
+IMPLEMENTATIONS = "keyed,generator,tfdata"  # tfdata: AutoGraph writes temporary files in the benchmark process
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.slow, pytest.mark.asv]
 
 
@@ -83,7 +83,14 @@ def asv_repo(tmp_path_factory):
     assert marker in text
     keyed.write_text(text.replace(marker, f"        __import__('time').sleep({SLOWDOWN_S})\n{marker}", 1))
     _run([*git, "commit", "-qam", "slow keyed"], repo)
-    env = dict(os.environ, FEEDBENCH_GRID="quick", FEEDBENCH_IMPLEMENTATIONS=IMPLEMENTATIONS, TF_CPP_MIN_LOG_LEVEL="2")
+    temp = tmp_path_factory.mktemp("asv-temp")  # asv's and the benchmarks' temporary folder, empty again after
+    env = dict(
+        os.environ,
+        FEEDBENCH_GRID="quick",
+        FEEDBENCH_IMPLEMENTATIONS=IMPLEMENTATIONS,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        TMPDIR=str(temp),
+    )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     asv = [sys.executable, "-m", "asv", "--config", str(config)]
     _run([*asv, "machine", "--yes"], repo, env)
@@ -94,11 +101,11 @@ def asv_repo(tmp_path_factory):
         bench = [*asv, "run", "--show-stderr", "--bench", r"EpochTime\.time_epoch", f"{rev}^!"]
         proc = _run(bench, repo, dict(env, FEEDBENCH_TF_LOGS=logs), timeout=1200)
         runs[rev] = proc.stdout + proc.stderr
-    return repo, asv, env, runs
+    return repo, asv, env, runs, sorted(os.listdir(temp))
 
 
 def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
-    repo, asv, env, _ = asv_repo
+    repo, asv, env, *_ = asv_repo
     out = _run([*asv, "compare", "--factor", "2", "--split", "main~1", "main"], repo, env).stdout
     # Rows whose Change column is "+" got slower, e.g.
     # | +  | 90.2±4ms | 1.10±0.01s | 12.21 | throughput.EpochTime.time_epoch('keyed', 1, False) |
@@ -110,10 +117,18 @@ def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):
     assert "'generator'" in out and not any("generator" in name for name in worse)
 
 
+def test_benchmark_processes_leave_nothing_in_the_temporary_folder(asv_repo):
+    """asv ends each benchmark process with os._exit, so TensorFlow's AutoGraph never removed its
+    generated files there (tfdata's time_epoch left them in /tmp before benchmarks/_grid.py gave
+    the benchmark processes a private folder)."""
+    *_, left = asv_repo
+    assert left == []
+
+
 def test_benchmark_processes_print_no_tensorflow_start_up_lines(asv_repo):
     from feedbench.core.quiet import is_start_up_line
 
-    *_, runs = asv_repo
+    *_, runs, _ = asv_repo
     start_up = {rev: [line for line in out.splitlines() if is_start_up_line(line.strip())] for rev, out in runs.items()}
     assert start_up["main~1"], "control: with FEEDBENCH_TF_LOGS=1 the lines should show\n" + runs["main~1"][-2000:]
     assert not start_up["main"], "\n".join(start_up["main"][:5])
@@ -121,7 +136,7 @@ def test_benchmark_processes_print_no_tensorflow_start_up_lines(asv_repo):
 
 @pytest.mark.browser
 def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path, chromium):
-    repo, asv, env, _ = asv_repo
+    repo, asv, env, *_ = asv_repo
     _run([*asv, "publish"], repo, env)
     html = repo / ".asv" / "html"
     assert (html / "index.html").exists()
