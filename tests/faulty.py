@@ -59,19 +59,25 @@ def worker_aborts(spec, source):
     return dataset
 
 
+RELEASE_STALLED_THREADS = threading.Event()  # set by a test after the run: threads cannot be killed
+
+
 class WorkerStalls(_Slices):
-    """Every worker process, from one batch on, waits for something that never comes (a
-    deadlock: no CPU, no batch); or, where ``busy`` is set, computes for that long instead (slow
-    but working: never a stall)."""
+    """Every Keras worker (process or thread), from one batch on, waits for something that never
+    comes (a deadlock: no CPU, no batch); or, where ``busy`` is set, computes for that long instead
+    (slow but working: never a stall)."""
 
     busy_s = 0.0
 
     def __getitem__(self, idx):
-        if idx >= AT and os.getpid() != _PARENT:
+        in_a_process = os.getpid() != _PARENT
+        if idx >= AT and (in_a_process or threading.current_thread() is not threading.main_thread()):
             if not self.busy_s:
-                threading.Event().wait()
-            end = time.process_time() + self.busy_s
-            while time.process_time() < end:  # CPU seconds: a loaded machine makes it slower, not shorter
+                (threading.Event() if in_a_process else RELEASE_STALLED_THREADS).wait()
+            # CPU seconds (of this worker): a loaded machine makes it slower, not shorter
+            clock = time.process_time if in_a_process else time.thread_time
+            end = clock() + self.busy_s
+            while clock() < end:
                 pass
         return super().__getitem__(idx)
 

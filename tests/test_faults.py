@@ -242,31 +242,40 @@ def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(sig
 
 
 @pytest.mark.parametrize(
-    "factory,said",
+    "factory,processes,said",
     [
-        ("faulty:worker_exits", r"a Keras worker process \(pid \d+\) exited with status 3"),
-        ("faulty:worker_killed", r"a Keras worker process \(pid \d+\) was killed by SIGKILL"),
-        ("faulty:worker_aborts", r"a Keras worker process \(pid \d+\) was killed by SIGABRT"),
-        ("faulty:worker_deadlocks", r"no progress for 2 s: Keras's worker processes \(pids \d+, \d+\)"),
+        ("faulty:worker_exits", True, r"a Keras worker process \(pid \d+\) exited with status 3"),
+        ("faulty:worker_killed", True, r"a Keras worker process \(pid \d+\) was killed by SIGKILL"),
+        ("faulty:worker_aborts", True, r"a Keras worker process \(pid \d+\) was killed by SIGABRT"),
+        ("faulty:worker_deadlocks", True, r"no progress for 2 s: Keras's worker processes \(pids \d+, \d+\)"),
+        ("faulty:worker_deadlocks", False, r"no progress for 2 s: Keras's worker threads \(thread ids \d+, \d+\)"),
     ],
 )
-def test_a_keras_worker_that_dies_or_stalls_is_named_at_once(factory, said, monkeypatch, no_stray_workers):
+def test_a_keras_worker_that_dies_or_stalls_is_named_at_once(factory, processes, said, monkeypatch, no_stray_workers):
+    import faulty
     from feedbench.fit import supervise
 
     monkeypatch.setattr(supervise, "STALL_S", 2.0)  # as the benchmark suite sets it (5 s there)
-    built = build(Spec(factory, n_samples=160, batch_size=16, workers=2, use_multiprocessing=True))
+    faulty.RELEASE_STALLED_THREADS.clear()
+    built = build(Spec(factory, n_samples=160, batch_size=16, workers=2, use_multiprocessing=processes))
     started = time.monotonic()
-    with pytest.raises(GeneratorFailed, match=said):
-        driver.run(built, epochs=2, timeout_s=120)
-    assert time.monotonic() - started < 30  # named when it happens, not at the 120 s limit
+    try:
+        with pytest.raises(GeneratorFailed, match=said):
+            driver.run(built, epochs=2, timeout_s=120)
+        assert time.monotonic() - started < 30  # named when it happens, not at the 120 s limit
+    finally:
+        faulty.RELEASE_STALLED_THREADS.set()  # worker threads cannot be killed: let them return
 
 
-def test_keras_workers_that_compute_longer_than_the_stall_window_are_not_a_stall(monkeypatch, no_stray_workers):
+@pytest.mark.parametrize("processes", [True, False])
+def test_keras_workers_that_compute_longer_than_the_stall_window_are_not_a_stall(
+    processes, monkeypatch, no_stray_workers
+):
     from feedbench.fit import supervise
 
     monkeypatch.setattr(supervise, "STALL_S", 2.0)
     built = build(
-        Spec("faulty:worker_computes_for_3_s", n_samples=96, batch_size=16, workers=2, use_multiprocessing=True)
+        Spec("faulty:worker_computes_for_3_s", n_samples=96, batch_size=16, workers=2, use_multiprocessing=processes)
     )
     driver.run(built, epochs=1, timeout_s=120)  # 3 batches of 3 CPU seconds each, no failure
 

@@ -201,10 +201,12 @@ _STALL_SAMPLE_S = 0.5  # how often the workers' CPU times are read (psutil, a fe
 
 
 class StallWatch:
-    """Notices Keras worker processes that have batches to produce but make no progress: no pending
-    batch completes and no worker uses CPU for ``stall_s`` seconds. A worker deadlocked on a lock
-    that fork copied in a held state (TensorFlow's are) looks like this; so would a worker waiting
-    on something slower than ``stall_s`` (a remote read), which is why it is off unless asked for.
+    """Notices Keras workers that have batches to produce but make no progress: no pending batch
+    completes and no worker uses CPU for ``stall_s`` seconds. Worker processes deadlocked on a
+    lock that fork copied in a held state (TensorFlow's are) look like this, and so do worker
+    threads waiting for something that never comes (a lock, a queue, a read that hangs); so would
+    a worker waiting on something slower than ``stall_s`` (a remote read), which is why it is off
+    unless asked for.
     """
 
     def __init__(self, pools, stall_s: float):
@@ -216,7 +218,7 @@ class StallWatch:
         self._since = self._clock()  # the last sign of progress
         self._sampled = 0.0
         self._pending: set[int] = set()
-        self._cpu: dict[int, float] = {}
+        self._cpu: dict[tuple[str, int], float] = {}
 
     def stalled(self) -> str | None:
         """A line naming the stalled workers, or None."""
@@ -224,25 +226,61 @@ class StallWatch:
         if now - self._sampled < _STALL_SAMPLE_S:
             return None
         self._sampled = now
-        pending, workers = set(), []
+        pending, processes, threads = set(), [], []
         for pool in _process_pools(self.pools):
             pending.update(id(job) for job in list(getattr(pool, "_cache", {}).values()))
-            workers.extend(p.pid for p in list(getattr(pool, "_pool", [])) if getattr(p, "pid", None))
-        cpu = _cpu_seconds(workers)
+            processes.extend(p.pid for p in list(getattr(pool, "_pool", [])) if getattr(p, "pid", None))
+        for pool in _thread_pools(self.pools):
+            pending.update(id(job) for job in list(getattr(pool, "_cache", {}).values()))
+            threads.extend(t.native_id for t in list(getattr(pool, "_pool", [])) if getattr(t, "native_id", None))
+        cpu = {("process", pid): seconds for pid, seconds in _cpu_seconds(processes).items()}
+        cpu.update({("thread", tid): seconds for tid, seconds in _thread_cpu_seconds(threads).items()})
         completed = bool(self._pending - pending)
-        working = any(seconds - self._cpu.get(pid, 0.0) > STALL_CPU_S for pid, seconds in cpu.items())
+        working = any(seconds - self._cpu.get(key, 0.0) > STALL_CPU_S for key, seconds in cpu.items())
         self._pending, self._cpu = pending, cpu
         if not pending or completed or working:
             self._since = now
             return None
         if now - self._since < self.stall_s:
             return None
-        return (
-            f"no progress for {self.stall_s:g} s: Keras's worker processes (pids "
-            f"{', '.join(str(pid) for pid in sorted(cpu)) or 'none alive'}) had {len(pending)} batch(es) to "
-            "produce, finished none and used no CPU (deadlocked: a lock copied into a forked worker "
-            "while held, as TensorFlow's can be, does this)"
+        kinds = [kind for kind, ids in (("process", processes), ("thread", threads)) if ids]
+        alive = {kind: sorted(i for k, i in cpu if k == kind) for kind in kinds}
+        return f"no progress for {self.stall_s:g} s: " + "; ".join(
+            _stalled_workers(kind, alive[kind], len(pending)) for kind in kinds
         )
+
+
+def _stalled_workers(kind: str, ids: list[int], pending: int) -> str:
+    alive = ", ".join(str(i) for i in ids) or "none alive"
+    if kind == "process":
+        return (
+            f"Keras's worker processes (pids {alive}) had {pending} batch(es) to produce, finished none and "
+            "used no CPU (deadlocked: a lock copied into a forked worker while held, as TensorFlow's can be, does this)"
+        )
+    return (
+        f"Keras's worker threads (thread ids {alive}) had {pending} batch(es) to produce, finished none and "
+        "used no CPU (waiting for something that never comes: a lock, a queue, a read that hangs)"
+    )
+
+
+def _thread_pools(pools) -> list:
+    """The Keras pools that run worker threads."""
+    import multiprocessing.pool
+
+    return [pool for pool in list(pools) if isinstance(pool, multiprocessing.pool.ThreadPool)]
+
+
+def _thread_cpu_seconds(thread_ids) -> dict[int, float]:
+    """User + system CPU seconds of each live thread of this process, by native thread id."""
+    import psutil
+
+    wanted = set(thread_ids)
+    if not wanted:
+        return {}
+    try:
+        return {t.id: t.user_time + t.system_time for t in psutil.Process().threads() if t.id in wanted}
+    except psutil.Error:
+        return {}
 
 
 def _cpu_seconds(pids) -> dict[int, float]:
