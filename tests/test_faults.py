@@ -211,20 +211,28 @@ def test_what_the_code_under_test_writes_to_the_temporary_folder_goes_with_the_c
 
 
 @pytest.mark.parametrize(
-    "signum,status,said", [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")]
+    "signum,status,said,workers",
+    [
+        (signal.SIGTERM, 143, "stopped by SIGTERM", []),
+        (signal.SIGINT, 130, "interrupted", []),
+        (signal.SIGTERM, 143, "stopped by SIGTERM", ["--workers", "2", "--multiprocessing"]),
+    ],
 )
-def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(signum, status, said, tmp_path, cpu_load):
+def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(
+    signum, status, said, workers, tmp_path, cpu_load
+):
     """The main thread waits inside TensorFlow's iterator for a batch that never comes: Python
     cannot run the signal's handler there. Before the stop guard, drive took the signal only at
     its time limit (300 s here)."""
     before = _temp_entries()
     mark = str(tmp_path / "stuck")
     env = dict(os.environ, PYTHONPATH=TESTS, FAULTY_STUCK_MARK=mark)
-    proc = _cli("drive", "faulty:sleeps_in_native_code", "--epochs", "2", env=env)
+    proc = _cli("drive", "faulty:sleeps_in_native_code", *workers, "--epochs", "2", env=env)
     try:
         _wait_for(lambda: os.path.exists(mark), 120, "the generator's stuck batch")
         time.sleep(1.0)
-        workers = _tree(proc.pid)
+        below = _tree(proc.pid)
+        assert len(below) >= (2 if workers else 0), below
         sent = time.monotonic()
         proc.send_signal(signum)
         err = _stderr_within(proc, 120)
@@ -234,7 +242,7 @@ def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(sig
     assert took < 60, f"ended {took:.0f} s after the signal; the run's limit is 300 s"
     assert proc.returncode == status, err[-2000:]
     assert err.strip().splitlines()[-1] == f"feedbench: {said}; the run's workers were stopped", err[-2000:]
-    _assert_gone(workers)
+    _assert_gone(below)
     assert _temp_entries() - before == set()
 
 

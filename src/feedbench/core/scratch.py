@@ -8,32 +8,49 @@ Processes that end without ``atexit`` (a pool worker, a measuring child ended af
 everything, our own ``os._exit``) leave them behind, a few per run. Pointing ``TMPDIR`` at a
 folder we remove ourselves leaves nothing, however the processes below us end.
 
-A process killed outright (SIGKILL) cannot remove its folder; the folder's name carries the pid of
-the process that made it, and the next feedbench command removes folders whose maker is gone.
+A process killed outright (SIGKILL) cannot remove its folder. Each folder holds a lock file its
+maker keeps locked (``flock``; forked children share the lock, and the kernel drops it when the
+last holder ends, however it ends): the next feedbench command removes the folders nobody holds.
+A pid would not do: another container sharing /tmp has its own pids, and a worker can outlive
+the process that made the folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 PREFIX = "feedbench-tmp-"
-_MADE_BY = re.compile(re.escape(PREFIX) + r"(\d+)-")
-_this_process: list[tuple[str, str | None]] = []  # (folder, the TMPDIR it replaced): the command line's
+_HELD = ".held"  # the lock file inside each folder
+
+
+@dataclass
+class _Private:
+    path: str
+    held: int  # the lock file's descriptor
+    owner: int  # the pid that made it: a forked child never removes its parent's folder
+    tmpdir_before: str | None
+    tempdir_before: str | None
+
+
+_this_process: list[_Private] = []  # the command line's own folders, innermost last
+_removing = threading.Lock()  # the main thread's way out and the stop guard's may meet
 
 
 @contextmanager
 def folder_for_children() -> Iterator[str]:
     """A new folder for a child process's ``TMPDIR``; removed with what is in it on the way out."""
-    path = _make()
+    path, held = _make()
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path, held)
 
 
 def use_private_folder() -> str:
@@ -43,45 +60,61 @@ def use_private_folder() -> str:
     on every way out, ``os._exit`` included.
     """
     remove_abandoned()
-    path = _make()
-    _this_process.append((path, os.environ.get("TMPDIR")))
+    path, held = _make()
+    _this_process.append(_Private(path, held, os.getpid(), os.environ.get("TMPDIR"), tempfile.tempdir))
     os.environ["TMPDIR"] = path  # children read it at their start
     tempfile.tempdir = path  # this process read TMPDIR already
     return path
 
 
 def remove_private_folders() -> None:
-    while _this_process:
-        path, before = _this_process.pop()
-        shutil.rmtree(path, ignore_errors=True)
-        if before is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = before
-        tempfile.tempdir = None  # read TMPDIR again
+    """Remove the folders ``use_private_folder`` made in this process, and put TMPDIR back."""
+    with _removing:
+        while _this_process:
+            private = _this_process.pop()
+            if private.owner != os.getpid():  # a forked child leaving: the folder is its parent's
+                continue
+            _remove(private.path, private.held)
+            if private.tmpdir_before is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = private.tmpdir_before
+            tempfile.tempdir = private.tempdir_before
 
 
 def remove_abandoned(where: str | None = None) -> list[str]:
-    """Remove the folders in ``where`` (the temporary folder) whose maker is no longer alive."""
+    """Remove the folders in ``where`` (the temporary folder) that no living process holds."""
     where = where or tempfile.gettempdir()
     removed = []
     for name in os.listdir(where):
-        made_by = _MADE_BY.match(name)
-        if made_by and not _alive(int(made_by.group(1))):
-            shutil.rmtree(os.path.join(where, name), ignore_errors=True)
+        path = os.path.join(where, name)
+        if name.startswith(PREFIX) and _abandoned(path):
+            shutil.rmtree(path, ignore_errors=True)
             removed.append(name)
     return removed
 
 
-def _make() -> str:
-    return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
+def _make() -> tuple[str, int]:
+    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
+    held = os.open(os.path.join(path, _HELD), os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    return path, held
 
 
-def _alive(pid: int) -> bool:
+def _remove(path: str, held: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(held)
+
+
+def _abandoned(path: str) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        probe = os.open(os.path.join(path, _HELD), os.O_RDWR)
+    except OSError:  # no lock file: not one of ours, or still being made
         return False
-    except PermissionError:  # someone else's process: alive
-        return True
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: its maker (or a process it forked) is alive
+    finally:
+        os.close(probe)
     return True

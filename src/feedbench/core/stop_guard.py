@@ -5,9 +5,9 @@ inside native code (TensorFlow's iterator waiting for a batch from a generator t
 from pool workers a fork left deadlocked) would take the signal only when the run's time limit
 ends that wait: minutes later. The signal also writes its number to a wake-up socket
 (``signal.set_wakeup_fd``), which a thread of ours waits on. If the process has not ended
-``GRACE_S`` after the first stop signal, that thread kills every process below this one (and
-keeps a pool from forking replacements), removes
-the private temporary folders, says how the run ended in one line and ends the process.
+``GRACE_S`` after the first stop signal, that thread kills every process below this one (and keeps
+a pool from forking replacements), removes the private temporary folders, says how the run ended
+in one line and ends the process.
 """
 
 from __future__ import annotations
@@ -41,7 +41,20 @@ def install(ending: Callable[[int], tuple[str, int]], grace_s: float = GRACE_S) 
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     _wakeup[:] = [reader, writer]
+    # A forked worker inherits the wake-up fd: the SIGTERM its pool's terminate() sends it would
+    # reach this guard as if this process had been stopped.
+    os.register_at_fork(after_in_child=_forget_in_child)
     threading.Thread(target=_guard, args=(reader, ending, grace_s), daemon=True, name="feedbench-stop-guard").start()
+
+
+def _forget_in_child() -> None:
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:  # not possible here: keep the sockets open, or a reused fd number would get the bytes
+        return
+    for end in _wakeup:
+        end.close()
+    _wakeup.clear()
 
 
 def _guard(reader: socket.socket, ending: Callable[[int], tuple[str, int]], grace_s: float) -> None:

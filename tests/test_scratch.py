@@ -1,0 +1,97 @@
+"""Private temporary folders (core/scratch.py) and the stop guard (core/stop_guard.py), unit by unit.
+
+The end-to-end checks (nothing new in the temporary folder after drive, a SIGKILLed command's
+folder removed by the next, signals while the main thread waits in native code) are in
+tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from feedbench.core import scratch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_folder_is_removed_only_once_nobody_holds_it(tmp_path):
+    held_path, held = scratch._make()
+    loose_path, loose = scratch._make()
+    os.close(loose)  # as a SIGKILLed maker: the kernel dropped its lock
+    try:
+        removed = scratch.remove_abandoned(os.path.dirname(held_path))
+        assert os.path.basename(loose_path) in removed and not os.path.exists(loose_path)
+        assert os.path.basename(held_path) not in removed and os.path.isdir(held_path)
+        not_ours = tmp_path / f"{scratch.PREFIX}1-x"  # no lock file: never touched
+        not_ours.mkdir()
+        assert scratch.remove_abandoned(str(tmp_path)) == [] and not_ours.is_dir()
+    finally:
+        scratch._remove(held_path, held)
+
+
+def test_a_forked_child_leaving_does_not_remove_its_parents_folder():
+    proc = _python(
+        """
+        import os, tempfile
+        from feedbench.core import scratch
+        path = scratch.use_private_folder()
+        pid = os.fork()
+        if pid == 0:
+            scratch.remove_private_folders()  # as atexit or a finally would, in a fork that exits normally
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(os.path.isdir(path), tempfile.gettempdir() == path)
+        scratch.remove_private_folders()
+        print(os.path.isdir(path), os.environ.get("TMPDIR") != path)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True", "False", "True"], proc.stdout
+
+
+def test_the_stop_guard_ignores_the_signals_a_pool_sends_its_own_workers():
+    """Forked workers inherit the wake-up fd: terminate() sends each a SIGTERM, and without the
+    at-fork reset the guard took those for a stop of the command itself."""
+    proc = _python(
+        """
+        import multiprocessing, signal, time
+        from feedbench.core import stop_guard
+        def stop(signum, frame):
+            raise SystemExit(143)
+        signal.signal(signal.SIGTERM, stop)  # as the command line's handler, inherited by workers
+        stop_guard.install(lambda signum: ("feedbench: the guard fired", 143), grace_s=0.5)
+        pool = multiprocessing.get_context("fork").Pool(2)
+        pool.map(abs, range(4))
+        pool.terminate()
+        time.sleep(3)
+        print("still running")
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "still running", (proc.returncode, proc.stderr[-2000:])
+
+
+def test_the_stop_guard_ends_a_process_the_signal_did_not_end():
+    """Its own grace, then the guard's line and status: here the handler returns without ending the
+    process (in the command line, a main thread in native code never runs it)."""
+    proc = _python(
+        """
+        import os, signal, threading
+        from feedbench.core import stop_guard
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        stop_guard.install(lambda signum: (f"feedbench: ended by the guard ({signum})", 128 + signum), grace_s=0.5)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        threading.Event().wait(60)
+        print("not ended")
+        """
+    )
+    assert proc.returncode == 143, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert proc.stderr.strip().splitlines()[-1] == "feedbench: ended by the guard (15)"
