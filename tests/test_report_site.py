@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -254,3 +255,23 @@ def test_agreement_on_the_command_line(results):
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "feedbench: factor 0.9 given; expected a number above 1 (1.1: a 10 % change)"
     )
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(results):
+    """`feedbench report --agreement | head -1`: the reader is gone before the rest is written. A
+    Unix tool ends there without a word (status 128 + SIGPIPE); it used to print a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "feedbench.cli", "report", str(results), "--agreement"],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr[-2000:]
+    assert proc.stderr == ""

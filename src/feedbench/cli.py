@@ -579,6 +579,25 @@ def _say_ending(signum: int) -> int:
     return status
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether our standard output is a pipe whose reader has gone (``feedbench report | head -1``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _quiet_stdout() -> int:
+    """End as a Unix tool does when its reader goes away: no traceback, status 128 + SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere instead of failing again
+    return 128 + signal.SIGPIPE
+
+
 def _on_terminate(signum, frame):
     raise _Terminated(signum)
 
@@ -670,6 +689,10 @@ def entry() -> None:
         status = _say_ending(signal.SIGINT)
     except _Terminated as exc:
         status = _say_ending(exc.signal)
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # a pipe of the run itself: an error, shown as one
+        status = _quiet_stdout()
     finally:  # --help and argparse's own exits leave through here too
         scratch.remove_private_folders()
     sys.stdout.flush()
