@@ -19,8 +19,9 @@ from feedbench.generators.registry import BUILTINS, registry
 # removes its files only at a normal exit, and asv's benchmark processes end with os._exit. asv's
 # forkserver imports this module once, forks every benchmark from it and exits normally at the end;
 # a folder whose maker was killed is removed by the next feedbench command.
-atexit.register(scratch.remove_private_folders)
-scratch.use_private_folder()
+if not scratch.has_private_folder():  # a test run importing this module has its own already
+    atexit.register(scratch.remove_private_folders)
+    scratch.use_private_folder()
 
 QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
 CORES = os.cpu_count() or 1

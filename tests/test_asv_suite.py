@@ -18,6 +18,7 @@ import site
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -83,13 +84,14 @@ def asv_repo(tmp_path_factory):
     assert marker in text
     keyed.write_text(text.replace(marker, f"        __import__('time').sleep({SLOWDOWN_S})\n{marker}", 1))
     _run([*git, "commit", "-qam", "slow keyed"], repo)
-    temp = tmp_path_factory.mktemp("asv-temp")  # asv's and the benchmarks' temporary folder, empty again after
+    # asv's and the benchmarks' temporary folder, empty again after; short: asv's forkserver socket lives there
+    temp = tempfile.mkdtemp(prefix="asv-")
     env = dict(
         os.environ,
         FEEDBENCH_GRID="quick",
         FEEDBENCH_IMPLEMENTATIONS=IMPLEMENTATIONS,
         TF_CPP_MIN_LOG_LEVEL="2",
-        TMPDIR=str(temp),
+        TMPDIR=temp,
     )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     asv = [sys.executable, "-m", "asv", "--config", str(config)]
@@ -101,7 +103,9 @@ def asv_repo(tmp_path_factory):
         bench = [*asv, "run", "--show-stderr", "--bench", r"EpochTime\.time_epoch", f"{rev}^!"]
         proc = _run(bench, repo, dict(env, FEEDBENCH_TF_LOGS=logs), timeout=1200)
         runs[rev] = proc.stdout + proc.stderr
-    return repo, asv, env, runs, sorted(os.listdir(temp))
+    left = sorted(os.listdir(temp))
+    shutil.rmtree(temp, ignore_errors=True)
+    return repo, asv, env, runs, left
 
 
 def test_asv_compare_reports_exactly_the_slowed_implementation(asv_repo):

@@ -95,3 +95,17 @@ def test_the_stop_guard_ends_a_process_the_signal_did_not_end():
     )
     assert proc.returncode == 143, (proc.returncode, proc.stdout, proc.stderr[-2000:])
     assert proc.stderr.strip().splitlines()[-1] == "feedbench: ended by the guard (15)"
+
+
+def test_a_process_keeps_one_private_folder():
+    """Nested private folders lengthen every path under them: a UNIX socket's (asv's forkserver,
+    multiprocessing's) holds 107 bytes, and asv failed to start its server two levels down."""
+    proc = _python(
+        """
+        from feedbench.core import scratch
+        first = scratch.use_private_folder()
+        print(scratch.use_private_folder() == first)
+        scratch.remove_private_folders()
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.split() == ["True"], proc.stderr[-2000:]

@@ -57,14 +57,22 @@ def use_private_folder() -> str:
     """Send this process's temporary files, and its children's, to a new folder of its own.
 
     For a process that is feedbench's own (the command line): it calls ``remove_private_folders``
-    on every way out, ``os._exit`` included.
+    on every way out, ``os._exit`` included. A process that has one already keeps it (one level:
+    a UNIX socket's path, such as asv's or multiprocessing's under TMPDIR, holds 107 bytes).
     """
+    mine = [private for private in _this_process if private.owner == os.getpid()]
+    if mine:
+        return mine[-1].path
     remove_abandoned()
     path, held = _make()
     _this_process.append(_Private(path, held, os.getpid(), os.environ.get("TMPDIR"), tempfile.tempdir))
     os.environ["TMPDIR"] = path  # children read it at their start
     tempfile.tempdir = path  # this process read TMPDIR already
     return path
+
+
+def has_private_folder() -> bool:
+    return any(private.owner == os.getpid() for private in _this_process)
 
 
 def remove_private_folders() -> None:
