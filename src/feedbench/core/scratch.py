@@ -60,7 +60,7 @@ def use_private_folder() -> str:
     on every way out, ``os._exit`` included. A process that has one already keeps it (one level:
     a UNIX socket's path, such as asv's or multiprocessing's under TMPDIR, holds 107 bytes).
     """
-    mine = [private for private in _this_process if private.owner == os.getpid()]
+    mine = _mine()
     if mine:
         return mine[-1].path
     remove_abandoned()
@@ -72,7 +72,12 @@ def use_private_folder() -> str:
 
 
 def has_private_folder() -> bool:
-    return any(private.owner == os.getpid() for private in _this_process)
+    return bool(_mine())
+
+
+def _mine() -> list[_Private]:
+    """This process's own folders (a forked child inherits its parent's list, not its folders)."""
+    return [private for private in _this_process if private.owner == os.getpid()]
 
 
 def remove_private_folders() -> None:
