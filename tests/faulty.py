@@ -74,12 +74,16 @@ class WorkerStalls(_Slices):
         if idx >= AT and (in_a_process or threading.current_thread() is not threading.main_thread()):
             if not self.busy_s:
                 (threading.Event() if in_a_process else RELEASE_STALLED_THREADS).wait()
-            # CPU seconds (of this worker): a loaded machine makes it slower, not shorter
-            clock = time.process_time if in_a_process else time.thread_time
-            end = clock() + self.busy_s
-            while clock() < end:
-                pass
+            _compute_for(self.busy_s, time.process_time if in_a_process else time.thread_time)
         return super().__getitem__(idx)
+
+
+def _compute_for(seconds: float, clock) -> None:
+    """CPU seconds of this worker (``clock``: its process's or its thread's): a loaded machine makes
+    it slower, not shorter."""
+    end = clock() + seconds
+    while clock() < end:
+        pass
 
 
 def worker_deadlocks(spec, source):
@@ -87,8 +91,11 @@ def worker_deadlocks(spec, source):
 
 
 def worker_computes_for_3_s(spec, source):
-    dataset = WorkerStalls(spec, source)
-    dataset.busy_s = 3.0
+    return _busy(WorkerStalls(spec, source), 3.0)
+
+
+def _busy(dataset, seconds: float):
+    dataset.busy_s = seconds
     return dataset
 
 
@@ -200,3 +207,30 @@ class SleepsInNativeCode(_Slices):
 
 def sleeps_in_native_code(spec, source):
     return SleepsInNativeCode(spec, source)
+
+
+STOP_WAITING = threading.Event()  # set by a test after the run: a thread cannot be killed
+
+
+class ProducerWaits(_Slices):
+    """From one batch on, the producer, whatever runs it (the one thread of a PyDataset without
+    workers included), polls for something that never comes: Python code, little CPU, no batch.
+    Where ``busy_s`` is set it computes for that long instead (slow but working: never a stall)."""
+
+    busy_s = 0.0
+
+    def __getitem__(self, idx):
+        if idx >= AT:
+            if not self.busy_s:
+                while not STOP_WAITING.is_set():
+                    time.sleep(0.05)
+            _compute_for(self.busy_s, time.thread_time)
+        return super().__getitem__(idx)
+
+
+def producer_waits(spec, source):
+    return ProducerWaits(spec, source)
+
+
+def producer_computes_for_3_s(spec, source):
+    return _busy(ProducerWaits(spec, source), 3.0)

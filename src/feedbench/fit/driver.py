@@ -72,6 +72,7 @@ def drive(
 def _epochs(built: Built, feeding, epochs: int, materialize: bool) -> Iterator[Batch]:
     name = built.spec.impl
     iterator = feeding.iterator
+    feeding.waiting()  # from here on, between the batches the consumer takes (the stall watch's cue)
     if backend() in ("jax", "torch"):
         _first_batch(iterator)  # fit's symbolic build on a fresh model
     iterator.reset()  # the on_epoch_end fit calls before the first epoch
@@ -82,12 +83,15 @@ def _epochs(built: Built, feeding, epochs: int, materialize: bool) -> Iterator[B
         with iterator.catch_stop_iteration():
             for step, (_, _, data) in enumerate(iterator):
                 feeding.position = (epoch, step)
-                x, y, weights = _unpack(batch_of(data), materialize)
+                x, y, weights = _unpack(batch_of(data), materialize)  # where the backend's iterator waits
+                feeding.arrived()
                 arrived = time.perf_counter()
                 if check:
                     check((x, y, weights), feeding.where())
                 feeding.check()
                 yield Batch(epoch, step, x, y, weights, _rows(x, y, weights, feeding.where()), arrived)
+                feeding.waiting()
+    feeding.arrived()
 
 
 def run(built: Built, epochs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S, materialize: bool = True) -> list[Batch]:

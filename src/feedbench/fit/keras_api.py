@@ -197,7 +197,7 @@ def _process_pools(pools) -> list:
 # A worker's CPU time must grow by more than this for it to count as working (a sleeping or
 # deadlocked process gains nothing; the interpreter's own housekeeping stays far below it).
 STALL_CPU_S = 0.02
-_STALL_SAMPLE_S = 0.5  # how often the workers' CPU times are read (psutil, a few pids)
+STALL_SAMPLE_S = 0.5  # how often the workers' CPU times are read (psutil, a few pids)
 
 
 class StallWatch:
@@ -223,15 +223,13 @@ class StallWatch:
     def stalled(self) -> str | None:
         """A line naming the stalled workers, or None."""
         now = self._clock()
-        if now - self._sampled < _STALL_SAMPLE_S:
+        if now - self._sampled < STALL_SAMPLE_S:
             return None
         self._sampled = now
-        pending, processes, threads = set(), [], []
+        pending, processes, threads = pending_jobs(self.pools), [], []
         for pool in _process_pools(self.pools):
-            pending.update(id(job) for job in list(getattr(pool, "_cache", {}).values()))
             processes.extend(p.pid for p in list(getattr(pool, "_pool", [])) if getattr(p, "pid", None))
         for pool in _thread_pools(self.pools):
-            pending.update(id(job) for job in list(getattr(pool, "_cache", {}).values()))
             threads.extend(t.native_id for t in list(getattr(pool, "_pool", [])) if getattr(t, "native_id", None))
         cpu = {("process", pid): seconds for pid, seconds in _cpu_seconds(processes).items()}
         cpu.update({("thread", tid): seconds for tid, seconds in _thread_cpu_seconds(threads).items()})
@@ -248,6 +246,15 @@ class StallWatch:
         return f"no progress for {self.stall_s:g} s: " + "; ".join(
             _stalled_workers(kind, alive[kind], len(pending)) for kind in kinds
         )
+
+
+def pending_jobs(pools) -> set[int]:
+    """The batches Keras's worker pools (processes and threads) owe: ids of their pending jobs."""
+    return {
+        id(job)
+        for pool in _process_pools(pools) + _thread_pools(pools)
+        for job in list(getattr(pool, "_cache", {}).values())
+    }
 
 
 def _stalled_workers(kind: str, ids: list[int], pending: int) -> str:

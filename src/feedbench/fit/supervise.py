@@ -8,7 +8,9 @@ epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
   outlives the block;
 - an exception from the data path comes out as one typed line (``failures.explain``);
 - a Keras worker process that dies is named at once; with ``STALL_S`` set (``FEEDBENCH_STALL_S``),
-  so are worker processes that owe batches but finish none and use no CPU for that long;
+  so are Keras workers that owe batches but finish none and use no CPU for that long, and (in the
+  driver, which says when it waits for a batch) any producer: no batch and no CPU used anywhere in
+  the process tree for that long;
 - past the time limit the watchdog fails every pending pool result (which wakes a consumer
   waiting on a worker), signals the main thread (which wakes one sleeping in Python code) and
   raises inside data-path threads; the block then raises ``DriveTimeout``.
@@ -68,6 +70,7 @@ class Supervision:
     def __init__(self, where: str, watchdog: Watchdog):
         self.iterator = None  # Keras's epoch iterator, whose enqueuer is stopped at the end
         self.position: tuple[int, int] | None = None  # (epoch, step), formatted only on failure
+        self.waiting_since: float | None = None  # since when the consumer waits for a batch (time.monotonic)
         self.closers: list[Callable[[], None]] = []  # run before the workers are reaped
         self._where = where
         self._watchdog = watchdog
@@ -78,6 +81,14 @@ class Supervision:
 
     def where(self) -> str:
         return self._where if self.position is None else "epoch {} step {}".format(*self.position)
+
+    def waiting(self) -> None:
+        """The consumer now waits for its next batch (the stall watch looks only at such waits)."""
+        self.waiting_since = time.monotonic()
+
+    def arrived(self) -> None:
+        """A batch came (or the consumer stopped waiting)."""
+        self.waiting_since = None
 
 
 @contextlib.contextmanager
@@ -92,7 +103,7 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
     watchdog = Watchdog(timeout_s, name)
     state = Supervision(where, watchdog)
     state.closers.extend(closers)
-    with keras_api.tracked_pools() as pools, watchdog.armed(pools, keep):
+    with keras_api.tracked_pools() as pools, watchdog.armed(pools, keep, state):
         try:
             yield state
             watchdog.check()
@@ -161,7 +172,9 @@ def _data_threads() -> dict[int, str]:
             stack.append(frame.f_code.co_filename)
             frame = frame.f_back
         if any(marker in path for path in stack for marker in keras_api.DATA_PATH_FILES):
-            found[ident] = f"{names.get(ident, ident)} at {os.path.basename(top.f_code.co_filename)}:{top.f_lineno}"
+            found[ident] = (
+                f"{names.get(ident, f'thread {ident}')} at {os.path.basename(top.f_code.co_filename)}:{top.f_lineno}"
+            )
     return found
 
 
@@ -174,6 +187,73 @@ def _interrupt(threads: dict[int, str]) -> None:
     """
     for ident in threads:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(DriveTimeout))
+
+
+class WaitWatch:
+    """Notices a consumer waiting for a batch that nothing works on: no batch for ``stall_s``
+    seconds, and in all that time no CPU used by this process (the watchdog's own sampling aside)
+    or by any process below it. A producer waiting on a lock, an event, a queue or a read that
+    never returns looks like this, whatever runs it: the one thread of a PyDataset without workers,
+    a plain generator, tf.data, a loader's own worker processes. So would one waiting on something
+    slower than ``stall_s`` (a remote read), which is why, like ``keras_api.StallWatch``, it is off
+    unless asked for. Only the driver says when it waits; a block that never does is not watched.
+    """
+
+    def __init__(self, state: Supervision, pools, stall_s: float):
+        self.state = state
+        self.pools = pools
+        self.stall_s = stall_s
+        self._sampled = 0.0
+        self._cpu: float | None = None
+        self._working_at = time.monotonic()  # the last sample that saw CPU used
+
+    def stalled(self) -> str | None:
+        """A line saying what waits, or None."""
+        now = time.monotonic()
+        if now - self._sampled < keras_api.STALL_SAMPLE_S:
+            return None
+        self._sampled = now
+        cpu = _tree_cpu_seconds()
+        # Batches Keras's workers owe are StallWatch's to judge: it names the workers.
+        if self._cpu is None or cpu - self._cpu > keras_api.STALL_CPU_S or keras_api.pending_jobs(self.pools):
+            self._working_at = now
+        self._cpu = cpu
+        since = self.state.waiting_since
+        if since is None or now - max(since, self._working_at) < self.stall_s:
+            return None
+        waiting = list(_data_threads().values()) + _main_thread_in_data_path()
+        return (
+            f"no batch for {self.stall_s:g} s and no CPU used by this process or any below it: the data path "
+            "waits for something that never comes (a lock, an event, a queue, a read that hangs)"
+            + (f"; waiting: {'; '.join(waiting)}" if waiting else "")
+        )
+
+
+def _tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process, less the calling thread's, and of every process below it."""
+    import psutil
+
+    total = time.process_time() - time.thread_time()
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+def _main_thread_in_data_path() -> list[str]:
+    """Where the main thread is, when it runs the producer itself (the jax and torch backends
+    iterate a plain generator or PyDataset in the consumer's thread)."""
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    top = frame
+    while frame is not None:
+        if any(marker in frame.f_code.co_filename for marker in keras_api.DATA_PATH_FILES):
+            return [f"MainThread at {os.path.basename(top.f_code.co_filename)}:{top.f_lineno}"]
+        frame = frame.f_back
+    return []
 
 
 class Watchdog:
@@ -199,11 +279,11 @@ class Watchdog:
             raise self.error()
 
     @contextlib.contextmanager
-    def armed(self, pools, keep: set[int]):
+    def armed(self, pools, keep: set[int], state: Supervision | None = None):
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(_TIMEOUT_SIGNAL, self._on_signal) if in_main else None
         self._thread = threading.Thread(
-            target=self._watch, args=(pools, in_main, keep), daemon=True, name="feedbench-watchdog"
+            target=self._watch, args=(pools, in_main, keep, state), daemon=True, name="feedbench-watchdog"
         )
         self._thread.start()
         try:
@@ -230,10 +310,11 @@ class Watchdog:
         if (self.fired or self.died) and not self._quiet:
             self.check()
 
-    def _watch(self, pools, in_main: bool, keep: set[int]) -> None:
+    def _watch(self, pools, in_main: bool, keep: set[int], state: Supervision | None) -> None:
         deadline = time.monotonic() + self.timeout_s
         workers = keras_api.PoolWatch(pools)
         stall = keras_api.StallWatch(pools, STALL_S) if STALL_S > 0 else None
+        waits = WaitWatch(state, pools, STALL_S) if STALL_S > 0 and state is not None else None
         while not self._done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
             died = workers.dead() or (stall.stalled() if stall else None)
             if died:  # the batch it held (or they owe) will never come: fail now, not at the limit
@@ -244,6 +325,20 @@ class Watchdog:
                     keras_api.fail_pending(pools, GeneratorFailed(self.died))
                     if in_main:
                         signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+                return
+            waited = waits.stalled() if waits else None
+            if waited:  # nothing works on the batch it waits for: fail now, not at the limit
+                with self._lock:
+                    if self._quiet:  # the block is already ending
+                        break
+                    self.died = f"{self.name}: {waited}"
+                    keras_api.fail_pending(pools, GeneratorFailed(self.died))
+                    if in_main:  # a producer in the main thread, asleep in Python code
+                        signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+                    _interrupt(_data_threads())  # a producer thread, at its next bytecode
+                # One asleep in native code (a lock, a read, a sleep) never gets there: a stuck data path.
+                if not self._done.wait(STUCK_GRACE_S):
+                    self._end_stuck(keep, GeneratorFailed(self.died), STUCK_GRACE_S)
                 return
             if time.monotonic() >= deadline:
                 break
@@ -258,12 +353,17 @@ class Watchdog:
                 _interrupt(_data_threads())
         if self._done.wait(max(0.0, deadline - time.monotonic()) + STUCK_GRACE_S):
             return
+        self._end_stuck(keep, self.error(), STUCK_GRACE_S)
+
+    def _end_stuck(self, keep: set[int], error: Exception, waited_s: float) -> None:
+        """The block did not end ``waited_s`` after ``error``: stop its workers, then end the process
+        (or hand the message to the registered handler, or say it and wait)."""
         procs.reap(keep)  # a worker process the data path waits on is stopped, at least
         if self._done.wait(1.0):
             return
         self.stuck = sorted(_data_threads().values())
         what = "stopping its workers" if self._quiet else "its data path"
-        message = f"{self.error()}, and {what} did not return within {STUCK_GRACE_S:g} s more" + (
+        message = f"{error}, and {what} did not return within {waited_s:g} s more" + (
             f" (stuck in native code: {'; '.join(self.stuck)})" if self.stuck else ""
         )
         if _stuck_handler is not None:
