@@ -6,6 +6,7 @@ tests that race a signal against a run do so beside a CPU-heavy process (``cpu_l
 a busy machine.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -611,3 +612,74 @@ def test_a_loader_stopped_while_a_prefetch_call_is_inside_it_does_not_hang_the_e
         [sys.executable, "-c", STOPS_DELIVERING_ON_CLOSE], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "stopped" in proc.stdout, proc.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- any producer that waits
+
+
+def test_a_producer_without_workers_that_waits_forever_is_named_at_once(monkeypatch, no_stray_workers):
+    """A PyDataset without workers (TensorFlow's one producer thread runs it): no Keras pool to
+    watch. Before the whole-tree watch it waited out the 120 s limit."""
+    import faulty
+    from feedbench.fit import supervise
+
+    monkeypatch.setattr(supervise, "STALL_S", 2.0)  # as the benchmark suite sets it (5 s there)
+    faulty.STOP_WAITING.clear()
+    built = build(Spec("faulty:producer_waits", n_samples=160, batch_size=16))
+    started = time.monotonic()
+    try:
+        said = r"no batch for 2 s and no CPU used by this process or any below it.*waiting: .*faulty\.py:\d+"
+        with pytest.raises(GeneratorFailed, match=said):
+            driver.run(built, epochs=2, timeout_s=120)
+        assert time.monotonic() - started < 30
+    finally:
+        faulty.STOP_WAITING.set()
+
+
+def test_a_producer_without_workers_that_computes_longer_than_the_stall_window_is_not_a_stall(
+    monkeypatch, no_stray_workers
+):
+    from feedbench.fit import supervise
+
+    monkeypatch.setattr(supervise, "STALL_S", 2.0)
+    built = build(Spec("faulty:producer_computes_for_3_s", n_samples=80, batch_size=16))
+    assert len(driver.run(built, epochs=1, timeout_s=120)) == 5  # 2 batches of 3 CPU seconds each
+
+
+def test_a_consumer_that_pauses_between_batches_is_not_a_stall(monkeypatch, no_stray_workers):
+    """Between two batches the consumer, not the data path, has the time: nothing waits."""
+    from feedbench.fit import supervise
+
+    monkeypatch.setattr(supervise, "STALL_S", 2.0)
+    built = build(Spec("keyed", n_samples=64, batch_size=16))
+    with contextlib.closing(driver.drive(built, epochs=1, timeout_s=120)) as batches:
+        for batch in batches:
+            if batch.step == 1:
+                time.sleep(3.0)
+    assert batch.step == 3
+
+
+def test_a_producer_asleep_in_native_code_ends_drive_soon_after_the_stall_window(tmp_path, cpu_load):
+    """time.sleep in TensorFlow's producer thread: no exception can reach it, so once the stall is
+    named and the grace has passed, the command ends itself (124) with the stall as its cause,
+    long before its time limit (300 s here)."""
+    before = _temp_entries()
+    env = dict(
+        os.environ,
+        PYTHONPATH=TESTS,
+        FAULTY_STUCK_MARK=str(tmp_path / "stuck"),
+        FEEDBENCH_STALL_S="2",
+        FEEDBENCH_STUCK_GRACE_S="3",
+    )
+    started = time.monotonic()
+    proc = _cli("drive", "faulty:sleeps_in_native_code", "--epochs", "2", env=env)
+    try:
+        err = _stderr_within(proc, 120)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode == 124, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "no batch for 2 s and no CPU used" in last and "did not return within 3 s more" in last, err[-2000:]
+    assert took < 90, f"ended {took:.0f} s after its start; the run's limit is 300 s"
+    assert _temp_entries() - before == set()
