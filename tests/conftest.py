@@ -1,4 +1,5 @@
 import atexit
+import fcntl
 import os
 import shutil
 import tempfile
@@ -7,22 +8,64 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from feedbench.core import scratch  # noqa: E402
-
-# The test run's temporary files, and those of every process it starts (pool workers that end
-# without atexit included), go to one folder of its own, gone when the run ends: the tests that
-# check a call leaves nothing behind look at everything in it.
-atexit.register(scratch.remove_private_folders)
-scratch.use_private_folder()
-if "FEEDBENCH_CACHE" not in os.environ:
-    # One cache for the whole test run (its processes share it); gone when the run ends.
-    _cache = tempfile.mkdtemp(prefix="feedbench-cache-")
-    os.environ["FEEDBENCH_CACHE"] = _cache
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-
 import pytest  # noqa: E402
 
-from feedbench.core import procs  # noqa: E402
+from feedbench.core import procs, scratch  # noqa: E402
+
+# pytest-xdist runs the tests on every core (pyproject's addopts: `-n auto`; `-n 0` runs them in this
+# process). Its controller runs no test; its workers inherit the environment it has at configure time.
+ALONE_LOCKS = "FEEDBENCH_TEST_ALONE_LOCKS"
+
+
+def _is_xdist_controller(config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config):
+    if not _is_xdist_controller(config):
+        # The tests' temporary files, and those of every process they start (pool workers that end
+        # without atexit included), go to a folder of this process's own, gone when it ends: the
+        # tests that check a call leaves nothing behind look at everything in it. One per worker,
+        # each directly under the system's: nested, the paths of asv's sockets would pass 107 bytes.
+        atexit.register(scratch.remove_private_folders)
+        scratch.use_private_folder()
+    if "FEEDBENCH_CACHE" not in os.environ:
+        # One cache for the whole test run (its processes and xdist's workers share it); gone when it ends.
+        _make_folder_for_the_run("FEEDBENCH_CACHE", "feedbench-cache-")
+    if _is_xdist_controller(config):
+        _make_folder_for_the_run(ALONE_LOCKS, "feedbench-alone-")
+
+
+def _make_folder_for_the_run(variable: str, prefix: str) -> None:
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.environ[variable] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """One worker per core this process may run on (xdist's own count is physical cores), at most 4:
+    each test starts TensorFlow processes of its own, ~1 GB each."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a test marked ``alone`` compares what the whole machine shares (/dev/shm, the
+    proportional share of pages other processes map), so no other test runs beside it; the others
+    run side by side. A readers-writer lock on two files: a test marked ``alone`` holds the gate for
+    its whole run, so others wait at the gate instead of starving it. Outside pytest-timeout's
+    timer (tryfirst: the outermost wrapper), over the item's whole run: module fixtures set up and
+    torn down inside it are covered too."""
+    folder = os.environ.get(ALONE_LOCKS)
+    if not folder:
+        return (yield)
+    alone = item.get_closest_marker("alone") is not None
+    with open(os.path.join(folder, "gate"), "a") as gate, open(os.path.join(folder, "tests"), "a") as tests:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(tests, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        return (yield)  # closing the files lets go of both locks
 
 
 @pytest.fixture

@@ -163,3 +163,20 @@ def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path, ch
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy2(shot, Path(keep) / shot.name)
+
+
+def test_the_smoke_subset_of_the_suite_runs_without_a_failure(asv_repo):
+    """The throughput, stream determinism and tree memory benchmarks over the quick grid, keyed and
+    tfdata, in the environment asv built above (`.ci/run` ran this before the tests, on its own)."""
+    repo, asv, env, *_ = asv_repo
+    bench = r"throughput\.|determinism\.Stream|memory\.TreeMemory"
+    proc = _run(
+        [*asv, "run", "--quick", "--show-stderr", "--bench", bench, "main^!"],
+        repo,
+        dict(env, FEEDBENCH_IMPLEMENTATIONS="keyed,tfdata"),
+        timeout=1200,
+    )
+    out = proc.stdout + proc.stderr
+    ran = set(re.findall(r"((?:throughput|determinism|memory)\.\w+\.\w+)", out))
+    assert {"throughput.Throughput.track_epoch_samples_per_s", "memory.TreeMemory.track_added_tree_pss"} <= ran, out
+    assert not re.search(r"\bfailed\b", out), out[-3000:]

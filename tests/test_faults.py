@@ -125,6 +125,7 @@ def _assert_gone(processes, timeout_s: float = 10):
         ("keyed", signal.SIGHUP, 129, "feedbench: stopped by SIGHUP"),
     ],
 )
+@pytest.mark.alone  # compares /dev/shm
 def test_a_signal_ends_drive_with_one_line_and_nothing_left(impl, signum, status, said, cpu_load):
     shm_before = _shm_entries()
     proc = _cli("drive", impl, "--workers", "2", "--multiprocessing", "--epochs", "10000", "--samples", "256")
@@ -330,6 +331,7 @@ def _start_shm_owner(method: str) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.alone  # compares /dev/shm
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(method, cpu_load):
     """SIGKILL at points spread over shm's start-up: what the dead owner had in /dev/shm (its
@@ -354,6 +356,7 @@ def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(met
     _wait_for(lambda: not (_shm_entries() - before), 15, "clean /dev/shm")
 
 
+@pytest.mark.alone  # compares /dev/shm
 def test_an_shm_setting_at_its_time_limit_under_spawn_leaves_nothing(cpu_load):
     """The setting's process group is killed at its limit; multiprocessing's resource tracker
     is killed last, after it had the chance to unlink the pool's named semaphores."""

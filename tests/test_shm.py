@@ -35,7 +35,9 @@ def segments():
 
 
 @pytest.fixture
-def clean(no_stray_workers):
+def clean(no_stray_workers, request):
+    # /dev/shm is the whole machine's: under xdist only a test marked alone has it to itself
+    assert request.node.get_closest_marker("alone"), f"{request.node.name} compares /dev/shm: mark it alone"
     before = segments()
     yield
     assert segments() == before, "shared-memory segments left behind"
@@ -51,6 +53,7 @@ def keyed_stream():
     return _stream("keyed")
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_the_stream_is_keyeds_bit_for_bit(method, workers, keyed_stream, monkeypatch, clean):
@@ -61,11 +64,13 @@ def test_the_stream_is_keyeds_bit_for_bit(method, workers, keyed_stream, monkeyp
         assert mine.x.tobytes() == theirs.x.tobytes() and np.array_equal(mine.y, theirs.y), (mine.epoch, mine.step)
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_without_multiprocessing_it_is_keyed_on_keras_threads(keyed_stream, clean):
     stream = _stream("shm", workers=2, use_multiprocessing=False)
     assert all(a.x.tobytes() == b.x.tobytes() for a, b in zip(stream, keyed_stream))
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_the_pool_persists_across_epochs_and_ends_with_the_run(no_stray_workers, clean):
     built = build(Spec("shm", n_samples=256, batch_size=16, workers=2, use_multiprocessing=True))
     seen = set()
@@ -75,6 +80,7 @@ def test_the_pool_persists_across_epochs_and_ends_with_the_run(no_stray_workers,
     assert built.dataset.worker_pids == []
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_no_segment_name_stays_in_dev_shm_while_it_runs(clean):
     source = make_source("small", 64, 0)
     with ShmDataset(source, 16, 0, False, Workload("copy"), workers=2, use_multiprocessing=True) as dataset:
@@ -83,6 +89,7 @@ def test_no_segment_name_stays_in_dev_shm_while_it_runs(clean):
         assert segments() == []
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_an_exception_in_a_worker_names_the_batch_and_carries_its_traceback(method, clean):
     source = make_source("small", 256, 0)
@@ -100,6 +107,7 @@ def test_an_exception_in_a_worker_names_the_batch_and_carries_its_traceback(meth
     assert dataset.worker_pids == []  # the failure closed the pool
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_a_worker_killed_by_a_signal_is_reported_within_seconds(clean):
     source = make_source("small", 512, 0)
     dataset = ShmDataset(source, 16, 0, False, SlowWork(), workers=2, use_multiprocessing=True)
@@ -117,6 +125,7 @@ def test_a_worker_killed_by_a_signal_is_reported_within_seconds(clean):
     assert dataset.worker_pids == []
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_the_consumer_stopping_early_leaves_nothing(clean):
     built = build(Spec("shm", n_samples=2000, batch_size=16, workers=2, use_multiprocessing=True))
     with contextlib.closing(driver.drive(built, epochs=3)) as batches:
@@ -125,6 +134,7 @@ def test_the_consumer_stopping_early_leaves_nothing(clean):
                 break
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_the_time_limit_ends_a_run_waiting_on_a_worker(clean):
     source = make_source("small", 64, 0)
     dataset = ShmDataset(source, 16, 0, False, SlowWork(), workers=1, use_multiprocessing=True)
@@ -152,6 +162,7 @@ PARENT = textwrap.dedent(
 )
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, method, tmp_path, clean):
@@ -182,6 +193,7 @@ def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, met
         parent.wait()
 
 
+@pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
 def test_the_ring_the_memory_target_counts_is_the_ring_shm_allocates(clean):
     from feedbench.run.shm_targets import COPY, ring_bytes
 

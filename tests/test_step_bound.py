@@ -41,11 +41,12 @@ def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
     # 0.7 of it: the lower bound is half.
     alone = measure_throughput(_spec("planted:sleeps_per_batch", workers=1), epochs=EPOCHS).samples_per_s
     predicted = min(alone, one.ceiling_samples_per_s) / one.ceiling_samples_per_s
-    assert one.of_ceiling < 0.85
     assert predicted / 2 < one.of_ceiling < predicted + 0.1
     four = _of_ceiling("planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
-    # Compared as the loaders' own samples/s: each ratio has its own ceiling run, and beside a
-    # CPU burner two ceilings of one test differed by 26 % (1,991 and 2,707 samples/s).
+    # Starved: the same model took more from a faster loader. Compared as the loaders' own samples/s,
+    # not as a fixed share of the ceiling: each ratio has its own ceiling run, and beside a CPU burner
+    # two ceilings of one test differed by 26 % (1,991 and 2,707 samples/s); under a second test
+    # process the step slowed until one thread's share reached 0.86.
     assert four.of_ceiling > AT_CEILING and four.samples_per_s > 1.2 * one.samples_per_s
 
 
