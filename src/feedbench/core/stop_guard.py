@@ -49,11 +49,6 @@ def install(ending: Callable[[int], tuple[str, int]], grace_s: float = GRACE_S) 
 
 def _forget_in_child() -> None:
     try:
-        # A forked worker ends at the SIGTERM its pool's terminate() sends it. With the command's
-        # handler it inherited it raised inside the worker instead, and CPython's Pool.terminate()
-        # now and then waited forever to join one that caught it at a bad moment (5 of 80 tries
-        # beside a CPU burner; none of 60 with the default action).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
     except ValueError:  # not possible here: keep the sockets open, or a reused fd number would get the bytes
         return
