@@ -209,7 +209,7 @@ def sleeps_in_native_code(spec, source):
     return SleepsInNativeCode(spec, source)
 
 
-STOP_WAITING = threading.Event()  # set by a test after the run: a thread cannot be killed
+STOP_WAITING = threading.Event()  # never set in a command's process: the stall watch interrupts the poll
 
 
 class ProducerWaits(_Slices):
