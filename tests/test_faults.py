@@ -626,19 +626,23 @@ def test_a_producer_without_workers_that_waits_forever_is_named_at_once():
     watch. Before the whole-tree watch it waited out the limit. In a process of its own, as a
     command is: threads an earlier test in this process left computing (they cannot be killed)
     would count as work and hold the verdict back."""
-    env = dict(os.environ, PYTHONPATH=TESTS, FEEDBENCH_STALL_S="2")
+    status, err, took = _drive_until_it_ends("faulty:producer_waits", 200, FEEDBENCH_STALL_S="2")
+    assert status == 1, err[-2000:]
+    said = r"no batch for 2 s and no CPU used by this process or any below it.*waiting: .*faulty\.py:\d+"
+    assert re.search(said, err.strip().splitlines()[-1]), err[-2000:]
+    assert took < 90, f"ended {took:.0f} s after its start; the run's limit is 300 s"
+
+
+def _drive_until_it_ends(factory: str, within_s: float, **env) -> tuple[int, str, float]:
+    """``feedbench drive FACTORY --epochs 2`` with tests/ on the path and ``env`` added: its exit
+    status, its stderr and the seconds it ran (failing if it runs past ``within_s``)."""
     started = time.monotonic()
-    proc = _cli("drive", "faulty:producer_waits", "--epochs", "2", env=env)
+    proc = _cli("drive", factory, "--epochs", "2", env=dict(os.environ, PYTHONPATH=TESTS, **env))
     try:
-        err = _stderr_within(proc, 200)
-        took = time.monotonic() - started
+        err = _stderr_within(proc, within_s)
     finally:
         proc.kill()
-    assert proc.returncode == 1, err[-2000:]
-    last = err.strip().splitlines()[-1]
-    said = r"no batch for 2 s and no CPU used by this process or any below it.*waiting: .*faulty\.py:\d+"
-    assert re.search(said, last), err[-2000:]
-    assert took < 90, f"ended {took:.0f} s after its start; the run's limit is 300 s"
+    return proc.returncode, err, time.monotonic() - started
 
 
 def test_a_producer_without_workers_that_computes_longer_than_the_stall_window_is_not_a_stall(
@@ -669,21 +673,14 @@ def test_a_producer_asleep_in_native_code_ends_drive_soon_after_the_stall_window
     named and the grace has passed, the command ends itself (124) with the stall as its cause,
     long before its time limit (300 s here)."""
     before = _temp_entries()
-    env = dict(
-        os.environ,
-        PYTHONPATH=TESTS,
+    status, err, took = _drive_until_it_ends(
+        "faulty:sleeps_in_native_code",
+        120,
         FAULTY_STUCK_MARK=str(tmp_path / "stuck"),
         FEEDBENCH_STALL_S="2",
         FEEDBENCH_STUCK_GRACE_S="3",
     )
-    started = time.monotonic()
-    proc = _cli("drive", "faulty:sleeps_in_native_code", "--epochs", "2", env=env)
-    try:
-        err = _stderr_within(proc, 120)
-        took = time.monotonic() - started
-    finally:
-        proc.kill()
-    assert proc.returncode == 124, err[-2000:]
+    assert status == 124, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert "no batch for 2 s and no CPU used" in last and "did not return within 3 s more" in last, err[-2000:]
     assert took < 90, f"ended {took:.0f} s after its start; the run's limit is 300 s"

@@ -158,13 +158,14 @@ def _report_left_running(name: str, reaped: dict[int, str], pool_workers: set[in
         )
 
 
-def _data_threads() -> dict[int, str]:
-    """The threads now running data-path Python code (not this one, not the main thread): ident -> where."""
-    me, main = threading.get_ident(), threading.main_thread().ident
+def _data_threads(main: bool = False) -> dict[int, str]:
+    """The threads now running data-path Python code (not this one; the main thread only with
+    ``main``, where the jax and torch backends run a producer in the consumer's thread): ident -> where."""
+    skip = {threading.get_ident()} | (set() if main else {threading.main_thread().ident})
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     found = {}
     for ident, frame in sys._current_frames().items():
-        if ident in (me, main):
+        if ident in skip:
             continue
         top = frame
         stack = []
@@ -221,7 +222,7 @@ class WaitWatch:
         since = self.state.waiting_since
         if since is None or now - max(since, self._working_at) < self.stall_s:
             return None
-        waiting = list(_data_threads().values()) + _main_thread_in_data_path()
+        waiting = list(_data_threads(main=True).values())
         return (
             f"no batch for {self.stall_s:g} s and no CPU used by this process or any below it: the data path "
             "waits for something that never comes (a lock, an event, a queue, a read that hangs)"
@@ -242,18 +243,6 @@ def _tree_cpu_seconds() -> float:
         with contextlib.suppress(psutil.Error):
             total += sum(child.cpu_times()[:2])
     return total
-
-
-def _main_thread_in_data_path() -> list[str]:
-    """Where the main thread is, when it runs the producer itself (the jax and torch backends
-    iterate a plain generator or PyDataset in the consumer's thread)."""
-    frame = sys._current_frames().get(threading.main_thread().ident)
-    top = frame
-    while frame is not None:
-        if any(marker in frame.f_code.co_filename for marker in keras_api.DATA_PATH_FILES):
-            return [f"MainThread at {os.path.basename(top.f_code.co_filename)}:{top.f_lineno}"]
-        frame = frame.f_back
-    return []
 
 
 class Watchdog:
@@ -316,28 +305,20 @@ class Watchdog:
         stall = keras_api.StallWatch(pools, STALL_S) if STALL_S > 0 else None
         waits = WaitWatch(state, pools, STALL_S) if STALL_S > 0 and state is not None else None
         while not self._done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
+            # A Keras worker died or stalls (the batch it holds, or they owe, will never come), or
+            # nothing works on the batch the driver waits for: fail now, not at the limit.
             died = workers.dead() or (stall.stalled() if stall else None)
-            if died:  # the batch it held (or they owe) will never come: fail now, not at the limit
+            waited = None if died else (waits.stalled() if waits else None)
+            if died or waited:
                 with self._lock:
                     if self._quiet:  # the block is already ending: its clean-up stops the pool
                         break
-                    self.died = f"{self.name}: {died}"
-                    keras_api.fail_pending(pools, GeneratorFailed(self.died))
-                    if in_main:
-                        signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
-                return
-            waited = waits.stalled() if waits else None
-            if waited:  # nothing works on the batch it waits for: fail now, not at the limit
-                with self._lock:
-                    if self._quiet:  # the block is already ending
-                        break
-                    self.died = f"{self.name}: {waited}"
-                    keras_api.fail_pending(pools, GeneratorFailed(self.died))
-                    if in_main:  # a producer in the main thread, asleep in Python code
-                        signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
-                    _interrupt(_data_threads())  # a producer thread, at its next bytecode
-                # One asleep in native code (a lock, a read, a sleep) never gets there: a stuck data path.
-                if not self._done.wait(STUCK_GRACE_S):
+                    self.died = f"{self.name}: {died or waited}"
+                    # A worker's failure reaches the consumer through its pool; a waiting producer is
+                    # woken where it waits (a thread at its next bytecode).
+                    self._wake(pools, in_main, GeneratorFailed(self.died), interrupt_threads=bool(waited))
+                # A producer asleep in native code (a lock, a read, a sleep) never wakes: a stuck data path.
+                if waited and not self._done.wait(STUCK_GRACE_S):
                     self._end_stuck(keep, GeneratorFailed(self.died), STUCK_GRACE_S)
                 return
             if time.monotonic() >= deadline:
@@ -347,13 +328,20 @@ class Watchdog:
         with self._lock:
             if not self._quiet:  # past the limit in the clean-up: nothing is sent, the limit holds
                 self.fired = True
-                keras_api.fail_pending(pools, self.error())
-                if in_main:
-                    signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
-                _interrupt(_data_threads())
+                self._wake(pools, in_main, self.error(), interrupt_threads=True)
         if self._done.wait(max(0.0, deadline - time.monotonic()) + STUCK_GRACE_S):
             return
         self._end_stuck(keep, self.error(), STUCK_GRACE_S)
+
+    @staticmethod
+    def _wake(pools, in_main: bool, error: Exception, interrupt_threads: bool) -> None:
+        """Send ``error`` wherever the block may wait: Keras's pending pool results, the main thread
+        (a signal; its handler raises) and, with ``interrupt_threads``, the data-path threads."""
+        keras_api.fail_pending(pools, error)
+        if in_main:
+            signal.pthread_kill(threading.main_thread().ident, _TIMEOUT_SIGNAL)
+        if interrupt_threads:
+            _interrupt(_data_threads())
 
     def _end_stuck(self, keep: set[int], error: Exception, waited_s: float) -> None:
         """The block did not end ``waited_s`` after ``error``: stop its workers, then end the process
