@@ -64,6 +64,16 @@ class Stream(grid.Measured):
 
     track_frozen_fraction.unit = "fraction"
 
+    def track_forked_tensorflow(self, cache, *params):
+        """1 where the generator ran TensorFlow in forked workers after the measuring process had
+        started it (such workers deadlock or crash at random), else 0: the same in every run."""
+        result = cache[self._grid_params(params)]
+        if result.error:
+            raise RuntimeError(result.error)
+        return float("forked_tensorflow" in result.problems)
+
+    track_forked_tensorflow.unit = "flag"
+
     def track_problems(self, cache, *params):
         """How many checks failed for the setting, as `feedbench profile` counts them (0 is good): the
         verdict the report page colours its matrix by."""

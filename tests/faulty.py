@@ -94,9 +94,49 @@ def worker_computes_for_3_s(spec, source):
     return _busy(WorkerStalls(spec, source), 3.0)
 
 
+def _with(dataset, **attributes):
+    """The dataset with class-level switches set on the instance (forked workers inherit them)."""
+    for name, value in attributes.items():
+        setattr(dataset, name, value)
+    return dataset
+
+
 def _busy(dataset, seconds: float):
     dataset.busy_s = seconds
     return dataset
+
+
+DEADLOCK_ONCE_MARKER: str | None = None  # set by the test: exists once a worker has deadlocked
+
+
+class DeadlocksOnceInAFork(_Slices):
+    """A forked worker deadlocks at one batch, in the first run only (the marker file records it),
+    as a worker running TensorFlow after a fork does now and then; with ``tensorflow`` it runs a
+    TensorFlow op (an identity) on every batch first, as such a worker does."""
+
+    tensorflow = False
+
+    def __getitem__(self, idx):
+        x, y = super().__getitem__(idx)
+        if self.tensorflow:
+            import tensorflow as tf
+
+            x = tf.identity(x).numpy()
+        if idx == AT and os.getpid() != _PARENT:
+            try:
+                os.close(os.open(DEADLOCK_ONCE_MARKER, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return x, y
+            threading.Event().wait()
+        return x, y
+
+
+def deadlocks_once_in_a_fork(spec, source):
+    return DeadlocksOnceInAFork(spec, source)
+
+
+def deadlocks_once_after_tensorflow_in_a_fork(spec, source):
+    return _with(DeadlocksOnceInAFork(spec, source), tensorflow=True)
 
 
 def factory_raises(spec, source):
@@ -162,9 +202,7 @@ def worker_leaves_a_daemon(spec, source):
 
 
 def worker_waits_for_its_helper(spec, source):
-    dataset = StartsAHelper(spec, source)
-    dataset.leaves = False
-    return dataset
+    return _with(StartsAHelper(spec, source), leaves=False)
 
 
 class ConvertsAFunction(_Slices):

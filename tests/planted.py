@@ -199,6 +199,17 @@ class ScaledByWorkers(Plain):
         return x * self.scale, y
 
 
+class TensorflowInWorker(Plain):
+    """Runs a TensorFlow op on every batch (an identity: the stream is unchanged): in forked
+    workers that is the fork hazard, with threads or serially nothing."""
+
+    def __getitem__(self, idx):
+        import tensorflow as tf
+
+        x, y = self.batch(idx)
+        return tf.identity(x).numpy(), y
+
+
 def _factory(cls):
     return lambda spec, source: cls(spec, source)
 
@@ -214,6 +225,7 @@ big_worker_buffer = _factory(BigWorkerBuffer)
 leaky_workers = _factory(LeakyWorkers)
 sleeps_per_batch = _factory(SleepsPerBatch)
 scaled_by_workers = _factory(ScaledByWorkers)
+tensorflow_in_worker = _factory(TensorflowInWorker)
 
 
 class EndsItsProcess(Plain):

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 from feedbench.core import procs, scratch
 from feedbench.core.errors import DriveTimeout, FeedbenchError, GeneratorFailed, LeftRunning
-from feedbench.fit import keras_api
+from feedbench.fit import fork_hazard, keras_api
 from feedbench.fit.failures import explain
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -100,6 +100,7 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
     if not timeout_s > 0:
         raise ValueError(f"timeout_s={timeout_s} given; expected a positive number of seconds")
     keep = procs.descendant_pids()
+    fork_hazard.install()
     watchdog = Watchdog(timeout_s, name)
     state = Supervision(where, watchdog)
     state.closers.extend(closers)
@@ -257,6 +258,7 @@ class Watchdog:
         self._done = threading.Event()
         self._quiet = False  # the block is cleaning up: no signal or exception is sent into it
         self._lock = threading.Lock()
+        self._forks_from = fork_hazard.mark()  # TensorFlow run in forked workers since the block began
 
     def error(self) -> DriveTimeout:
         return DriveTimeout(f"{self.name}: run exceeded its time limit of {self.timeout_s:g} s")
@@ -310,10 +312,13 @@ class Watchdog:
             died = workers.dead() or (stall.stalled() if stall else None)
             waited = None if died else (waits.stalled() if waits else None)
             if died or waited:
+                forked = fork_hazard.since(self._forks_from)
+                cause = f"; {fork_hazard.describe(forked)}" if forked else ""
                 with self._lock:
                     if self._quiet:  # the block is already ending: its clean-up stops the pool
                         break
-                    self.died = f"{self.name}: {died or waited}"
+                    # A worker that ran TensorFlow after a fork is the likely cause: say so.
+                    self.died = f"{self.name}: {died or waited}{cause}"
                     # A worker's failure reaches the consumer through its pool; a waiting producer is
                     # woken where it waits (a thread at its next bytecode).
                     self._wake(pools, in_main, GeneratorFailed(self.died), interrupt_threads=bool(waited))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from feedbench.core.errors import FeedbenchError, MissingPackage
 from feedbench.core.records import Record
 from feedbench.core.spec import Spec, not_applicable
+from feedbench.fit import fork_hazard
 from feedbench.fit.tap import FitStreamFigures
 from feedbench.fit.training import TrainingSummary
 from feedbench.generators import build
@@ -25,7 +27,12 @@ from feedbench.measure.step_bound import StepBoundFigures, measure_step_bound
 from feedbench.measure.throughput import ThroughputFigures, measure_throughput
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# A measure whose run failed while the generator ran TensorFlow in forked workers (which hang or
+# crash at random: fork_hazard) is tried again, so its figures are there in every run and its
+# verdict says how many tries failed; the failed tries may take this share of one run's limit.
+FORK_RETRY_BUDGET = 0.5
+FORK_TRIES = 3
 
 
 @dataclass
@@ -45,6 +52,7 @@ class SettingResult(Record):
     null_reasons: dict[str, str] = field(default_factory=dict)  # "group.figure" -> why it is None
     problems: list[str] = field(default_factory=list)  # checks that failed (determinism, settings applied)
     applied: dict | None = None  # the parallel settings the dataset really had, where they differ from asked
+    forked_tensorflow: str | None = None  # where TensorFlow ran in forked workers; runs that failed for it
 
     @classmethod
     def of(cls, spec: Spec, **values) -> SettingResult:
@@ -203,11 +211,38 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
         if applied and any(applied[key] != getattr(spec, key) for key in applied):
             result.applied = applied
             result.problems.append("setting_not_applied")
-        for name in MEASURES:  # the table's order: determinism, the longest, last
-            if name in measures:
-                MEASURES[name].fill(spec, ctx, result)
+        forks_from = fork_hazard.mark()
+        failed: list[str] = []
+        try:
+            for name in MEASURES:  # the table's order: determinism, the longest, last
+                if name in measures:
+                    _fill_retrying_forks(MEASURES[name], spec, ctx, result, failed)
+        finally:
+            forked = fork_hazard.since(forks_from)
+            if forked:
+                result.problems.append("forked_tensorflow")
+                result.forked_tensorflow = fork_hazard.describe(forked) + (
+                    f"; {len(failed)} run(s) here failed and were tried again: {failed[0]}" if failed else ""
+                )
     except MissingPackage as exc:  # not this machine's to measure: n/a with the reason
         result.skipped = str(exc)
     except (FeedbenchError, ValueError) as exc:
         result.error = str(exc).splitlines()[0]
     return result
+
+
+def _fill_retrying_forks(measure: Measure, spec: Spec, ctx: Context, result: SettingResult, failed: list[str]) -> None:
+    """``measure.fill``, tried again when its run failed while TensorFlow ran in forked workers
+    (whether such a run hangs is chance, the verdict is not); each failed try's line goes to ``failed``."""
+    spent = 0.0
+    for attempt in range(1, FORK_TRIES + 1):
+        forks_from = fork_hazard.mark()
+        started = time.monotonic()
+        try:
+            measure.fill(spec, ctx, result)
+            return
+        except FeedbenchError as exc:
+            spent += time.monotonic() - started
+            if not fork_hazard.since(forks_from) or attempt == FORK_TRIES or spent > FORK_RETRY_BUDGET * ctx.timeout_s:
+                raise
+            failed.append(f"{measure.name}: {str(exc).splitlines()[0]}")

@@ -40,6 +40,7 @@ CHECKS = {
     "repeated_draws": ("repeated draws", lambda v: v > 0),
     "source_rows_changed": ("writes into its source", lambda v: v > 0),
     "frozen_fraction": ("augmentation frozen across epochs", lambda v: v >= FROZEN_THRESHOLD),
+    "forked_tensorflow": ("TensorFlow in forked workers", lambda v: v > 0),
 }
 # Figures where higher is better; everything else is better lower (asv's convention). Lower-is-better
 # markers are checked first: a spread or a starvation is never "better" for rising.

@@ -88,6 +88,16 @@ VERDICTS = {
         "or a constant is reseeded before every batch",
         "seed a generator per batch from (seed, epoch, index) instead of using the global RNG",
     ),
+    "forked_tensorflow": (
+        "TensorFlow ran inside forked worker processes after the process that forked them had started it: "
+        "such a worker can deadlock or crash at random",
+        "use_multiprocessing=True forks the workers (Linux's default); a fork copies TensorFlow's runtime "
+        "(its thread pools, locks held at that instant) but not its threads, so an op in __getitem__ "
+        "(tf.image, tf.random, tf.convert_to_tensor) can wait forever on a lock nobody releases; fit has "
+        "always started TensorFlow before its first epoch's pool forks",
+        "augment with NumPy in __getitem__ (a generator keyed by (seed, epoch, index)), or in the model "
+        "(Keras preprocessing layers) or a tf.data map; or use threads (use_multiprocessing=False)",
+    ),
     "source_intact": (
         "the generator wrote into its source arrays",
         "a slice like x[a:b] is a view: assigning into it writes the source; with threads (and the "

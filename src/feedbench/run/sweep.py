@@ -20,6 +20,7 @@ from collections.abc import Callable
 from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.spec import Spec
 from feedbench.measure.setting import (
+    FORK_RETRY_BUDGET,
     PROFILE_MEASURES,
     Context,
     SettingResult,
@@ -33,8 +34,9 @@ START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy ma
 
 
 def setting_limit(measures, timeout_s: float, seeds: int = 1) -> float:
-    """The most one setting may take: every run at its own limit, plus start-up."""
-    return timeout_s * runs_per_setting(measures, seeds) + START_UP_SLACK_S
+    """The most one setting may take: every run at its own limit, the runs tried again after
+    TensorFlow in forked workers hung (``FORK_RETRY_BUDGET``), plus start-up."""
+    return timeout_s * (runs_per_setting(measures, seeds) + FORK_RETRY_BUDGET) + START_UP_SLACK_S
 
 
 def sweep(
