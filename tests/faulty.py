@@ -106,12 +106,13 @@ def _busy(dataset, seconds: float):
     return dataset
 
 
-DEADLOCK_ONCE_MARKER: str | None = None  # set by the test: exists once a worker has deadlocked
+DEADLOCK_ONCE_MARKER = "FAULTY_DEADLOCK_ONCE_MARKER"  # environment: a file that exists once a worker deadlocked
 
 
 class DeadlocksOnceInAFork(_Slices):
     """A forked worker deadlocks at one batch, in the first run only (the marker file records it),
-    as a worker running TensorFlow after a fork does now and then; with ``tensorflow`` it runs a
+    (in any process: the file is named in the environment), as a worker running TensorFlow after a
+    fork does now and then; with ``tensorflow`` it runs a
     TensorFlow op (an identity) on every batch first, as such a worker does."""
 
     tensorflow = False
@@ -124,7 +125,7 @@ class DeadlocksOnceInAFork(_Slices):
             x = tf.identity(x).numpy()
         if idx == AT and os.getpid() != _PARENT:
             try:
-                os.close(os.open(DEADLOCK_ONCE_MARKER, os.O_CREAT | os.O_EXCL))
+                os.close(os.open(os.environ[DEADLOCK_ONCE_MARKER], os.O_CREAT | os.O_EXCL))
             except FileExistsError:
                 return x, y
             threading.Event().wait()

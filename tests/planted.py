@@ -210,6 +210,31 @@ class TensorflowInWorker(Plain):
         return tf.identity(x).numpy(), y
 
 
+class FreesTensorflowObjectsInWorkers(Plain):
+    """NumPy only; but each forked worker frees TensorFlow functions the parent traced before the
+    fork (one by reference count, one held in a reference cycle by the garbage collector), whose
+    finalizers run TensorFlow (remove_function): TensorFlow's clean-up, not the generator's op."""
+
+    def __init__(self, spec, source):
+        import tensorflow as tf
+
+        super().__init__(spec, source)
+        plain, cycled = tf.function(lambda t: t * 2), tf.function(lambda t: t + 1)
+        plain(tf.constant(1.0)), cycled(tf.constant(1.0))  # traced: each holds a function in the runtime
+        cycle = {"function": cycled}
+        cycle["self"] = cycle
+        self.held = [plain, cycle]
+        self.built_in = os.getpid()
+
+    def __getitem__(self, idx):
+        if os.getpid() != self.built_in and self.held:
+            self.held.clear()  # one function goes at once, the other at the collection below
+            import gc
+
+            gc.collect()
+        return self.batch(idx)
+
+
 def _factory(cls):
     return lambda spec, source: cls(spec, source)
 
@@ -226,6 +251,7 @@ leaky_workers = _factory(LeakyWorkers)
 sleeps_per_batch = _factory(SleepsPerBatch)
 scaled_by_workers = _factory(ScaledByWorkers)
 tensorflow_in_worker = _factory(TensorflowInWorker)
+frees_tensorflow_objects_in_workers = _factory(FreesTensorflowObjectsInWorkers)
 
 
 class EndsItsProcess(Plain):

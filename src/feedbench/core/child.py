@@ -36,6 +36,7 @@ from feedbench.core.quiet import is_start_up_line, start_tensorflow_quietly
 
 _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
+_ERROR_TYPE_KEY = "__child_error_type__"  # the failure's class name (a parent may retry some kinds)
 _DONE_KEY = "__child_done__"  # written after the last result: what follows is only the exit
 EXIT_GRACE_S = 5.0  # a child that has said everything gets this long to exit before it is killed
 
@@ -43,9 +44,10 @@ EXIT_GRACE_S = 5.0  # a child that has said everything gets this long to exit be
 class ChildFailed(FeedbenchError):
     """The child process failed or died; ``results`` holds what it had delivered."""
 
-    def __init__(self, message: str, results: list | None = None):
+    def __init__(self, message: str, results: list | None = None, error_type: str | None = None):
         super().__init__(message)
         self.results = results or []
+        self.error_type = error_type  # the class name of the child's own error, where it said one
 
 
 class ChildTimeout(ChildFailed, DriveTimeout):
@@ -91,7 +93,7 @@ def run_child(
                 read, new = _read_new(out_file, read)
                 for item in new:
                     if isinstance(item, dict) and _ERROR_KEY in item:
-                        raise ChildFailed(f"{what} failed: {item[_ERROR_KEY]}", results)
+                        raise ChildFailed(f"{what} failed: {item[_ERROR_KEY]}", results, item.get(_ERROR_TYPE_KEY))
                     if isinstance(item, dict) and _DONE_KEY in item:
                         said_all_at = time.monotonic()
                         continue
@@ -214,7 +216,7 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
         if not isinstance(exc, FeedbenchError):  # not a verdict on the input: say where it broke
             frame = traceback.extract_tb(exc.__traceback__)[-1:]
             said += "".join(f" (at {os.path.basename(f.filename)}:{f.lineno})" for f in frame)
-        _write(out, {_ERROR_KEY: said})
+        _write(out, {_ERROR_KEY: said, _ERROR_TYPE_KEY: type(exc).__name__})
         return 1
     return 0
 

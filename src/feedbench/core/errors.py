@@ -34,6 +34,11 @@ class GeneratorFailed(FeedbenchError):
     """The implementation under test raised while producing a batch."""
 
 
+class ForkedTensorflowFailed(GeneratorFailed):
+    """A worker hung or died after TensorFlow ran in forked workers (which do so at random): the one
+    failure a measure tries again."""
+
+
 class DriveTimeout(FeedbenchError, TimeoutError):
     """A run exceeded its time limit."""
 

@@ -38,7 +38,7 @@ import weakref
 from collections.abc import Callable
 
 from feedbench.core import procs, scratch
-from feedbench.core.errors import DriveTimeout, FeedbenchError, GeneratorFailed, LeftRunning
+from feedbench.core.errors import DriveTimeout, FeedbenchError, ForkedTensorflowFailed, GeneratorFailed, LeftRunning
 from feedbench.fit import fork_hazard, keras_api
 from feedbench.fit.failures import explain
 
@@ -114,7 +114,7 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
             raise
         except Exception as exc:
             if watchdog.died:
-                raise GeneratorFailed(watchdog.died) from exc
+                raise watchdog.death() from exc
             if watchdog.fired:
                 raise watchdog.error() from exc
             raise explain(exc, name, state.where()) from exc
@@ -254,6 +254,7 @@ class Watchdog:
         self.name = name
         self.fired = False
         self.died: str | None = None  # a Keras worker process that died (or stalled) mid-run, in words
+        self._died_of_forks = False  # ... after TensorFlow ran in forked workers (ForkedTensorflowFailed)
         self.stuck: list[str] = []  # threads still in native code after the grace period
         self._done = threading.Event()
         self._quiet = False  # the block is cleaning up: no signal or exception is sent into it
@@ -263,9 +264,13 @@ class Watchdog:
     def error(self) -> DriveTimeout:
         return DriveTimeout(f"{self.name}: run exceeded its time limit of {self.timeout_s:g} s")
 
+    def death(self) -> GeneratorFailed:
+        """The error for a worker that died or a run that stalled."""
+        return (ForkedTensorflowFailed if self._died_of_forks else GeneratorFailed)(self.died)
+
     def check(self) -> None:
         if self.died:
-            raise GeneratorFailed(self.died)
+            raise self.death()
         if self.fired:
             raise self.error()
 
@@ -307,6 +312,7 @@ class Watchdog:
         stall = keras_api.StallWatch(pools, STALL_S) if STALL_S > 0 else None
         waits = WaitWatch(state, pools, STALL_S) if STALL_S > 0 and state is not None else None
         while not self._done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
+            fork_hazard.drain()  # keeps the workers' reports flowing, however long the run
             # A Keras worker died or stalls (the batch it holds, or they owe, will never come), or
             # nothing works on the batch the driver waits for: fail now, not at the limit.
             died = workers.dead() or (stall.stalled() if stall else None)
@@ -319,12 +325,13 @@ class Watchdog:
                         break
                     # A worker that ran TensorFlow after a fork is the likely cause: say so.
                     self.died = f"{self.name}: {died or waited}{cause}"
+                    self._died_of_forks = bool(forked)
                     # A worker's failure reaches the consumer through its pool; a waiting producer is
                     # woken where it waits (a thread at its next bytecode).
-                    self._wake(pools, in_main, GeneratorFailed(self.died), interrupt_threads=bool(waited))
+                    self._wake(pools, in_main, self.death(), interrupt_threads=bool(waited))
                 # A producer asleep in native code (a lock, a read, a sleep) never wakes: a stuck data path.
                 if waited and not self._done.wait(STUCK_GRACE_S):
-                    self._end_stuck(keep, GeneratorFailed(self.died), STUCK_GRACE_S)
+                    self._end_stuck(keep, self.death(), STUCK_GRACE_S)
                 return
             if time.monotonic() >= deadline:
                 break

@@ -46,7 +46,7 @@ import numpy as np
 from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
-from feedbench.fit import driver
+from feedbench.fit import driver, fork_hazard
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
@@ -253,12 +253,14 @@ def record_fresh(
     found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what, cancel=cancel)
     if not found:
         raise ChildFailed(f"{what} ended without a result")
+    fork_hazard.adopt(found[0].get("forked_tensorflow", []))  # the verdict counts that process's workers too
     return _stream_from_json(found[0])
 
 
 def _record_in_child(request: dict):
     built = build(Spec(**request["spec"]), tuple(request["plugins"]))
-    yield _stream_to_json(record(built, request["epochs"], request["timeout_s"]))
+    stream = _stream_to_json(record(built, request["epochs"], request["timeout_s"]))
+    yield {**stream, "forked_tensorflow": fork_hazard.since(0)}
 
 
 def _stream_to_json(stream: Stream) -> dict:

@@ -14,7 +14,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from feedbench.core.errors import FeedbenchError, MissingPackage
+from feedbench.core.child import ChildFailed
+from feedbench.core.errors import FeedbenchError, ForkedTensorflowFailed, MissingPackage
 from feedbench.core.records import Record
 from feedbench.core.spec import Spec, not_applicable
 from feedbench.fit import fork_hazard
@@ -30,8 +31,10 @@ from feedbench.measure.throughput import ThroughputFigures, measure_throughput
 SCHEMA_VERSION = 4
 # A measure whose run failed while the generator ran TensorFlow in forked workers (which hang or
 # crash at random: fork_hazard) is tried again, so its figures are there in every run and its
-# verdict says how many tries failed; the failed tries may take this share of one run's limit.
-FORK_RETRY_BUDGET = 0.5
+# verdict says how many tries failed. The failed tries of a setting may take this many runs' limits
+# (a try of a measure that makes several runs, training's fits, can fail late; in one full run a
+# budget of half a run's limit let none of memory's and training's failed tries be tried again).
+FORK_RETRY_BUDGET = 2.0
 FORK_TRIES = 3
 
 
@@ -179,7 +182,8 @@ def median_of(repeats: list[SettingResult]) -> SettingResult:
     }
     problems = list(dict.fromkeys(p for r in repeats for p in r.problems))
     null_reasons = {k: v for r in repeats for k, v in r.null_reasons.items()}
-    return dataclasses.replace(first, problems=problems, null_reasons=null_reasons, **groups)
+    forked = next((r.forked_tensorflow for r in repeats if r.forked_tensorflow), None)
+    return dataclasses.replace(first, problems=problems, null_reasons=null_reasons, forked_tensorflow=forked, **groups)
 
 
 def _median_record(records: list):
@@ -212,18 +216,16 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
             result.applied = applied
             result.problems.append("setting_not_applied")
         forks_from = fork_hazard.mark()
-        failed: list[str] = []
+        retries = _ForkRetries(FORK_RETRY_BUDGET * ctx.timeout_s)
         try:
             for name in MEASURES:  # the table's order: determinism, the longest, last
                 if name in measures:
-                    _fill_retrying_forks(MEASURES[name], spec, ctx, result, failed)
+                    retries.fill(MEASURES[name], spec, ctx, result)
         finally:
             forked = fork_hazard.since(forks_from)
             if forked:
                 result.problems.append("forked_tensorflow")
-                result.forked_tensorflow = fork_hazard.describe(forked) + (
-                    f"; {len(failed)} run(s) here failed and were tried again: {failed[0]}" if failed else ""
-                )
+                result.forked_tensorflow = fork_hazard.describe(forked) + retries.said()
     except MissingPackage as exc:  # not this machine's to measure: n/a with the reason
         result.skipped = str(exc)
     except (FeedbenchError, ValueError) as exc:
@@ -231,18 +233,37 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
     return result
 
 
-def _fill_retrying_forks(measure: Measure, spec: Spec, ctx: Context, result: SettingResult, failed: list[str]) -> None:
-    """``measure.fill``, tried again when its run failed while TensorFlow ran in forked workers
-    (whether such a run hangs is chance, the verdict is not); each failed try's line goes to ``failed``."""
-    spent = 0.0
-    for attempt in range(1, FORK_TRIES + 1):
-        forks_from = fork_hazard.mark()
-        started = time.monotonic()
-        try:
-            measure.fill(spec, ctx, result)
-            return
-        except FeedbenchError as exc:
-            spent += time.monotonic() - started
-            if not fork_hazard.since(forks_from) or attempt == FORK_TRIES or spent > FORK_RETRY_BUDGET * ctx.timeout_s:
-                raise
-            failed.append(f"{measure.name}: {str(exc).splitlines()[0]}")
+class _ForkRetries:
+    """Runs each measure, and again when its run failed because a worker hung or died after
+    TensorFlow ran in forked workers (whether such a run fails is chance; the verdict is not): at
+    most ``FORK_TRIES`` tries a measure, the failed tries of the whole setting within ``budget_s``
+    (``sweep.setting_limit`` allows for it). Any other failure fails the setting at once."""
+
+    def __init__(self, budget_s: float):
+        self.budget_s = budget_s
+        self.failed: list[str] = []  # "measure: why", one per failed try
+
+    def fill(self, measure: Measure, spec: Spec, ctx: Context, result: SettingResult) -> None:
+        for attempt in range(1, FORK_TRIES + 1):
+            started = time.monotonic()
+            try:
+                measure.fill(spec, ctx, result)
+                return
+            except FeedbenchError as exc:
+                self.budget_s -= time.monotonic() - started
+                if not _failed_of_forks(exc) or attempt == FORK_TRIES or self.budget_s <= 0:
+                    raise
+                why = str(exc).splitlines()[0].split("; " + fork_hazard.CAUSE, 1)[0]  # the cause is said once
+                self.failed.append(f"{measure.name}: {why}")
+
+    def said(self) -> str:
+        if not self.failed:
+            return ""
+        return f"; {len(self.failed)} run(s) here failed for it and were tried again (first: {self.failed[0]})"
+
+
+def _failed_of_forks(exc: Exception) -> bool:
+    """A worker hung or died after TensorFlow ran in forked workers (here, or in a fresh process)."""
+    if isinstance(exc, ForkedTensorflowFailed):
+        return True
+    return isinstance(exc, ChildFailed) and exc.error_type == ForkedTensorflowFailed.__name__

@@ -222,7 +222,16 @@ def _verdicts(results: list[SettingResult]) -> list[str]:
         lines.append(f"  * {what} [{problem}; {', '.join(where)}]")
         lines.append(f"    why: {why}")
         lines.append(f"    fix: {fix}")
-    measured = [r for r in results if r.ok and not r.applied and r.throughput and r.throughput.samples_per_s]
+        if problem == "forked_tensorflow":  # where it ran (once), and every setting where it failed runs
+            seen = [r for r in results if r.forked_tensorflow]
+            shown = seen[:1] + [r for r in seen[1:] if "tried again" in r.forked_tensorflow]
+            lines += [f"    seen at {_setting(r)}: {r.forked_tensorflow}" for r in shown]
+    # A setting that runs TensorFlow in forked workers (deadlocks at random) is no one's to pick.
+    measured = [
+        r
+        for r in results
+        if r.ok and not r.applied and not r.forked_tensorflow and r.throughput and r.throughput.samples_per_s
+    ]
     if measured:
         best = max(measured, key=lambda r: r.throughput.samples_per_s)
         serial = next((r for r in measured if r.workers == 1 and not r.use_multiprocessing), None)
