@@ -210,25 +210,35 @@ class TensorflowInWorker(Plain):
         return tf.identity(x).numpy(), y
 
 
+class _ReadsTheHandleWhenFreed:
+    """Stands for a TensorFlow object whose finalizer reads the eager context's handle, as a traced
+    tf.function's does (AtomicFunction.__del__ -> remove_function), without running TensorFlow in
+    the forked child (which can hang there at random: a test must not)."""
+
+    def __del__(self):
+        from tensorflow.python.eager import context
+
+        context.context()._handle  # noqa: B018  (the read is the point)
+
+
 class FreesTensorflowObjectsInWorkers(Plain):
-    """NumPy only; but each forked worker frees TensorFlow functions the parent traced before the
-    fork (one by reference count, one held in a reference cycle by the garbage collector), whose
-    finalizers run TensorFlow (remove_function): TensorFlow's clean-up, not the generator's op."""
+    """NumPy only; but each forked worker frees objects the parent made before the fork whose
+    finalizers read TensorFlow's context (one by reference count, one held in a reference cycle by
+    the garbage collector): TensorFlow's clean-up, not the generator's op."""
 
     def __init__(self, spec, source):
         import tensorflow as tf
 
         super().__init__(spec, source)
-        plain, cycled = tf.function(lambda t: t * 2), tf.function(lambda t: t + 1)
-        plain(tf.constant(1.0)), cycled(tf.constant(1.0))  # traced: each holds a function in the runtime
-        cycle = {"function": cycled}
+        tf.constant(0.0)  # this process's TensorFlow runtime has started
+        cycle = {"object": _ReadsTheHandleWhenFreed()}
         cycle["self"] = cycle
-        self.held = [plain, cycle]
+        self.held = [_ReadsTheHandleWhenFreed(), cycle]
         self.built_in = os.getpid()
 
     def __getitem__(self, idx):
         if os.getpid() != self.built_in and self.held:
-            self.held.clear()  # one function goes at once, the other at the collection below
+            self.held.clear()  # one goes at once, the other at the collection below
             import gc
 
             gc.collect()

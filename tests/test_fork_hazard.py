@@ -29,9 +29,10 @@ def test_tensorflow_in_forked_workers_is_flagged_and_nothing_else(monkeypatch, n
     assert "not fork-safe" in result.forked_tensorflow
 
 
-def test_runs_in_fresh_processes_count_too(no_stray_workers):
+def test_runs_in_fresh_processes_count_too(monkeypatch, no_stray_workers):
     # On its own data every determinism run is in a fresh process (no probe runs here): their
     # workers report to that process, which hands the reports back with its stream.
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "5")  # a run that really hangs there is tried again
     result = _measure("planted:tensorflow_in_worker", ("determinism",), traced=False)
     assert result.error is None and result.problems == ["forked_tensorflow"]
     assert "TensorflowInWorker.__getitem__ at planted.py" in result.forked_tensorflow
@@ -113,6 +114,11 @@ tf.identity(np.zeros(3))  # this process's TensorFlow runtime has started
 try:
     while True:  # nobody drains: the pipe fills up
         os.write(fork_hazard._write_fd, b"pid 0: filler\\n" * 256)
+except BlockingIOError:
+    pass
+try:
+    while True:  # and the last bytes
+        os.write(fork_hazard._write_fd, b"\\n")
 except BlockingIOError:
     pass
 pid = os.fork()

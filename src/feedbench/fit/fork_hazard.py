@@ -127,7 +127,11 @@ def _in_child() -> None:
 
     def first_op(self):
         # Every eager op (and every tensor made from an array) reads the context's handle first.
-        if _collecting or _in_finalizer():
+        try:
+            freeing = _collecting or _in_finalizer()
+        except Exception:  # the check must never break the op it watches
+            freeing = False
+        if freeing:
             return original.fget(self)  # TensorFlow freeing what the parent left: not the generator's op
         cls._handle = original  # report once per child, then cost nothing
         with contextlib.suppress(Exception):  # the check must never break the op it watches

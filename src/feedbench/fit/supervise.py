@@ -324,8 +324,8 @@ class Watchdog:
                     if self._quiet:  # the block is already ending: its clean-up stops the pool
                         break
                     # A worker that ran TensorFlow after a fork is the likely cause: say so.
+                    self._died_of_forks = bool(forked)  # first: death() reads it once died is set
                     self.died = f"{self.name}: {died or waited}{cause}"
-                    self._died_of_forks = bool(forked)
                     # A worker's failure reaches the consumer through its pool; a waiting producer is
                     # woken where it waits (a thread at its next bytecode).
                     self._wake(pools, in_main, self.death(), interrupt_threads=bool(waited))
