@@ -12,7 +12,7 @@ every run, the runs that happen to hang included.
 ``install()`` arms it for this process (``supervise.supervised`` does, for every run it watches);
 ``drain()`` collects what children reported; ``mark()`` and ``since(mark)`` select the reports of
 one run or one measure; ``adopt`` takes in those a fresh measuring process collected. TensorFlow's
-own finalizers (a child freeing variables or functions its parent made) are not counted: they are
+own finalizers (a child freeing tf.functions its parent traced) are not counted: they are
 not the generator's ops.
 """
 
@@ -148,8 +148,8 @@ def _note_collection(phase: str, info: dict) -> None:
 
 
 def _in_finalizer() -> bool:
-    """Whether a ``__del__`` is on the stack (a forked child collecting TensorFlow objects its parent
-    made: functions, variables, whose finalizers run ops)."""
+    """Whether a ``__del__`` is on the stack (a forked child freeing TensorFlow objects its parent
+    made: a traced tf.function's finalizer reads the context's handle; a variable's does not)."""
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_name == "__del__":
