@@ -187,6 +187,14 @@ def ratio(cache, params, other, group, key, other_key=None):
     return figure(cache, params, group, key) / figure(cache, other, group, other_key or key)
 
 
+def measured_result(cache, params):
+    """A measured setting's result; a failed setting raises, so asv shows it failed."""
+    result = cache[tuple(params)]
+    if result.error:
+        raise RuntimeError(result.error)  # shown as failed in the results and the HTML
+    return result
+
+
 def figure(cache, params, group, key):
     """One figure of a measured setting; a failed setting raises, so asv shows it failed.
 
@@ -195,10 +203,7 @@ def figure(cache, params, group, key):
     """
     from feedbench.measure.setting import figure_of
 
-    result = cache[tuple(params)]
-    if result.error:
-        raise RuntimeError(result.error)  # shown as failed in the results and the HTML
-    value = figure_of(result, group, key)
+    value = figure_of(measured_result(cache, params), group, key)
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")
     return float(value)
@@ -291,3 +296,6 @@ class Measured:
 
     def figure(self, cache, params, key):
         return figure(cache, self._grid_params(params), self.group, key)
+
+    def result(self, cache, params):
+        return measured_result(cache, self._grid_params(params))

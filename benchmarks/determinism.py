@@ -67,9 +67,7 @@ class Stream(grid.Measured):
     def track_forked_tensorflow(self, cache, *params):
         """1 where the generator ran TensorFlow in forked workers after the measuring process had
         started it (such workers deadlock or crash at random), else 0: the same in every run."""
-        result = cache[self._grid_params(params)]
-        if result.error:
-            raise RuntimeError(result.error)
+        result = self.result(cache, params)
         return float("forked_tensorflow" in result.problems)
 
     track_forked_tensorflow.unit = "flag"
@@ -77,9 +75,7 @@ class Stream(grid.Measured):
     def track_problems(self, cache, *params):
         """How many checks failed for the setting, as `feedbench profile` counts them (0 is good): the
         verdict the report page colours its matrix by."""
-        result = cache[self._grid_params(params)]
-        if result.error:
-            raise RuntimeError(result.error)
+        result = self.result(cache, params)
         return float(len(result.problems))
 
     track_problems.unit = "count"
