@@ -4,11 +4,12 @@ from . import _grid as grid
 
 
 class TreeMemory(grid.Measured):
-    """What feeding adds to the tree's memory (peak PSS over the run, above the tree before it), and
-    the workers seen. The totals (peak USS, PSS, RSS of the tree and of the main process) are not
-    tracked: they are mostly TensorFlow's own import, which measured 538 to 676 MiB on one machine at
-    different hours with nothing changed (feedbench.measure.memory); profile shows them. Growth
-    between epochs (a few MiB, often 0) is not tracked either: a leak raises the added peak too."""
+    """What feeding adds to the tree's memory (each epoch's peak PSS above the tree before the run,
+    the median over the epochs), and the workers seen. The totals (peak USS, PSS, RSS of the tree and
+    of the main process) are not tracked: they are mostly TensorFlow's own import, which measured 538
+    to 676 MiB on one machine at different hours with nothing changed (feedbench.measure.memory);
+    profile shows them. Growth between epochs (a few MiB, often 0) is not tracked either: a leak
+    raises the added peak too."""
 
     params = [grid.IMPLEMENTATIONS, grid.WORKERS, grid.MULTIPROCESSING, grid.SIZES]
     param_names = ["implementation", "workers", "use_multiprocessing", "size"]
@@ -23,8 +24,11 @@ class TreeMemory(grid.Measured):
     setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 
     def track_added_tree_pss(self, cache, *params):
-        """Peak PSS of the tree above the tree's PSS before the run: what feeding adds."""
-        return self.figure(cache, params, "peak_tree_pss_added_bytes")
+        """Peak PSS of the tree in an epoch above the tree's PSS before the run, the median over the
+        epochs: what feeding adds. The largest of all epochs is one extreme (a forked worker copying
+        its parent's pages in one epoch moved it from 35 to 100 MiB between two runs of one commit);
+        profile shows it."""
+        return self.figure(cache, params, "epoch_peak_pss_added_bytes")
 
     track_added_tree_pss.unit = "bytes"
 

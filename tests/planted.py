@@ -178,6 +178,22 @@ class LeakyWorkers(Plain):
         return self.batch(idx)
 
 
+class SpikesInOneEpoch(Plain):
+    """Holds a large buffer for a moment in its first epoch only (threads: one process)."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.calls = 0
+
+    def __getitem__(self, idx):
+        self.calls += 1
+        if self.calls == 1:
+            spike = np.ones(WORKER_BUFFER_BYTES // 8)  # touched: really resident, freed on return
+            time.sleep(0.2)  # several of the memory sampler's readings
+            del spike
+        return self.batch(idx)
+
+
 SLEEP_S = 0.02
 
 
@@ -258,6 +274,7 @@ global_numpy_rng = _factory(GlobalNumpyRng)
 writes_into_view = _factory(WritesIntoView)
 big_worker_buffer = _factory(BigWorkerBuffer)
 leaky_workers = _factory(LeakyWorkers)
+spikes_in_one_epoch = _factory(SpikesInOneEpoch)
 sleeps_per_batch = _factory(SleepsPerBatch)
 scaled_by_workers = _factory(ScaledByWorkers)
 tensorflow_in_worker = _factory(TensorflowInWorker)

@@ -148,12 +148,28 @@ def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
     # clean pool far less than one buffer
     assert flawed.peak_tree_pss_added_bytes - clean.peak_tree_pss_added_bytes > 1.5 * buffer
     assert 0 < clean.peak_tree_pss_added_bytes < buffer / 2
+    # the tracked figure, each epoch's peak (the median epoch), sees the buffers too, and never
+    # exceeds the run's peak
+    assert flawed.epoch_peak_pss_added_bytes - clean.epoch_peak_pss_added_bytes > 1.5 * buffer
+    assert 0 < clean.epoch_peak_pss_added_bytes <= clean.peak_tree_pss_added_bytes
+    assert len(flawed.epoch_peak_pss_bytes) == 2
     # The tree's summed USS is no reliable witness here: at each fork the parent's
     # pages become shared with the children and leave its USS, offsetting the
     # buffers. The workers' own USS and the tree's PSS are.
     assert flawed.peak_tree_uss_bytes >= flawed.peak_workers_uss_bytes > 2 * buffer * 0.9
     assert abs(flawed.peak_main_rss_bytes - clean.peak_main_rss_bytes) < buffer / 2  # asv's view misses them
     assert flawed.peak_tree_rss_bytes >= flawed.peak_tree_uss_bytes
+
+
+@pytest.mark.alone  # PSS, as above
+def test_one_epochs_spike_shows_in_the_peak_not_in_the_median_epoch():
+    spiky = measure_memory(Spec("planted:spikes_in_one_epoch", n_samples=N, batch_size=BS), epochs=5)
+    clean = measure_memory(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=5)
+    buffer = planted.WORKER_BUFFER_BYTES
+    assert spiky.peak_tree_pss_added_bytes - clean.peak_tree_pss_added_bytes > 0.8 * buffer
+    first, *rest = (peak - spiky.baseline_pss_bytes for peak in spiky.epoch_peak_pss_bytes)
+    assert first > 0.8 * buffer and all(peak < buffer / 4 for peak in rest)
+    assert abs(spiky.epoch_peak_pss_added_bytes - clean.epoch_peak_pss_added_bytes) < buffer / 4
 
 
 def test_a_leak_every_epoch_shows_as_growth():

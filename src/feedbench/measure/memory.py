@@ -14,12 +14,21 @@ before the run (TensorFlow imported, the source built): what feeding adds. The
 totals are mostly TensorFlow's own import, which on one machine measured 538,
 590 and 660 MiB at different hours with nothing changed; what the run adds
 repeated to a few per cent.
+
+``epoch_peak_pss_added_bytes`` is the same per epoch (the largest sample from
+the end of one epoch to the end of the next), the median over the epochs: the
+figure a regression tracker compares. The largest of all samples is one
+extreme: a forked worker that copies its parent's pages in one epoch (Python's
+reference counts and garbage collector write into pages it shares with the
+parent) raised it from 35 to 100 MiB between two runs of one commit; the
+median epoch is what a leak or a larger buffer moves, not one epoch's chance.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import threading
 from dataclasses import asdict, dataclass
 
@@ -76,6 +85,7 @@ class MemoryFigures(Record):
     peak_main_rss_bytes: int | None = None
     peak_workers_uss_bytes: int | None = None
     peak_tree_pss_added_bytes: int | None = None
+    epoch_peak_pss_added_bytes: int | None = None  # each epoch's peak above the baseline, the median
     workers_seen: int | None = None
     growth_bytes: int | None = None
 
@@ -88,6 +98,7 @@ class MemoryResult:
     peak_main_rss_bytes: int
     peak_workers_uss_bytes: int  # what only the worker processes hold
     peak_tree_pss_added_bytes: int  # peak tree PSS above the tree's PSS before the run
+    epoch_peak_pss_added_bytes: int  # the median over epochs of each epoch's peak above it
     workers_seen: int
     growth_bytes: int | None  # tree USS after the last epoch minus after epoch 2 (index 1)
     growth_reason: str | None
@@ -96,6 +107,7 @@ class MemoryResult:
     samples: int
     interval_s: float
     epoch_end_uss_bytes: list[int]
+    epoch_peak_pss_bytes: list[int]  # each epoch's largest tree PSS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +120,7 @@ class _Sampler:
     def __init__(self, interval_s: float):
         self.interval_s = interval_s
         self.peak = TreeSample(0, 0, 0, 0, frozenset(), 0)
+        self.epoch_pss = 0  # the largest tree PSS since the last epoch ended
         self.pids: set[int] = set()
         self.count = 0
         self._stop = threading.Event()
@@ -127,7 +140,15 @@ class _Sampler:
                 frozenset(),
                 max(self.peak.workers_uss, sample.workers_uss),
             )
+            self.epoch_pss = max(self.epoch_pss, sample.pss)
         return sample
+
+    def end_epoch(self) -> tuple[TreeSample, int]:
+        """A sample at an epoch's end, and that epoch's peak tree PSS; the next epoch starts here."""
+        sample = self.take()
+        with self._lock:
+            peak, self.epoch_pss = self.epoch_pss, sample.pss
+        return sample, peak
 
     def _run(self):
         while not self._stop.wait(self.interval_s):
@@ -156,6 +177,7 @@ def measure_memory(
     baseline = sample_tree()
     pools_before = len(keras_api.STARTED_WORKERS)
     epoch_end: list[int] = []
+    epoch_peaks: list[int] = []
     with _Sampler(interval_s) as sampler:
         sampler.take()
         last_step = built.expected_batches - 1
@@ -164,7 +186,9 @@ def measure_memory(
                 if batch.step == 0:
                     sampler.take()  # while the epoch's pool is surely alive: a short epoch can fall between samples
                 if batch.step == last_step:
-                    epoch_end.append(sampler.take().uss)
+                    sample, peak = sampler.end_epoch()
+                    epoch_end.append(sample.uss)
+                    epoch_peaks.append(peak)
     started = set(keras_api.STARTED_WORKERS[pools_before:])  # Keras's pools, even the short-lived ones
     workers = len((sampler.pids | started) - {main} - baseline.pids)
     if len(epoch_end) >= 3:
@@ -178,6 +202,7 @@ def measure_memory(
         peak_main_rss_bytes=sampler.peak.main_rss,
         peak_workers_uss_bytes=sampler.peak.workers_uss,
         peak_tree_pss_added_bytes=sampler.peak.pss - baseline.pss,
+        epoch_peak_pss_added_bytes=int(statistics.median(epoch_peaks or [sampler.peak.pss])) - baseline.pss,
         workers_seen=workers,
         growth_bytes=growth,
         growth_reason=reason,
@@ -186,4 +211,5 @@ def measure_memory(
         samples=sampler.count,
         interval_s=interval_s,
         epoch_end_uss_bytes=epoch_end,
+        epoch_peak_pss_bytes=epoch_peaks,
     )
