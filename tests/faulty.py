@@ -132,6 +132,22 @@ class DeadlocksOnceInAFork(_Slices):
         return x, y
 
 
+class DeadlocksAfterTensorflowInAFork(DeadlocksOnceInAFork):
+    """Every forked worker runs TensorFlow and deadlocks at one batch, in every run."""
+
+    tensorflow = True
+
+    def __getitem__(self, idx):
+        x, y = super().__getitem__(idx)
+        if idx == AT and os.getpid() != _PARENT:
+            threading.Event().wait()
+        return x, y
+
+
+def deadlocks_after_tensorflow_in_a_fork(spec, source):
+    return DeadlocksAfterTensorflowInAFork(spec, source)
+
+
 def deadlocks_once_in_a_fork(spec, source):
     return DeadlocksOnceInAFork(spec, source)
 

@@ -250,7 +250,12 @@ def record_fresh(
     """``record`` in a fresh process: the run a user gets from a new script (module-level state anew)."""
     request = {"spec": spec.to_dict(), "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins)}
     what = f"{spec.impl}: the {role} run in a fresh process"
-    found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what, cancel=cancel)
+    try:
+        found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what, cancel=cancel)
+    except ChildFailed as exc:  # a run that failed still says where TensorFlow ran in its forked workers
+        for item in exc.results:
+            fork_hazard.adopt(item.get("forked_tensorflow", []))
+        raise
     if not found:
         raise ChildFailed(f"{what} ended without a result")
     fork_hazard.adopt(found[0].get("forked_tensorflow", []))  # the verdict counts that process's workers too
@@ -259,7 +264,11 @@ def record_fresh(
 
 def _record_in_child(request: dict):
     built = build(Spec(**request["spec"]), tuple(request["plugins"]))
-    stream = _stream_to_json(record(built, request["epochs"], request["timeout_s"]))
+    try:
+        stream = _stream_to_json(record(built, request["epochs"], request["timeout_s"]))
+    except Exception:
+        yield {"forked_tensorflow": fork_hazard.since(0)}  # handed back before the error
+        raise
     yield {**stream, "forked_tensorflow": fork_hazard.since(0)}
 
 
