@@ -39,10 +39,8 @@ class EpochTime:
 
 class Throughput(grid.Measured):
     """Samples/s over whole epochs (first batch and Keras's per-epoch pool start-up included, as fit
-    gets them): the samples of the epochs after the first over their time, run until they cover a
-    second (feedbench.measure.throughput.MIN_MEASURED_S); and the same as a ratio to the reference
-    setting. Summed rather than the median epoch: where epochs ran at two speeds (shm, the python
-    workload, processes: 7,000 or 15,000 samples/s an epoch) the median jumped between the two.
+    gets them): the median over the epochs after the first, run until they cover a second
+    (feedbench.measure.throughput.MIN_MEASURED_S); and the same as a ratio to the reference setting.
 
     The steady-state rate (after the first batch) and the time to first batch are not tracked: with
     epochs of 16 batches they swing with how many batches were queued, and did not repeat to 10 %

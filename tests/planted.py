@@ -197,20 +197,6 @@ class SpikesInOneEpoch(Plain):
 SLEEP_S = 0.02
 
 
-class SlowEveryOtherEpoch(Plain):
-    """Sleeps SLEEP_S per batch in every other epoch: epochs at two speeds (threads: one process)."""
-
-    def __init__(self, spec, source):
-        super().__init__(spec, source)
-        self.calls = 0
-
-    def __getitem__(self, idx):
-        if (self.calls // len(self)) % 2 == 1:
-            time.sleep(SLEEP_S)
-        self.calls += 1
-        return self.batch(idx)
-
-
 class SleepsPerBatch(Plain):
     def __getitem__(self, idx):
         time.sleep(SLEEP_S)
@@ -290,7 +276,6 @@ big_worker_buffer = _factory(BigWorkerBuffer)
 leaky_workers = _factory(LeakyWorkers)
 spikes_in_one_epoch = _factory(SpikesInOneEpoch)
 sleeps_per_batch = _factory(SleepsPerBatch)
-slow_every_other_epoch = _factory(SlowEveryOtherEpoch)
 scaled_by_workers = _factory(ScaledByWorkers)
 tensorflow_in_worker = _factory(TensorflowInWorker)
 frees_tensorflow_objects_in_workers = _factory(FreesTensorflowObjectsInWorkers)

@@ -196,17 +196,6 @@ def test_a_sleep_per_batch_cuts_throughput_in_proportion():
     assert [e.batches for e in slow.epochs] == [N // BS] * 3
 
 
-def test_epochs_at_two_speeds_count_each_for_the_time_it_took():
-    # epochs 1, 3, 5 slow, 2 and 4 fast: the median epoch would be a slow one
-    result = measure_throughput(Spec("planted:slow_every_other_epoch", n_samples=N, batch_size=BS), epochs=6, min_s=0)
-    rates = [e.epoch_samples_per_s for e in result.epochs[1:]]
-    slow, fast = max(rates[0::2]), min(rates[1::2])
-    assert slow < fast / 2  # the plant works: two speeds
-    over_time = 5 * N / sum(e.wall_s for e in result.epochs[1:])
-    figure = result.figures().epoch_samples_per_s
-    assert figure == pytest.approx(over_time) and slow * 1.1 < figure < fast
-
-
 def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
     exact = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
     assert len(exact.epochs) == 3

@@ -7,14 +7,10 @@
   by the time from the first batch's arrival to the last one's. With short
   epochs this swings with how many batches were already queued when the first
   arrived (a burst), so it does not repeat well.
-- ``epoch_samples_per_s``: samples over whole epochs' wall time, the first
-  batch (and the pool start-up Keras repeats every epoch) included: what
-  ``fit`` gets from the loader. Summed over the epochs after the first (the
-  samples of all over the time of all), not the median epoch: a loader whose
-  epochs run at one of two speeds (workers sharing a core or not) gave a median
-  that jumped between the two from run to run (7,000 and 15,000 samples/s),
-  while the sum counts each speed for the time it took. It is the figure the
-  benchmark suite tracks.
+- ``epoch_samples_per_s``: an epoch's samples over its whole wall time, the
+  first batch (and the pool start-up Keras repeats every epoch) included: what
+  ``fit`` gets from the loader per epoch. It repeats to a few per cent, and is
+  the figure the benchmark suite tracks.
 - latency p50 / p95 / max: per batch, from asking to arrival.
 - ``wait_fraction``: the share of the epoch's wall time the consumer spent
   waiting for data (1.0 for a consumer that does nothing else).
@@ -22,8 +18,8 @@
 ``step_s`` makes the consumer spend that long per batch, as a train step
 would, to show whether prefetching hides the generator's latency.
 
-The other summaries are medians over the epochs after the first (which also
-builds the iterator). ``measure_throughput`` runs at least ``epochs`` epochs and goes on
+Summaries are medians over the epochs after the first (which also builds the
+iterator). ``measure_throughput`` runs at least ``epochs`` epochs and goes on
 until those epochs cover ``min_s`` seconds (at most ``MAX_EPOCHS``): an epoch
 of 16 batches takes milliseconds, and a figure timed over milliseconds on a
 shared machine moved by 15 % between two runs of one commit.
@@ -83,35 +79,25 @@ class ThroughputResult:
     SUMMARY = {
         "first_batch_s": "first_batch_s",
         "samples_per_s": "samples_per_s",
+        "epoch_samples_per_s": "epoch_samples_per_s",
         "latency_p50_s": "latency_p50_s",
         "latency_p95_s": "latency_p95_s",
         "wait_fraction": "wait_fraction",
         "epoch_s": "wall_s",
     }
 
-    @property
-    def _measuring(self) -> list[EpochThroughput]:
-        """The epochs after the first (which also builds the iterator), or the only one."""
-        return self.epochs[1:] if len(self.epochs) > 1 else self.epochs
-
     def _median(self, key: str) -> float | None:
-        values = [getattr(e, key) for e in self._measuring if getattr(e, key) is not None]
+        measuring = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
+        values = [getattr(e, key) for e in measuring if getattr(e, key) is not None]
         return float(np.median(values)) if values else None
 
     def summary(self) -> dict:
-        """Medians over the epochs after the first (the only one when there is one), and the
-        samples over those epochs' time: the figures a report shows. The first batch of the first
-        epoch also builds the iterator: it is its own figure, ``first_build_s``."""
+        """Medians over the epochs after the first (the only one when there is one): the figures a
+        report shows. The first batch of the first epoch also builds the iterator: it is its own
+        figure, ``first_build_s``."""
         summary = {key: self._median(field) for key, field in self.SUMMARY.items()}
-        summary["epoch_samples_per_s"] = self._over_epochs()
         summary["first_build_s"] = self.epochs[0].first_batch_s if self.epochs else None
         return summary
-
-    def _over_epochs(self) -> float | None:
-        """Samples over wall time, both summed over the epochs after the first (the only one when
-        there is one): what a consumer gets over those epochs."""
-        wall = sum(e.wall_s for e in self._measuring)
-        return sum(e.samples for e in self._measuring) / wall if wall > 0 else None
 
     @property
     def samples_per_s(self) -> float | None:
