@@ -27,7 +27,7 @@ class TreeMemory(grid.Measured):
         """Peak PSS of the tree in an epoch above the tree's PSS before the run, the median over the
         epochs: what feeding adds. The largest of all epochs is one extreme (a forked worker copying
         its parent's pages in one epoch moved it from 35 to 100 MiB between two runs of one commit);
-        profile shows it."""
+        `feedbench profile --json` has it (peak_tree_pss_added_bytes)."""
         return self.figure(cache, params, "epoch_peak_pss_added_bytes")
 
     track_added_tree_pss.unit = "bytes"

@@ -42,14 +42,16 @@ class EpochTime:
         """One epoch first (untimed): where its forked workers ran TensorFlow, or None. Such an epoch
         hangs or crashes at random (feedbench.fit.fork_hazard), and asv would record that run's
         timing as failed and the next run's as a time; n/a says so in every run."""
-        from feedbench.core.errors import ForkedTensorflowFailed
+        from feedbench.core.errors import FeedbenchError
         from feedbench.fit import driver, fork_hazard
 
         forks_from = fork_hazard.mark()
         try:
             driver.run(self.built, epochs=1, timeout_s=grid.RUN_TIMEOUT_S, materialize=False)
-        except ForkedTensorflowFailed:
-            pass  # the hazard itself: named below
+        except FeedbenchError:
+            if not fork_hazard.since(forks_from):
+                raise  # the generator's own failure: asv shows it failed
+            # hung or crashed after TensorFlow ran in forked workers (however it was noticed): named below
         forked = fork_hazard.since(forks_from)
         return fork_hazard.describe(forked) if forked else None
 

@@ -133,7 +133,7 @@ class DeadlocksOnceInAFork(_Slices):
 
 
 class DeadlocksAfterTensorflowInAFork(DeadlocksOnceInAFork):
-    """Every forked worker runs TensorFlow and deadlocks at one batch, in every run."""
+    """Forked workers run TensorFlow on every batch, and the one that gets batch AT deadlocks, in every run."""
 
     tensorflow = True
 

@@ -97,7 +97,10 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
 
 @pytest.mark.slow
 def test_an_epochs_time_is_na_where_the_generator_runs_tensorflow_in_forked_workers(monkeypatch, no_stray_workers):
+    from feedbench.fit import supervise
+
     monkeypatch.setenv("FEEDBENCH_STALL_S", "5")  # the benchmark's setup sets it; restored after
+    monkeypatch.setattr(supervise, "STALL_S", 5.0)  # read at import: as in asv's benchmark process
     bench = EpochTime()
     said = "TensorflowInWorker.__getitem__ at planted.py.*not a figure to track"
     with pytest.raises(NotImplementedError, match=said):

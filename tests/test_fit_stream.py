@@ -136,10 +136,12 @@ def test_legacy_keras_feeds_a_sequence_whole_under_every_setting(workers, multip
 def test_legacy_keras_copies_a_generator_into_every_worker_process(no_stray_workers):
     """A finding: with use_multiprocessing, each worker runs its own copy of the generator,
     so the model receives the same samples several times and never sees others."""
-    run = legacy.legacy_stream("generator", 2, True, epochs=EPOCHS)
-    first = run["epochs"][0]
-    assert first["samples"] == 160
-    assert first["duplicated"] > 0 and first["missing"] > 0
+    run = legacy.legacy_stream("generator", 2, True, epochs=2 * EPOCHS)
+    assert all(e["samples"] == 160 for e in run["epochs"])
+    # Which epoch shows it is a race: on a loaded machine the second worker may start only after
+    # the first filled epoch 1 alone (CI at 62d7d45: epoch 1 clean); its copy then repeats samples
+    # in a later epoch, so the run has more epochs than the others here.
+    assert any(e["duplicated"] > 0 and e["missing"] > 0 for e in run["epochs"]), run["epochs"]
     serial = legacy.legacy_stream("generator", 1, False, epochs=EPOCHS)
     assert all(e["missing"] == 0 and e["duplicated"] == 0 for e in serial["epochs"])
 

@@ -98,7 +98,8 @@ class MemoryResult:
     peak_main_rss_bytes: int
     peak_workers_uss_bytes: int  # what only the worker processes hold
     peak_tree_pss_added_bytes: int  # peak tree PSS above the tree's PSS before the run
-    epoch_peak_pss_added_bytes: int  # the median over epochs of each epoch's peak above it
+    epoch_peak_pss_added_bytes: int | None  # the median over epochs of each epoch's peak above it
+    epoch_peak_reason: str | None  # why it is None
     workers_seen: int
     growth_bytes: int | None  # tree USS after the last epoch minus after epoch 2 (index 1)
     growth_reason: str | None
@@ -121,13 +122,16 @@ class _Sampler:
         self.interval_s = interval_s
         self.peak = TreeSample(0, 0, 0, 0, frozenset(), 0)
         self.epoch_pss = 0  # the largest tree PSS since the last epoch ended
+        self.epoch_peaks: list[int] = []  # each finished epoch's largest tree PSS
         self.pids: set[int] = set()
         self.count = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="feedbench-memory", daemon=True)
 
-    def take(self) -> TreeSample:
+    def take(self, end_epoch: bool = False) -> TreeSample:
+        """One reading; with ``end_epoch`` it also closes the epoch (``epoch_peaks``) in the same
+        locked step, so a reading of the sampler thread never falls between the two."""
         sample = sample_tree()
         with self._lock:
             self.count += 1
@@ -141,14 +145,10 @@ class _Sampler:
                 max(self.peak.workers_uss, sample.workers_uss),
             )
             self.epoch_pss = max(self.epoch_pss, sample.pss)
+            if end_epoch:  # the next epoch starts from this reading
+                self.epoch_peaks.append(self.epoch_pss)
+                self.epoch_pss = sample.pss
         return sample
-
-    def end_epoch(self) -> tuple[TreeSample, int]:
-        """A sample at an epoch's end, and that epoch's peak tree PSS; the next epoch starts here."""
-        sample = self.take()
-        with self._lock:
-            peak, self.epoch_pss = self.epoch_pss, sample.pss
-        return sample, peak
 
     def _run(self):
         while not self._stop.wait(self.interval_s):
@@ -177,7 +177,6 @@ def measure_memory(
     baseline = sample_tree()
     pools_before = len(keras_api.STARTED_WORKERS)
     epoch_end: list[int] = []
-    epoch_peaks: list[int] = []
     with _Sampler(interval_s) as sampler:
         sampler.take()
         last_step = built.expected_batches - 1
@@ -186,9 +185,11 @@ def measure_memory(
                 if batch.step == 0:
                     sampler.take()  # while the epoch's pool is surely alive: a short epoch can fall between samples
                 if batch.step == last_step:
-                    sample, peak = sampler.end_epoch()
-                    epoch_end.append(sample.uss)
-                    epoch_peaks.append(peak)
+                    epoch_end.append(sampler.take(end_epoch=True).uss)
+    if sampler.epoch_peaks:
+        epoch_added, epoch_reason = int(statistics.median(sampler.epoch_peaks)) - baseline.pss, None
+    else:  # an epoch ends at its last expected batch: none came (the loader delivered fewer)
+        epoch_added, epoch_reason = None, f"no epoch delivered its {built.expected_batches} expected batches"
     started = set(keras_api.STARTED_WORKERS[pools_before:])  # Keras's pools, even the short-lived ones
     workers = len((sampler.pids | started) - {main} - baseline.pids)
     if len(epoch_end) >= 3:
@@ -202,7 +203,8 @@ def measure_memory(
         peak_main_rss_bytes=sampler.peak.main_rss,
         peak_workers_uss_bytes=sampler.peak.workers_uss,
         peak_tree_pss_added_bytes=sampler.peak.pss - baseline.pss,
-        epoch_peak_pss_added_bytes=int(statistics.median(epoch_peaks or [sampler.peak.pss])) - baseline.pss,
+        epoch_peak_pss_added_bytes=epoch_added,
+        epoch_peak_reason=epoch_reason,
         workers_seen=workers,
         growth_bytes=growth,
         growth_reason=reason,
@@ -211,5 +213,5 @@ def measure_memory(
         samples=sampler.count,
         interval_s=interval_s,
         epoch_end_uss_bytes=epoch_end,
-        epoch_peak_pss_bytes=epoch_peaks,
+        epoch_peak_pss_bytes=sampler.epoch_peaks,
     )

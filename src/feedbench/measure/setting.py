@@ -85,6 +85,8 @@ def _memory(spec: Spec, ctx: Context, result: SettingResult) -> None:
     result.memory = memory.figures()
     if memory.growth_bytes is None:
         result.null_reasons["memory.growth_bytes"] = memory.growth_reason
+    if memory.epoch_peak_pss_added_bytes is None:
+        result.null_reasons["memory.epoch_peak_pss_added_bytes"] = memory.epoch_peak_reason
 
 
 def _training(spec: Spec, ctx: Context, result: SettingResult) -> None:
