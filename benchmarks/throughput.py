@@ -30,30 +30,6 @@ class EpochTime:
         from feedbench.generators import build
 
         self.built = build(grid.spec(impl, "copy", workers, multiprocessing))
-        forked = self._runs_tensorflow_in_forks()
-        if forked:
-            self.built.close()
-            raise NotImplementedError(
-                f"{impl}: {forked}: whether one of its epochs hangs is chance, so an epoch's time is not a "
-                "figure to track (determinism.Stream.track_forked_tensorflow flags the setting)"
-            )
-
-    def _runs_tensorflow_in_forks(self) -> str | None:
-        """One epoch first (untimed): where its forked workers ran TensorFlow, or None. Such an epoch
-        hangs or crashes at random (feedbench.fit.fork_hazard), and asv would record that run's
-        timing as failed and the next run's as a time; n/a says so in every run."""
-        from feedbench.core.errors import FeedbenchError
-        from feedbench.fit import driver, fork_hazard
-
-        forks_from = fork_hazard.mark()
-        try:
-            driver.run(self.built, epochs=1, timeout_s=grid.RUN_TIMEOUT_S, materialize=False)
-        except FeedbenchError:
-            if not fork_hazard.since(forks_from):
-                raise  # the generator's own failure: asv shows it failed
-            # hung or crashed after TensorFlow ran in forked workers (however it was noticed): named below
-        forked = fork_hazard.since(forks_from)
-        return fork_hazard.describe(forked) if forked else None
 
     def time_epoch(self, impl, workers, multiprocessing):
         from feedbench.fit import driver

@@ -12,7 +12,7 @@ from feedbench.measure.throughput import ThroughputFigures
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import _grid as grid  # noqa: E402
-from benchmarks.throughput import EpochTime, Throughput  # noqa: E402
+from benchmarks.throughput import Throughput  # noqa: E402
 from benchmarks.training import Training  # noqa: E402
 
 
@@ -93,19 +93,3 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
     reference_speeds = iter([100.0])
     once = grid.measured(grid_axes, ("throughput",), extra=[reference])
     assert measured_order.count(reference) == 1 and once[reference].throughput.epoch_samples_per_s == 100.0
-
-
-@pytest.mark.slow
-def test_an_epochs_time_is_na_where_the_generator_runs_tensorflow_in_forked_workers(monkeypatch, no_stray_workers):
-    from feedbench.fit import supervise
-
-    monkeypatch.setenv("FEEDBENCH_STALL_S", "5")  # the benchmark's setup sets it; restored after
-    monkeypatch.setattr(supervise, "STALL_S", 5.0)  # read at import: as in asv's benchmark process
-    bench = EpochTime()
-    said = "TensorflowInWorker.__getitem__ at planted.py.*not a figure to track"
-    with pytest.raises(NotImplementedError, match=said):
-        bench.setup("planted:tensorflow_in_worker", 2, True)
-    for impl, multiprocessing in (("planted:tensorflow_in_worker", False), ("planted:plain", True)):
-        bench.setup(impl, 2, multiprocessing)  # threads, or no TensorFlow in the forked workers: timed
-        bench.time_epoch(impl, 2, multiprocessing)
-        bench.built.close()
