@@ -129,3 +129,16 @@ except cli._Terminated as exc:
 def test_a_stop_swallowed_by_a_destructor_is_delivered_again(hooked, said):
     proc = subprocess.run([sys.executable, "-c", SWALLOWED_STOP, hooked], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == said, proc.stderr[-2000:]
+
+
+def test_fit_shuffle_and_python_iters_reach_the_spec(capsys):
+    from feedbench import cli
+
+    args = cli._parser().parse_args(["fit", "shm", "--fit-shuffle", "on", "--python-iters", "12000"])
+    spec = cli._spec_from(args)
+    assert spec.fit_shuffle is True and spec.work.python_iters == 12000
+    assert cli._spec_from(cli._parser().parse_args(["drive", "keyed", "--fit-shuffle", "off"])).fit_shuffle is False
+    assert cli._spec_from(cli._parser().parse_args(["drive", "keyed"])).fit_shuffle is None  # the impl's choice
+    with pytest.raises(SystemExit) as ended:
+        main(["drive", "keyed", "--python-iters", "0"])
+    assert ended.value.code == 2 and "'0' given; expected a whole number, 1 or more" in capsys.readouterr().err

@@ -95,6 +95,15 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         help="batches per epoch, for a dataset without a length (an infinite PyDataset, a generator)",
     )
     parser.add_argument("--io-latency", type=_seconds(False), default=0.0, help="seconds per batch, io workload")
+    parser.add_argument(
+        "--python-iters", type=_count(1), default=2000, help="loop iterations per sample, python workload"
+    )
+    parser.add_argument(
+        "--fit-shuffle",
+        choices=["off", "on"],
+        help="model.fit's shuffle= for a PyDataset (Keras's own default is on; default: what the implementation "
+        "asks for)",
+    )
     parser.add_argument("--timeout", type=_seconds(True), default=300.0, help="time limit of the run, seconds")
     parser.add_argument("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     _add_plugin_option(parser)
@@ -246,7 +255,14 @@ def _spec_from(args):
         shuffle=args.shuffle,
         io_latency_s=args.io_latency,
         steps=args.steps,
+        **_workload_options(args),
     )
+
+
+def _workload_options(args) -> dict:
+    """The Spec fields set by --python-iters and --fit-shuffle (None: the implementation's choice)."""
+    fit_shuffle = None if args.fit_shuffle is None else args.fit_shuffle == "on"
+    return {"python_iters": args.python_iters, "fit_shuffle": fit_shuffle}
 
 
 def cmd_profile(args) -> int:
@@ -352,6 +368,7 @@ def cmd_fit(args) -> int:
         max_queue_size=args.max_queue_size,
         io_latency_s=args.io_latency,
         steps=args.steps,
+        **_workload_options(args),
     )
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.grid_multiprocessing]
     grid = profile.settings_grid(tuple(args.grid_workers), modes)

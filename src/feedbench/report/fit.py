@@ -16,7 +16,9 @@ from feedbench.report.table import setting_name
 def render(spec: Spec, results: list[SettingResult], model: str | None, device: str) -> str:
     title = (
         f"feedbench fit: {spec.impl} on {device}, model {model or 'built-in (sized to the images)'}, "
-        f"{spec.n_samples} samples ({spec.size}), batch {spec.batch_size}"
+        f"{spec.n_samples} samples ({spec.size}), batch {spec.batch_size}, {spec.workload} workload"
+        + (f" ({spec.python_iters} iterations per sample)" if spec.workload == "python" else "")
+        + ("" if spec.fit_shuffle is None else f", fit(shuffle={spec.fit_shuffle})")
     )
     table = Table(title=title, title_justify="left")
     for name in (
