@@ -59,7 +59,13 @@ SWEEP_TIMEOUT_S = 3600  # a whole grid's measurement, in setup_cache
 # once (feedbench.fit.supervise.STALL_S): a forked worker deadlocked inside TensorFlow then
 # costs seconds, not the run's whole limit.
 STALL_S = 5.0
-MEASURING_ENV = {"FEEDBENCH_STALL_S": str(STALL_S)}
+# One try of a run that failed after TensorFlow ran in forked workers: such a setting's figures are
+# n/a here whatever its tries gave (FORKED_TENSORFLOW_NA), so a try again buys only minutes.
+MEASURING_ENV = {"FEEDBENCH_STALL_S": str(STALL_S), "FEEDBENCH_FORK_TRIES": "1"}
+FORKED_TENSORFLOW_NA = (
+    "TensorFlow ran in this setting's forked workers, where it hangs or crashes at random: its figures "
+    "came in some runs and not in others; determinism.Stream.track_forked_tensorflow tracks the hazard"
+)
 IO_LATENCY_S = 0.002
 # The PyDatasets built to show a determinism flaw run under Keras's worker pool exactly as keyed
 # does: under the numpy, python and io workloads, or on the large source, their throughput and
@@ -183,9 +189,10 @@ def ratio(cache, params, other, group, key, other_key=None):
     """
     if other not in cache:
         raise NotImplementedError(f"the setting compared with, {other}, is not measured here")
+    value = figure(cache, params, group, key)  # this setting's own n/a or failure first
     if cache[other].error:
         raise RuntimeError(f"the setting compared with, {other}, failed: {cache[other].error}")
-    return figure(cache, params, group, key) / figure(cache, other, group, other_key or key)
+    return value / figure(cache, other, group, other_key or key)
 
 
 def measured_result(cache, params):
@@ -197,13 +204,16 @@ def measured_result(cache, params):
 
 
 def figure(cache, params, group, key):
-    """One figure of a measured setting; a failed setting raises, so asv shows it failed.
+    """One figure of a measured setting; a failed setting raises, so asv shows it failed, and one
+    where TensorFlow ran in forked workers is n/a (its hazard flag is the figure that repeats).
 
     ``group`` is a measure of ``feedbench.measure.setting.MEASURES`` and ``key`` a field of its
     figures: a name that is neither raises (a typo is an error, never a silent n/a).
     """
     from feedbench.measure.setting import figure_of
 
+    if cache[tuple(params)].forked_tensorflow:
+        raise NotImplementedError(FORKED_TENSORFLOW_NA)
     value = figure_of(measured_result(cache, params), group, key)
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")

@@ -93,3 +93,45 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
     reference_speeds = iter([100.0])
     once = grid.measured(grid_axes, ("throughput",), extra=[reference])
     assert measured_order.count(reference) == 1 and once[reference].throughput.epoch_samples_per_s == 100.0
+
+
+def test_a_setting_that_ran_tensorflow_in_forked_workers_tracks_its_flag_alone():
+    """Such a setting hung, crashed or ran, by chance, from run to run: its figures are n/a in every
+    run (not a number in one and failed in the next), its flag is 1 even where its run failed."""
+    from benchmarks.determinism import Stream
+
+    hazard = "TensorFlow ran in forked workers at reseeded.py:12"
+    ran = dict(throughput=ThroughputFigures(epoch_samples_per_s=500.0), forked_tensorflow=hazard)
+    lucky = SettingResult(4, True, problems=["repeated_draws", "forked_tensorflow"], **ran)
+    unlucky = SettingResult(4, True, error="worker died (SIGSEGV)", forked_tensorflow=hazard)
+    clean = SettingResult(4, True, throughput=ThroughputFigures(epoch_samples_per_s=500.0), problems=[])
+    stream, speed = Stream(), Throughput()
+    for result in (lucky, unlucky):
+        cache = {("seed_reseeded", "copy", 4, True, "small"): result, ("keyed", "copy", 1, False, "small"): clean}
+        assert stream.track_forked_tensorflow(cache, "seed_reseeded", 4, True) == 1.0
+        for figure in (stream.track_problems, stream.track_missing):
+            with pytest.raises(NotImplementedError, match="forked workers"):
+                figure(cache, "seed_reseeded", 4, True)
+        for figure in (speed.track_epoch_samples_per_s, speed.track_epoch_samples_per_s_vs_reference):
+            with pytest.raises(NotImplementedError, match="forked workers"):
+                figure(cache, "seed_reseeded", "copy", 4, True, "small")
+    cache = {("keyed", "copy", 4, True, "small"): clean, ("keyed", "copy", 1, False, "small"): clean}
+    assert stream.track_forked_tensorflow(cache, "keyed", 4, True) == 0.0
+    assert stream.track_problems(cache, "keyed", 4, True) == 0.0
+    assert speed.track_epoch_samples_per_s_vs_reference(cache, "keyed", "copy", 4, True, "small") == 1.0
+    with pytest.raises(RuntimeError, match="SIGSEGV"):  # a failure without the hazard still fails
+        failed = {("keyed", "copy", 4, True, "small"): SettingResult(4, True, error="SIGSEGV")}
+        stream.track_problems(failed, "keyed", 4, True)
+
+
+def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(monkeypatch):
+    from feedbench.measure import setting
+
+    monkeypatch.delenv(setting.FORK_TRIES_ENV, raising=False)
+    assert setting.fork_tries() == setting.FORK_TRIES
+    monkeypatch.setenv(setting.FORK_TRIES_ENV, "1")
+    assert setting.fork_tries() == 1
+    assert grid.MEASURING_ENV[setting.FORK_TRIES_ENV] == "1"
+    monkeypatch.setenv(setting.FORK_TRIES_ENV, "0")
+    with pytest.raises(ValueError, match="FEEDBENCH_FORK_TRIES='0' given; expected a whole number, 1 or more"):
+        setting.fork_tries()

@@ -8,6 +8,7 @@ findings, the shm targets and the asv grid all go through ``measure_setting``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 import typing
@@ -36,6 +37,19 @@ SCHEMA_VERSION = 5
 # budget of half a run's limit let none of memory's and training's failed tries be tried again).
 FORK_RETRY_BUDGET = 2.0
 FORK_TRIES = 3
+# The asv suite sets 1: it tracks such a setting's hazard flag alone (its other figures came and
+# went between runs), so a try again buys it nothing but minutes.
+FORK_TRIES_ENV = "FEEDBENCH_FORK_TRIES"
+
+
+def fork_tries() -> int:
+    """Tries of a measure whose run failed after TensorFlow ran in forked workers (read when used)."""
+    text = os.environ.get(FORK_TRIES_ENV)
+    if text is None:
+        return FORK_TRIES
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{FORK_TRIES_ENV}={text!r} given; expected a whole number, 1 or more")
+    return int(text)
 
 
 @dataclass
@@ -238,7 +252,7 @@ def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None =
 class _ForkRetries:
     """Runs each measure, and again when its run failed because a worker hung or died after
     TensorFlow ran in forked workers (whether such a run fails is chance; the verdict is not): at
-    most ``FORK_TRIES`` tries a measure, the failed tries of the whole setting within ``budget_s``
+    most ``fork_tries()`` tries a measure, the failed tries of the whole setting within ``budget_s``
     (``sweep.setting_limit`` allows for it). Any other failure fails the setting at once."""
 
     def __init__(self, budget_s: float):
@@ -246,14 +260,15 @@ class _ForkRetries:
         self.failed: list[str] = []  # "measure: why", one per failed try
 
     def fill(self, measure: Measure, spec: Spec, ctx: Context, result: SettingResult) -> None:
-        for attempt in range(1, FORK_TRIES + 1):
+        tries = fork_tries()
+        for attempt in range(1, tries + 1):
             started = time.monotonic()
             try:
                 measure.fill(spec, ctx, result)
                 return
             except FeedbenchError as exc:
                 self.budget_s -= time.monotonic() - started
-                if not _failed_of_forks(exc) or attempt == FORK_TRIES or self.budget_s <= 0:
+                if not _failed_of_forks(exc) or attempt == tries or self.budget_s <= 0:
                     raise
                 why = str(exc).splitlines()[0].split("; " + fork_hazard.CAUSE, 1)[0]  # the cause is said once
                 self.failed.append(f"{measure.name}: {why}")
