@@ -135,3 +135,19 @@ def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(mo
     monkeypatch.setenv(setting.FORK_TRIES_ENV, "0")
     with pytest.raises(ValueError, match="FEEDBENCH_FORK_TRIES='0' given; expected a whole number, 1 or more"):
         setting.fork_tries()
+
+
+def test_a_frozen_fraction_within_chance_is_tracked_as_0_and_a_significant_one_as_measured():
+    from benchmarks.determinism import Stream
+
+    from feedbench.measure.determinism import FROZEN_Z, DeterminismFigures
+
+    def stream(fraction, z):
+        return SettingResult(2, False, determinism=DeterminismFigures(frozen_fraction=fraction, frozen_z=z))
+
+    params = ("seed_unseeded", "copy", 2, False, "small")
+    bench = Stream()
+    assert bench.track_frozen_fraction({params: stream(0.0225, FROZEN_Z - 0.5)}, "seed_unseeded", 2, False) == 0.0
+    assert bench.track_frozen_fraction({params: stream(0.43, 9.0)}, "seed_unseeded", 2, False) == 0.43
+    no_augmentation = bench.track_frozen_fraction({params: stream(None, None)}, "seed_unseeded", 2, False)
+    assert no_augmentation != no_augmentation  # n/a (nan), not 0

@@ -315,6 +315,7 @@ class DeterminismFigures(Record):
     never_delivered: int | None = None
     augmented: bool | None = None
     frozen_fraction: float | None = None
+    frozen_z: float | None = None  # its significance: the verdict needs FROZEN_Z or more
     shuffles_itself: bool | None = None
     identical_batches: int | None = None
 

@@ -29,7 +29,7 @@ from feedbench.measure.step_bound import StepBoundFigures, measure_step_bound
 from feedbench.measure.throughput import ThroughputFigures, measure_throughput
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # A measure whose run failed while the generator ran TensorFlow in forked workers (which hang or
 # crash at random: fork_hazard) is tried again, so its figures are there in every run and its
 # verdict says how many tries failed. The failed tries of a setting may take this many runs' limits
