@@ -11,6 +11,10 @@ import atexit
 import itertools
 import os
 
+# asv shows a benchmark as n/a (not failed) when setup raises NotImplementedError, and when the
+# benchmark itself raises this subclass of it; a plain NotImplementedError there is a failure.
+from asv_runner.benchmarks.mark import SkipNotImplemented
+
 from feedbench.core import scratch
 from feedbench.core.spec import Spec
 from feedbench.generators.registry import BUILTINS, registry
@@ -188,7 +192,7 @@ def ratio(cache, params, other, group, key, other_key=None):
     shows it failed); one not measured here makes it n/a.
     """
     if other not in cache:
-        raise NotImplementedError(f"the setting compared with, {other}, is not measured here")
+        raise SkipNotImplemented(f"the setting compared with, {other}, is not measured here")
     value = figure(cache, params, group, key)  # this setting's own n/a or failure first
     if cache[other].error:
         raise RuntimeError(f"the setting compared with, {other}, failed: {cache[other].error}")
@@ -213,7 +217,7 @@ def figure(cache, params, group, key):
     from feedbench.measure.setting import figure_of
 
     if cache[tuple(params)].forked_tensorflow:
-        raise NotImplementedError(FORKED_TENSORFLOW_NA)
+        raise SkipNotImplemented(FORKED_TENSORFLOW_NA)
     value = figure_of(measured_result(cache, params), group, key)
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")

@@ -85,7 +85,7 @@ class Stream(grid.Measured):
         verdict the report page colours its matrix by; n/a where TensorFlow ran in forked workers,
         whose other checks came and went between runs (the flag above says it)."""
         if cache[self._grid_params(params)].forked_tensorflow:
-            raise NotImplementedError(grid.FORKED_TENSORFLOW_NA)
+            raise grid.SkipNotImplemented(grid.FORKED_TENSORFLOW_NA)
         result = self.result(cache, params)
         return float(len(result.problems))
 

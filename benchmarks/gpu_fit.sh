@@ -6,9 +6,10 @@
 #   bash benchmarks/gpu_fit.sh OUT_DIR [BACKEND ...]      (backends: torch jax by default)
 #
 # Each step is one `feedbench fit` command (2048 images of 128x128x3, batches of 64, a pure-Python
-# workload of about 25-30 ms per batch, 3 epochs, the first one dropped); its figures go to
-# OUT_DIR/BACKEND-STEP.json, and the table at the end is read from those files. A step that fails is
-# reported in the table and the others go on. Needs a GPU that nvidia-smi lists.
+# workload of 12,000 loop iterations per sample, 3 epochs, the first one dropped); its figures go to
+# OUT_DIR/BACKEND-WORKLOAD-STEP.json (a file left from before is removed first), and the table at the
+# end is read from those files. A step that fails says so and the others go on. Needs a GPU that
+# nvidia-smi lists.
 set -u
 out=${1:?usage: bash benchmarks/gpu_fit.sh OUT_DIR [BACKEND ...]}
 shift
@@ -25,12 +26,14 @@ step() {  # step BACKEND NAME [ENV=VALUE ...] -- feedbench fit arguments
     local backend=$1 name=$2
     shift 2
     [[ $name =~ ${ONLY:-.} ]] || return 0
+    local json="$out/$backend-${WORKLOAD:-python}-$name.json"
+    rm -f "$json"
     local env=()
     while [ "$1" != "--" ]; do env+=("$1"); shift; done
     shift
     echo "== $backend $name: feedbench fit $* (${env[*]:-})" >&2
-    env "${env[@]}" KERAS_BACKEND="$backend" "$python" -m feedbench.cli fit "$@" "${common[@]}" \
-        --json "$out/$backend-$name.json" || echo "== $backend $name failed (exit $?)" >&2
+    env ${env[@]+"${env[@]}"} KERAS_BACKEND="$backend" "$python" -m feedbench.cli fit "$@" "${common[@]}" \
+        --json "$json" || echo "== $backend $name failed (exit $?)" >&2
 }
 
 for backend in $backends; do
@@ -47,17 +50,17 @@ done
 "$python" - "$out" <<'EOF'
 import glob, json, os, sys
 
-print("| backend | feeder | setting | fit samples/s | ceiling | fit ÷ ceiling | fit(x, y) arrays |")
-print("|---|---|---|---|---|---|---|")
-for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
-    backend, name = os.path.basename(path)[:-5].split("-", 1)
+print("| backend | workload | feeder | setting | fit samples/s | ceiling | fit ÷ ceiling | fit(x, y) arrays |")
+print("|---|---|---|---|---|---|---|---|")
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*-*-*.json"))):
+    backend, workload, name = os.path.basename(path)[:-5].split("-", 2)
     for s in json.load(open(path))["settings"]:
         setting = f"workers={s['workers']} use_multiprocessing={'on' if s['use_multiprocessing'] else 'off'}"
         t = s.get("training")
         if not t:
-            print(f"| {backend} | {name} | {setting} | {s.get('error') or s.get('skipped')} | | | |")
+            print(f"| {backend} | {workload} | {name} | {setting} | {s.get('error') or s.get('skipped')} | | | |")
             continue
         fit, ceiling = t["fit_samples_per_s"], t["ceiling_samples_per_s"]
-        print(f"| {backend} | {name} | {setting} | {fit:,.0f} | {ceiling:,.0f} | {fit / ceiling:.2f} | "
-              f"{t['baseline_samples_per_s']:,.0f} |")
+        print(f"| {backend} | {workload} | {name} | {setting} | {fit:,.0f} | {ceiling:,.0f} | "
+              f"{fit / ceiling:.2f} | {t['baseline_samples_per_s']:,.0f} |")
 EOF

@@ -39,7 +39,7 @@ class Targets:
 
     def _ratio(self, result, key):
         if key in result.get("not_measured", {}):
-            raise NotImplementedError(result["not_measured"][key])  # a peer not installed here: n/a
+            raise grid.SkipNotImplemented(result["not_measured"][key])  # a peer not installed here: n/a
         value = result["ratios"][key]
         if value is None:
             raise RuntimeError(f"{key}: a setting it compares failed")

@@ -33,7 +33,7 @@ def test_throughput_is_also_tracked_against_the_reference_of_its_workload_and_so
     cache[reference] = _speed(None, error="no progress for 5 s")
     with pytest.raises(RuntimeError, match=r"compared with, \('keyed', 'python'.*failed: no progress for 5 s"):
         bench.track_epoch_samples_per_s_vs_reference(cache, *setting)
-    with pytest.raises(NotImplementedError, match="not measured here"):
+    with pytest.raises(grid.SkipNotImplemented, match="not measured here"):
         bench.track_epoch_samples_per_s_vs_reference(cache, "shm", "copy", 2, True, "small")
 
 
@@ -110,10 +110,10 @@ def test_a_setting_that_ran_tensorflow_in_forked_workers_tracks_its_flag_alone()
         cache = {("seed_reseeded", "copy", 4, True, "small"): result, ("keyed", "copy", 1, False, "small"): clean}
         assert stream.track_forked_tensorflow(cache, "seed_reseeded", 4, True) == 1.0
         for figure in (stream.track_problems, stream.track_missing):
-            with pytest.raises(NotImplementedError, match="forked workers"):
+            with pytest.raises(grid.SkipNotImplemented, match="forked workers"):
                 figure(cache, "seed_reseeded", 4, True)
         for figure in (speed.track_epoch_samples_per_s, speed.track_epoch_samples_per_s_vs_reference):
-            with pytest.raises(NotImplementedError, match="forked workers"):
+            with pytest.raises(grid.SkipNotImplemented, match="forked workers"):
                 figure(cache, "seed_reseeded", "copy", 4, True, "small")
     cache = {("keyed", "copy", 4, True, "small"): clean, ("keyed", "copy", 1, False, "small"): clean}
     assert stream.track_forked_tensorflow(cache, "keyed", 4, True) == 0.0
@@ -132,9 +132,27 @@ def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(mo
     monkeypatch.setenv(setting.FORK_TRIES_ENV, "1")
     assert setting.fork_tries() == 1
     assert grid.MEASURING_ENV[setting.FORK_TRIES_ENV] == "1"
-    monkeypatch.setenv(setting.FORK_TRIES_ENV, "0")
-    with pytest.raises(ValueError, match="FEEDBENCH_FORK_TRIES='0' given; expected a whole number, 1 or more"):
-        setting.fork_tries()
+    for wrong in ("0", "two", "\u00b2"):
+        monkeypatch.setenv(setting.FORK_TRIES_ENV, wrong)
+        with pytest.raises(ValueError, match=f"FEEDBENCH_FORK_TRIES={wrong!r} given; expected a whole number, 1 or"):
+            setting.fork_tries()
+
+    from feedbench.core.errors import ForkedTensorflowFailed
+
+    class HangsAfterForkedTensorflow:
+        name = "memory"
+        tries = 0
+
+        def fill(self, spec, ctx, result):
+            self.tries += 1
+            raise ForkedTensorflowFailed("no batch for 5 s after TensorFlow ran in forked workers")
+
+    for tries in (1, 2):
+        monkeypatch.setenv(setting.FORK_TRIES_ENV, str(tries))
+        measure = HangsAfterForkedTensorflow()
+        with pytest.raises(ForkedTensorflowFailed):
+            setting._ForkRetries(budget_s=600.0).fill(measure, None, None, None)
+        assert measure.tries == tries
 
 
 def test_a_frozen_fraction_within_chance_is_tracked_as_0_and_a_significant_one_as_measured():

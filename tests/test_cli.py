@@ -142,3 +142,19 @@ def test_fit_shuffle_and_python_iters_reach_the_spec(capsys):
     with pytest.raises(SystemExit) as ended:
         main(["drive", "keyed", "--python-iters", "0"])
     assert ended.value.code == 2 and "'0' given; expected a whole number, 1 or more" in capsys.readouterr().err
+
+
+def test_fit_builds_its_settings_with_fit_shuffle_and_python_iters(monkeypatch):
+    from feedbench.run import sweep
+
+    class Measured(Exception):
+        pass
+
+    def record(specs, *args, **kwargs):
+        record.specs = specs
+        raise Measured
+
+    monkeypatch.setattr(sweep, "sweep", record)
+    with pytest.raises(Measured):
+        main(["fit", "shm", "--fit-shuffle", "on", "--python-iters", "7", "--grid-workers", "2"])
+    assert {(s.fit_shuffle, s.python_iters, s.workers) for s in record.specs} == {(True, 7, 2)}

@@ -47,9 +47,13 @@ def fork_tries() -> int:
     text = os.environ.get(FORK_TRIES_ENV)
     if text is None:
         return FORK_TRIES
-    if not text.strip().isdigit() or int(text) < 1:
+    try:
+        tries = int(text)
+    except ValueError:
+        tries = 0
+    if tries < 1:
         raise ValueError(f"{FORK_TRIES_ENV}={text!r} given; expected a whole number, 1 or more")
-    return int(text)
+    return tries
 
 
 @dataclass
