@@ -200,24 +200,25 @@ def ratio(cache, params, other, group, key, other_key=None):
 
 
 def measured_result(cache, params):
-    """A measured setting's result; a failed setting raises, so asv shows it failed."""
+    """A measured setting's result; a failed setting raises, so asv shows it failed, and one where
+    TensorFlow ran in forked workers is n/a (its hazard flag is the figure that repeats)."""
     result = cache[tuple(params)]
+    if result.forked_tensorflow:
+        raise SkipNotImplemented(FORKED_TENSORFLOW_NA)
     if result.error:
         raise RuntimeError(result.error)  # shown as failed in the results and the HTML
     return result
 
 
 def figure(cache, params, group, key):
-    """One figure of a measured setting; a failed setting raises, so asv shows it failed, and one
-    where TensorFlow ran in forked workers is n/a (its hazard flag is the figure that repeats).
+    """One figure of a measured setting (``measured_result``: a failed setting raises, a
+    forked-TensorFlow one is n/a).
 
     ``group`` is a measure of ``feedbench.measure.setting.MEASURES`` and ``key`` a field of its
     figures: a name that is neither raises (a typo is an error, never a silent n/a).
     """
     from feedbench.measure.setting import figure_of
 
-    if cache[tuple(params)].forked_tensorflow:
-        raise SkipNotImplemented(FORKED_TENSORFLOW_NA)
     value = figure_of(measured_result(cache, params), group, key)
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")

@@ -73,8 +73,7 @@ class Stream(grid.Measured):
     def track_forked_tensorflow(self, cache, *params):
         """1 where the generator ran TensorFlow in forked workers after the measuring process had
         started it (such workers deadlock or crash at random), else 0: the same in every run."""
-        found = cache[self._grid_params(params)]
-        if found.forked_tensorflow:  # said even where every try of a run failed for it
+        if cache[self._grid_params(params)].forked_tensorflow:  # said even where every try failed for it
             return 1.0
         return float("forked_tensorflow" in self.result(cache, params).problems)
 
@@ -84,8 +83,6 @@ class Stream(grid.Measured):
         """How many checks failed for the setting, as `feedbench profile` counts them (0 is good): the
         verdict the report page colours its matrix by; n/a where TensorFlow ran in forked workers,
         whose other checks came and went between runs (the flag above says it)."""
-        if cache[self._grid_params(params)].forked_tensorflow:
-            raise grid.SkipNotImplemented(grid.FORKED_TENSORFLOW_NA)
         result = self.result(cache, params)
         return float(len(result.problems))
 
