@@ -19,7 +19,7 @@ class EpochTime:
     timeout = 300
 
     def setup(self, impl, workers, multiprocessing):
-        reason = grid.skip_reason(impl, "copy", workers, multiprocessing)
+        reason = grid.epoch_time_skip_reason(impl, workers, multiprocessing)
         if reason:
             raise NotImplementedError(reason)
         # As in the sweeps: Keras workers deadlocked in a fork fail the epoch in seconds, not at its limit
