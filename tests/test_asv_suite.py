@@ -172,14 +172,15 @@ def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path, ch
 
 
 def test_the_smoke_subset_of_the_suite_runs_without_a_failure(asv_repo):
-    """The throughput, stream determinism and tree memory benchmarks over the quick grid, keyed and
-    tfdata, in the environment asv built above (`.ci/run` ran this before the tests, on its own)."""
+    """The throughput, stream determinism and tree memory benchmarks over the quick grid, keyed's
+    settings, in the environment asv built above (tfdata's path through asv is timed in it already,
+    by EpochTime; its measurements are tested in test_implementations and test_peers)."""
     repo, asv, env, *_ = asv_repo
     bench = r"throughput\.|determinism\.Stream|memory\.TreeMemory"
     proc = _run(
         [*asv, "run", "--quick", "--show-stderr", "--bench", bench, "main^!"],
         repo,
-        dict(env, FEEDBENCH_IMPLEMENTATIONS="keyed,tfdata"),
+        dict(env, FEEDBENCH_IMPLEMENTATIONS="keyed"),
         timeout=1200,
     )
     out = proc.stdout + proc.stderr
