@@ -37,8 +37,7 @@ def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
 
 
 def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
-    train.fit_baseline.cache_clear()  # the references measured beside this run, not earlier under other load
-    train.fit_ceiling.cache_clear()
+    train.fit_baseline.cache_clear()  # measured beside this run, not earlier under other load (the ceiling always is)
     summary = train.measure_training(TASK.spec("planted:sleeps_per_batch"), TASK.epochs, seeds=1).summary()
     # A train step of bs / baseline_sps plus the sleep: the predicted share of time waiting.
     step_s = TASK.batch_size / summary.ceiling_samples_per_s
@@ -46,6 +45,16 @@ def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
     assert summary.starvation == pytest.approx(predicted, abs=0.1)
     assert summary.fit_samples_per_s < summary.ceiling_samples_per_s
     assert summary.starvation_vs_arrays is not None
+
+
+def test_the_ceiling_is_measured_beside_each_setting_not_once_per_process(no_stray_workers):
+    """Each setting's fit-over-ceiling divides by a ceiling of its own time: one measurement shared
+    by a grid moved every setting's ratio alike when it was off."""
+    first = train.measure_training(TASK.spec("keyed"), TASK.epochs, seeds=2)
+    second = train.measure_training(TASK.spec("keyed"), TASK.epochs, seeds=1)
+    assert len(first.ceiling) == 2 and len(second.ceiling) == 1
+    assert second.ceiling[0] != first.ceiling[0]  # seed 0 measured again, not the first setting's figure
+    assert all(c > 0 for c in first.ceiling + second.ceiling)
 
 
 def test_a_generator_that_raises_during_fit_fails_with_one_line(no_stray_workers):
