@@ -36,6 +36,18 @@ def pytest_configure(config):
         _make_folder_for_the_run(ALONE_LOCKS, "feedbench-alone-")
 
 
+def pytest_unconfigure(config):
+    """The private folder goes when the tests are done, not at the interpreter's exit alone (execnet
+    ends a worker still busy 15 s into its shutdown with os._exit, skipping atexit; one folder with
+    an AutoGraph file in it was left after each recent CI run). The process that ran no test, or the
+    only one, then removes what a process killed outright left (``scratch.remove_abandoned``: the
+    folders no living process holds)."""
+    if not _is_xdist_controller(config):
+        scratch.remove_private_folders()
+    if not hasattr(config, "workerinput"):
+        scratch.remove_abandoned()
+
+
 def _make_folder_for_the_run(variable: str, prefix: str) -> None:
     folder = tempfile.mkdtemp(prefix=prefix)
     os.environ[variable] = folder
