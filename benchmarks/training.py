@@ -39,7 +39,8 @@ class Training:
     # (three seeds' standard deviation does not repeat to 10 %), are in profile and the report.
     # Fit's own samples/s, and its ratio to fit(x, y) on arrays, are not tracked: a fit of five short
     # epochs moved by 10-30 % between two runs of one commit on half the settings. The ratio to the
-    # ceiling is kept (the report's starvation) though it moved as much; profile shows all three.
+    # ceiling is kept (the report's starvation): with the ceiling timed beside each setting and seed
+    # (not once per process) 3 of 26 moved past 10 % between two runs; profile shows all three.
 
     def track_accuracy_over_baseline(self, cache, *params):
         """Mean accuracy over that of model.fit(x, y) on the same arrays, same initial weights (1: as good)."""
