@@ -95,7 +95,7 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
     assert measured_order.count(reference) == 1 and once[reference].throughput.epoch_samples_per_s == 100.0
 
 
-def test_epoch_time_leaves_the_flaw_demos_to_throughput_and_times_the_rest(monkeypatch):
+def test_epoch_time_leaves_the_flaw_demos_to_throughput_and_times_the_rest():
     """EpochTime times an epoch under Keras's worker pool; a flaw demo's is keyed's again, and its
     seeds' TensorFlow ops in forked workers made the timing fail in one run of two."""
     from benchmarks.throughput import EpochTime
