@@ -3,6 +3,7 @@ and on legacy Keras 2; the driver is checked against it."""
 
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -18,6 +19,8 @@ pytestmark = [pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 2
+LEGACY_QUEUE = 10  # tf_keras fit's max_queue_size default
+LEGACY_BATCHES = 10  # legacy_stream's 160 samples in batches of 16
 
 SCRIPT = textwrap.dedent(
     """
@@ -124,12 +127,14 @@ def test_legacy_keras_feeds_a_sequence_whole_under_every_setting(workers, multip
     assert run["backend"].startswith("tf_keras 2.")
     assert all(e["samples"] == 160 and e["missing"] == 0 and e["duplicated"] == 0 for e in run["epochs"])
     # Keras 2 has no on_epoch_begin on a Sequence. Serially fit calls on_epoch_end once per
-    # epoch; with workers the enqueuer's thread calls it, and may or may not get to one more
-    # before fit stops it (seen: 2 and 3 for 2 epochs).
+    # epoch; with workers the enqueuer's thread calls it as it runs ahead of fit, by at most its
+    # queue (tf_keras's max_queue_size, 10 batches: one epoch here) and the batches in flight, so
+    # up to two more epochs before fit stops it (seen: 2 and 3, and 4 once on a loaded machine).
     if workers == 1 and not multiprocessing:
         assert run["hooks"] == {"on_epoch_end": EPOCHS}
     else:
-        assert run["hooks"]["on_epoch_end"] in (EPOCHS, EPOCHS + 1)
+        ahead = math.ceil((LEGACY_QUEUE + workers) / LEGACY_BATCHES)
+        assert EPOCHS <= run["hooks"]["on_epoch_end"] <= EPOCHS + ahead
 
 
 @needs_tf_keras
