@@ -1,5 +1,6 @@
 """Every analyzer proven on planted defects: each flaw is flagged, and nothing else."""
 
+import numpy as np
 import pytest
 
 import planted
@@ -193,7 +194,10 @@ def test_a_sleep_per_batch_cuts_throughput_in_proportion():
     base_batch_s = BS / plain.samples_per_s
     predicted = BS / (base_batch_s + planted.SLEEP_S)
     assert slow.latency_p50_s >= planted.SLEEP_S
-    assert 0.6 * predicted < slow.samples_per_s < 1.15 * predicted
+    assert slow.samples_per_s < 1.15 * predicted
+    # no lower bound from the sleep itself (a loaded machine oversleeps): from what each epoch saw
+    for epoch in slow.epochs[1:]:
+        assert epoch.samples_per_s > 0.5 * BS / (epoch.latency_max_s + base_batch_s)
     assert [e.batches for e in slow.epochs] == [N // BS] * 3
 
 
@@ -207,8 +211,11 @@ def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
     # loaded machine), so it stops at the fourth epoch at the latest
     slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=2, min_s=0.5)
     assert 2 <= len(slow.epochs) <= 4 and sum(e.wall_s for e in slow.epochs[1:]) >= 0.5
-    # the whole-epoch rate counts every batch's wait: never above one batch per sleep
-    assert 0.5 * BS / planted.SLEEP_S < slow.figures().epoch_samples_per_s < BS / planted.SLEEP_S
+    # the whole-epoch rate is each epoch's samples over its whole wall time, every batch's wait
+    # counted, so never above one batch per sleep (no lower bound: a loaded machine sleeps longer)
+    whole_epochs = sorted(e.samples / e.wall_s for e in slow.epochs[1:])
+    assert slow.figures().epoch_samples_per_s == pytest.approx(float(np.median(whole_epochs)))
+    assert 0 < slow.figures().epoch_samples_per_s < BS / planted.SLEEP_S
     with pytest.raises(ValueError, match="min_s=-1 given"):
         measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), min_s=-1)
 

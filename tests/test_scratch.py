@@ -118,3 +118,23 @@ def test_a_process_keeps_one_private_folder():
         """
     )
     assert proc.returncode == 0 and proc.stdout.split() == ["True"], proc.stderr[-2000:]
+
+
+def test_removing_the_folder_before_exit_leaves_multiprocessing_nothing_to_trip_on():
+    """multiprocessing's exit finalizer removes its pymp-* folder; removed before it (the tests'
+    pytest_unconfigure, the command line's way out), it printed a FileNotFoundError traceback."""
+    proc = _python(
+        """
+        import multiprocessing, os
+        from feedbench.core import scratch
+        path = scratch.use_private_folder()
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            pool.map(abs, [1])
+        from multiprocessing import util
+        print(util.get_temp_dir().startswith(path + os.sep))
+        scratch.remove_private_folders()
+        print(os.path.isdir(path))
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "False"], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -115,8 +116,24 @@ def _make() -> tuple[str, int]:
 
 
 def _remove(path: str, held: int) -> None:
+    _end_multiprocessing_tempdir_inside(path)
     shutil.rmtree(path, ignore_errors=True)
     os.close(held)
+
+
+def _end_multiprocessing_tempdir_inside(path: str) -> None:
+    """multiprocessing removes its ``pymp-*`` folder in a finalizer at the interpreter's exit, and
+    prints a FileNotFoundError traceback when the folder is gone by then. When that folder is inside
+    ``path``, run its finalizer now (it runs once, and clears multiprocessing's note of the folder)."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    tempdir = util.process.current_process()._config.get("tempdir")
+    if not tempdir or not tempdir.startswith(path + os.sep):
+        return
+    for finalizer in list(getattr(util, "_finalizer_registry", {}).values()):
+        if getattr(finalizer, "_callback", None) is getattr(util, "_remove_temp_dir", None):
+            finalizer()
 
 
 def _abandoned(path: str) -> bool:
