@@ -18,7 +18,8 @@ start-up Keras repeats each epoch with multiprocessing included).
 
 Starvation = 1 - fit samples/s with the generator / the *ceiling*: the same
 model fed one prepared batch over and over (a PyDataset that returns a cached
-batch: a host-side pipeline with no work), measured in the same process. It
+batch: a host-side pipeline with no work), measured right after each fit on the
+model that fit just trained (no second build and compile per seed). It
 is in [0, 1] up to noise. ``fit(x, y)`` on in-memory arrays is not that
 ceiling (fit's array path gathers and converts, and is itself input-bound on
 large batches), so starvation against it is kept apart as
@@ -213,9 +214,10 @@ def _fit(model, data, task: Task, seed: int, name: str, timeout_s: float, valida
     return FitRun(seed, _val_accuracy(history, task), float(task.n_train / np.median(steady)), clock.seconds)
 
 
-def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, validation=None) -> FitRun:
-    """``model.fit`` on an implementation's dataset, exactly as a user calls it."""
-    model = make_model(task, seed)
+def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, validation=None, model=None) -> FitRun:
+    """``model.fit`` on an implementation's dataset, exactly as a user calls it (``model``: one
+    made by ``make_model(task, seed)``, for a caller that goes on to use it)."""
+    model = model if model is not None else make_model(task, seed)
     try:
         return _fit(
             model,
@@ -247,17 +249,18 @@ def one_batch_dataset(x, y, batches: int):
     return OneBatch()
 
 
-def fit_ceiling(task: Task, seed: int, timeout_s: float = 300.0) -> float:
+def fit_ceiling(task: Task, seed: int, timeout_s: float = 300.0, model=None) -> float:
     """Samples/s of the task's model fed one prepared batch over and over: the input side's ceiling.
 
     Measured beside each fit, never cached: one measurement shared by every setting of a grid put
     its own error into all their ratios alike (six fits in one process on the 2-core machine gave
     8451-10078 samples/s), and 21 of 26 fit-over-ceiling figures moved together between two runs of
-    one commit."""
+    one commit. ``model``: the one the setting was just fitted with, so the ceiling neither builds
+    nor compiles a model of its own (its weights have trained on; the step's cost is the same)."""
     x, y = task.training_arrays(seed)
     batches = math.ceil(task.n_train / task.batch_size)
     data = one_batch_dataset(np.array(x[: task.batch_size]), np.array(y[: task.batch_size]), batches)
-    model = make_model(task, seed)
+    model = model if model is not None else make_model(task, seed)
     clock = _train_clock()
     with supervised("ceiling (one prepared batch)", timeout_s):
         model.fit(data, epochs=task.epochs, verbose=0, callbacks=[clock], shuffle=False)
@@ -392,9 +395,10 @@ def measure_training(
         validation = (spec.work.apply(validation[0]), validation[1])
     for seed in range(spec.seed, spec.seed + seeds):
         built = build(replace(spec, seed=seed), plugins)
-        result.runs.append(fit_built(built, task, seed, timeout_s, validation))
+        model = make_model(task, seed)
+        result.runs.append(fit_built(built, task, seed, timeout_s, validation, model))
         result.baseline.append(fit_baseline(task, seed, timeout_s))
-        result.ceiling.append(fit_ceiling(task, seed, timeout_s))
+        result.ceiling.append(fit_ceiling(task, seed, timeout_s, model))
     return result
 
 
