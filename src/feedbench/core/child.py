@@ -10,6 +10,9 @@ stderr are unlinked temporary files it inherits as open descriptors: nothing is 
 even when this process is killed outright. What the child and the processes below it write to
 the temporary folder goes to one of their own (``scratch``), removed when the call ends.
 
+A child that has said everything ends at once (``os._exit``): the interpreter's teardown measures
+nothing, costs TensorFlow's second or so, and can hang on a backend's thread.
+
 A child that fails says why in one line: the error it wrote, or how it ended (its exit status or
 the signal that killed it) with its last words on stderr. The child also dies with its parent:
 the kernel's parent-death signal, and a check that its parent is the one that started it.
@@ -39,7 +42,7 @@ _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
 _ERROR_TYPE_KEY = "__child_error_type__"  # the failure's class name (a parent may retry some kinds)
 _DONE_KEY = "__child_done__"  # written after the last result: what follows is only the exit
-EXIT_GRACE_S = 5.0  # a child that has said everything gets this long to exit before it is killed
+EXIT_GRACE_S = 5.0  # a child that said everything ends at once (``_end_now``); past this, it is killed
 
 
 class ChildFailed(FeedbenchError):
