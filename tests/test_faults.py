@@ -571,7 +571,7 @@ def test_a_child_that_said_everything_but_does_not_exit_is_ended_without_waiting
     limit = 120.0
     folders_before = _temp_entries()
     started = time.monotonic()
-    results = run_child("child_hangs_at_exit", {}, limit)
+    results = run_child("child_hangs_at_exit", {"done_then_hang": True}, limit)
     assert results == [{"said": "everything"}]
     # Its limit is what would end it otherwise; the exit grace (plus start-up) is far below it.
     assert time.monotonic() - started < limit / 2, f"took {time.monotonic() - started:.0f} s (grace {EXIT_GRACE_S} s)"

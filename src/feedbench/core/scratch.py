@@ -17,6 +17,7 @@ the process that made the folder.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -133,7 +134,8 @@ def _end_multiprocessing_tempdir_inside(path: str) -> None:
         return
     for finalizer in list(getattr(util, "_finalizer_registry", {}).values()):
         if getattr(finalizer, "_callback", None) is getattr(util, "_remove_temp_dir", None):
-            finalizer()
+            with contextlib.suppress(Exception):  # the folder goes below in any case
+                finalizer()
 
 
 def _abandoned(path: str) -> bool:
