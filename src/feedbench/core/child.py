@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 
@@ -196,7 +196,8 @@ def _kill_group(pgid: int) -> None:
 def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | None = None) -> int:
     """The child's main: run ``handler(request)`` and write each result it yields as a JSON line.
 
-    Call it as ``sys.exit(serve(handler))`` under ``if __name__ == "__main__"``.
+    Call it as ``sys.exit(serve(handler))`` under ``if __name__ == "__main__"``: the status of a
+    failure comes back; once everything is said, the process ends here (``_end_now``).
     """
     _die_with_parent()
     procs.own_interpreter()  # this process is ours: a thread stuck in native code ends it
@@ -223,10 +224,9 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
             said += "".join(f" (at {os.path.basename(f.filename)}:{f.lineno})" for f in frame)
         _write(out, {_ERROR_KEY: said, _ERROR_TYPE_KEY: type(exc).__name__})
         return 1
-    return 0
 
 
-def _end_now() -> None:
+def _end_now() -> NoReturn:
     """Everything is said: end without the interpreter's teardown. TensorFlow's took 0.5-1.7 s per
     measuring process on the 2-core machine (a minute of the memory sweep, one process per
     setting), and a backend's iterator waiting on its prefetch thread can hold it for good. What

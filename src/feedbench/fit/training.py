@@ -214,10 +214,9 @@ def _fit(model, data, task: Task, seed: int, name: str, timeout_s: float, valida
     return FitRun(seed, _val_accuracy(history, task), float(task.n_train / np.median(steady)), clock.seconds)
 
 
-def fit_built(built: Built, task: Task, seed: int, timeout_s: float = 300.0, validation=None, model=None) -> FitRun:
-    """``model.fit`` on an implementation's dataset, exactly as a user calls it (``model``: one
-    made by ``make_model(task, seed)``, for a caller that goes on to use it)."""
-    model = model if model is not None else make_model(task, seed)
+def fit_built(built: Built, model, task: Task, seed: int, timeout_s: float = 300.0, validation=None) -> FitRun:
+    """``model.fit`` on an implementation's dataset, exactly as a user calls it (``model``: made by
+    ``make_model(task, seed)``; the ceiling is timed on it next)."""
     try:
         return _fit(
             model,
@@ -249,7 +248,7 @@ def one_batch_dataset(x, y, batches: int):
     return OneBatch()
 
 
-def fit_ceiling(task: Task, seed: int, timeout_s: float = 300.0, model=None) -> float:
+def fit_ceiling(model, task: Task, seed: int, timeout_s: float = 300.0) -> float:
     """Samples/s of the task's model fed one prepared batch over and over: the input side's ceiling.
 
     Measured beside each fit, never cached: one measurement shared by every setting of a grid put
@@ -260,7 +259,6 @@ def fit_ceiling(task: Task, seed: int, timeout_s: float = 300.0, model=None) -> 
     x, y = task.training_arrays(seed)
     batches = math.ceil(task.n_train / task.batch_size)
     data = one_batch_dataset(np.array(x[: task.batch_size]), np.array(y[: task.batch_size]), batches)
-    model = model if model is not None else make_model(task, seed)
     clock = _train_clock()
     with supervised("ceiling (one prepared batch)", timeout_s):
         model.fit(data, epochs=task.epochs, verbose=0, callbacks=[clock], shuffle=False)
@@ -396,9 +394,9 @@ def measure_training(
     for seed in range(spec.seed, spec.seed + seeds):
         built = build(replace(spec, seed=seed), plugins)
         model = make_model(task, seed)
-        result.runs.append(fit_built(built, task, seed, timeout_s, validation, model))
+        result.runs.append(fit_built(built, model, task, seed, timeout_s, validation))
         result.baseline.append(fit_baseline(task, seed, timeout_s))
-        result.ceiling.append(fit_ceiling(task, seed, timeout_s, model))
+        result.ceiling.append(fit_ceiling(model, task, seed, timeout_s))
     return result
 
 
