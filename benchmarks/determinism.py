@@ -1,4 +1,6 @@
-"""Determinism of the delivered stream: counts and fractions (0 is good unless said)."""
+"""Determinism of the delivered stream: one flag per check (0 is good), epoch diversity, the count of failed checks."""
+
+import math
 
 from . import _grid as grid
 
@@ -16,25 +18,58 @@ class Stream(grid.Measured):
 
     setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 
-    def track_missing(self, cache, *params):
-        return self.figure(cache, params, "missing")
+    # One flag per check of the delivered stream, as `feedbench profile` judges it: 1 where the check
+    # failed, 0 where it passed, n/a where the figure it reads could not be measured. The counts
+    # behind a failed check (how many samples went missing, how many draws repeated) are profile's
+    # and the report's: where workers race, their size is the race's, and two runs of one commit
+    # gave 384 and 64 duplicated samples for one setting. Whether the check fails repeats.
 
-    track_missing.unit = "count"
+    def _failed(self, cache, params, check, figure):
+        if math.isnan(self.figure(cache, params, figure)):
+            return math.nan
+        return float(check in self.result(cache, params).problems)
 
-    def track_duplicated(self, cache, *params):
-        return self.figure(cache, params, "duplicated")
+    def track_failed_missing(self, cache, *params):
+        """Samples of the epoch not delivered in it (and delivered in another epoch)."""
+        return self._failed(cache, params, "missing", "missing")
 
-    track_duplicated.unit = "count"
+    track_failed_missing.unit = "flag"
 
-    def track_batches_differing_from_repeat(self, cache, *params):
-        return self.figure(cache, params, "batches_differing_repeat")
+    def track_failed_duplicated(self, cache, *params):
+        """Samples delivered twice or more in one epoch."""
+        return self._failed(cache, params, "duplicated", "duplicated")
 
-    track_batches_differing_from_repeat.unit = "count"
+    track_failed_duplicated.unit = "flag"
 
-    def track_batches_differing_from_serial(self, cache, *params):
-        return self.figure(cache, params, "batches_differing_serial")
+    def track_failed_never_delivered(self, cache, *params):
+        """Samples missing from every epoch of the run (a floor-length __len__ without shuffling)."""
+        return self._failed(cache, params, "never_delivered", "never_delivered")
 
-    track_batches_differing_from_serial.unit = "count"
+    track_failed_never_delivered.unit = "flag"
+
+    def track_failed_reproducible(self, cache, *params):
+        """A second run with the same seed delivered other batches."""
+        return self._failed(cache, params, "reproducible", "batches_differing_repeat")
+
+    track_failed_reproducible.unit = "flag"
+
+    def track_failed_matches_serial(self, cache, *params):
+        """The stream differs from the same generator's with 1 worker and threads."""
+        return self._failed(cache, params, "matches_serial", "batches_differing_serial")
+
+    track_failed_matches_serial.unit = "flag"
+
+    def track_failed_repeated_draws(self, cache, *params):
+        """Batches that received the identical random augmentation."""
+        return self._failed(cache, params, "repeated_draws", "repeated_draws")
+
+    track_failed_repeated_draws.unit = "flag"
+
+    def track_failed_source_intact(self, cache, *params):
+        """The generator wrote into its source arrays."""
+        return self._failed(cache, params, "source_intact", "source_rows_changed")
+
+    track_failed_source_intact.unit = "flag"
 
     def track_epoch_diversity(self, cache, *params):
         """Fraction of samples whose content changes between epochs (1 is good)."""
@@ -42,33 +77,12 @@ class Stream(grid.Measured):
 
     track_epoch_diversity.unit = "fraction"
 
-    def track_repeated_draws(self, cache, *params):
-        return self.figure(cache, params, "repeated_draws")
+    def track_failed_epoch_diversity(self, cache, *params):
+        """Random draws repeated from the last epoch beyond chance: frozen augmentation (a share of
+        at least FROZEN_THRESHOLD, significant at z FROZEN_Z)."""
+        return self._failed(cache, params, "epoch_diversity", "frozen_fraction")
 
-    track_repeated_draws.unit = "count"
-
-    def track_source_rows_changed(self, cache, *params):
-        return self.figure(cache, params, "source_rows_changed")
-
-    track_source_rows_changed.unit = "count"
-
-    def track_never_delivered(self, cache, *params):
-        """Samples missing from every epoch of the run (a floor-length __len__ without shuffling)."""
-        return self.figure(cache, params, "never_delivered")
-
-    track_never_delivered.unit = "count"
-
-    def track_frozen_fraction(self, cache, *params):
-        """Share of random draws repeated from the last epoch beyond chance (0 is good; n/a without
-        augmentation); 0 where the excess is within chance (z below FROZEN_Z, as profile's verdict
-        asks): its size is then sampling noise, which moved 0 -> 0.03 between two runs of one commit."""
-        from feedbench.measure.determinism import FROZEN_Z
-
-        fraction = self.figure(cache, params, "frozen_fraction")
-        z = self.figure(cache, params, "frozen_z")
-        return 0.0 if fraction == fraction and z == z and z < FROZEN_Z else fraction
-
-    track_frozen_fraction.unit = "fraction"
+    track_failed_epoch_diversity.unit = "flag"
 
     def track_forked_tensorflow(self, cache, *params):
         """1 where the generator ran TensorFlow in forked workers after the measuring process had

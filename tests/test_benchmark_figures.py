@@ -1,5 +1,6 @@
 """The asv benchmarks' derived figures: ratios of settings measured in the same run."""
 
+import math
 import os
 import sys
 
@@ -123,7 +124,7 @@ def test_a_setting_that_ran_tensorflow_in_forked_workers_tracks_its_flag_alone()
     for result in (lucky, unlucky):
         cache = {("seed_reseeded", "copy", 4, True, "small"): result, ("keyed", "copy", 1, False, "small"): clean}
         assert stream.track_forked_tensorflow(cache, "seed_reseeded", 4, True) == 1.0
-        for figure in (stream.track_problems, stream.track_missing):
+        for figure in (stream.track_problems, stream.track_failed_missing):
             with pytest.raises(grid.SkipNotImplemented, match="forked workers"):
                 figure(cache, "seed_reseeded", 4, True)
         for figure in (speed.track_epoch_samples_per_s, speed.track_epoch_samples_per_s_vs_reference):
@@ -169,17 +170,37 @@ def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(mo
         assert measure.tries == tries
 
 
-def test_a_frozen_fraction_within_chance_is_tracked_as_0_and_a_significant_one_as_measured():
+# determinism.Stream's flags: method -> (profile's check, the figure that says whether it was measured)
+FLAGS = {
+    "track_failed_missing": ("missing", "missing"),
+    "track_failed_duplicated": ("duplicated", "duplicated"),
+    "track_failed_never_delivered": ("never_delivered", "never_delivered"),
+    "track_failed_reproducible": ("reproducible", "batches_differing_repeat"),
+    "track_failed_matches_serial": ("matches_serial", "batches_differing_serial"),
+    "track_failed_repeated_draws": ("repeated_draws", "repeated_draws"),
+    "track_failed_source_intact": ("source_intact", "source_rows_changed"),
+    "track_failed_epoch_diversity": ("epoch_diversity", "frozen_fraction"),
+}
+
+
+def test_each_check_of_the_stream_is_tracked_as_the_flag_profile_sets():
+    """1 where profile's check failed whatever the count behind it (a race's 384 or 64 duplicated
+    samples are the same figure), 0 where it passed (a frozen share within chance included), n/a
+    where the figure it reads was not measured."""
     from benchmarks.determinism import Stream
 
-    from feedbench.measure.determinism import FROZEN_Z, DeterminismFigures
+    from feedbench.measure.determinism import DeterminismFigures
 
-    def stream(fraction, z):
-        return SettingResult(2, False, determinism=DeterminismFigures(frozen_fraction=fraction, frozen_z=z))
-
-    params = ("seed_unseeded", "copy", 2, False, "small")
+    params = ("tfdata_service", "copy", 2, True, "small")
     bench = Stream()
-    assert bench.track_frozen_fraction({params: stream(0.0225, FROZEN_Z - 0.5)}, "seed_unseeded", 2, False) == 0.0
-    assert bench.track_frozen_fraction({params: stream(0.43, 9.0)}, "seed_unseeded", 2, False) == 0.43
-    no_augmentation = bench.track_frozen_fraction({params: stream(None, None)}, "seed_unseeded", 2, False)
-    assert no_augmentation != no_augmentation  # n/a (nan), not 0
+    assert sorted(FLAGS) == sorted(m for m in dir(bench) if m.startswith("track_failed_"))
+    for method, (check, figure) in FLAGS.items():
+        track = getattr(bench, method)
+        for count in (384, 64):
+            failed = SettingResult(2, True, determinism=DeterminismFigures(**{figure: count}), problems=[check])
+            assert track({params: failed}, "tfdata_service", 2, True) == 1.0, method
+        others = [c for c, _ in FLAGS.values() if c != check]
+        passed = SettingResult(2, True, determinism=DeterminismFigures(**{figure: 0.3}), problems=others)
+        assert track({params: passed}, "tfdata_service", 2, True) == 0.0, method
+        unmeasured = SettingResult(2, True, determinism=DeterminismFigures(), problems=[check])
+        assert math.isnan(track({params: unmeasured}, "tfdata_service", 2, True)), method

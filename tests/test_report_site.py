@@ -73,26 +73,30 @@ def _result_file(folder, machine, cores, backend, commit, date, figures):
     (folder / f"{commit[:8]}-virtualenv-py3.11-{backend}.json").write_text(json.dumps(data))
 
 
-def _figures(planted_problem: bool, speed: float):
+def _figures(planted_problem: bool, speed: float, counts: bool = False):
+    """A run's figures; ``counts``: determinism as tracked before its flags (older results)."""
     det_axes = [IMPLS, WORKERS, MP]
     n = len(IMPLS) * len(WORKERS) * len(MP)
     zeros = [0.0] * n
     missing = list(zeros)
     if planted_problem:
-        missing[IMPLS.index("numpy_global") * 4 + 1 * 2 + 1] = 12.0  # numpy_global, 2 processes
+        # numpy_global, 2 processes: 12 samples missing (a count), or the check's flag
+        missing[IMPLS.index("numpy_global") * 4 + 1 * 2 + 1] = 12.0 if counts else 1.0
     repeat = list(zeros)
     repeat[0 * 4 + 1 * 2 + 0] = None  # keyed, 2 threads: the benchmark raised (failed to run)
     frozen = list(zeros)
     frozen[0] = math.nan  # keyed, serial: n/a for this figure only
-    frozen[1] = 0.3  # keyed, 1 process: high but within chance (profile counts no problem): green
+    # keyed, 1 process: a frozen fraction high but within chance (profile counts no problem): green.
+    # Its flag follows profile's verdict, so it is 0.
+    frozen[1] = 0.3 if counts else 0.0
     problems = [1.0 if m else 0.0 for m in missing]
     problems[2] = None  # the failed setting
     tput_axes = [IMPLS, ["copy"], WORKERS, MP, ["small"]]
+    names = ("missing", "duplicated", "batches_differing_from_repeat", "frozen_fraction")
+    if not counts:
+        names = ("failed_missing", "failed_duplicated", "failed_reproducible", "failed_epoch_diversity")
     return {
-        "determinism.Stream.track_missing": (det_axes, missing),
-        "determinism.Stream.track_duplicated": (det_axes, zeros),
-        "determinism.Stream.track_batches_differing_from_repeat": (det_axes, repeat),
-        "determinism.Stream.track_frozen_fraction": (det_axes, frozen),
+        **{f"determinism.Stream.track_{n}": (det_axes, v) for n, v in zip(names, (missing, zeros, repeat, frozen))},
         "determinism.Stream.track_problems": (det_axes, problems),
         "throughput.Throughput.track_epoch_samples_per_s": (tput_axes, [speed * (i + 1) for i in range(n)]),
         "memory.TreeMemory.track_added_tree_pss": (
@@ -125,6 +129,26 @@ def test_the_report_reads_asv_results_and_judges_each_cell(results):
     moved = site.changes(*groups[("cpu-box", "tensorflow")])
     tput = [m for m in moved if m[0] == "throughput.Throughput.track_epoch_samples_per_s"]
     assert len(tput) == 8 and all(worse for *_, worse in tput)  # 30 % fewer samples/s: worse
+
+
+def test_older_results_that_tracked_counts_are_judged_as_before(tmp_path):
+    folder = tmp_path / "results"
+    _result_file(folder, "cpu-box", 2, "tensorflow", "a" * 40, 1000, _figures(True, 1000.0, counts=True))
+    cells = site.verdicts(site.load(str(folder))[("cpu-box", "tensorflow")][-1])
+    assert cells[("numpy_global", 2, True)] == ("problem", "missing samples")
+    assert cells[("keyed", 2, False)][0] == "failed"
+    assert cells[("keyed", 1, True)] == ("ok", "no problem found")  # 0.3 frozen, but profile judged chance
+    assert cells[("numpy_global", 1, False)] == ("ok", "no problem found")
+
+
+def test_a_frozen_share_without_the_count_of_problems_is_named_by_its_share(tmp_path):
+    folder = tmp_path / "results"
+    figures = _figures(False, 1000.0, counts=True)
+    del figures["determinism.Stream.track_problems"]
+    _result_file(folder, "cpu-box", 2, "tensorflow", "a" * 40, 1000, figures)
+    cells = site.verdicts(site.load(str(folder))[("cpu-box", "tensorflow")][-1])
+    assert cells[("keyed", 1, True)] == ("problem", site.FROZEN_BY_SHARE)
+    assert cells[("keyed", 2, True)] == ("ok", "no problem found")
 
 
 def test_starvation_is_read_off_the_tracked_ratio_and_off_older_results(results):
@@ -202,11 +226,12 @@ def test_two_runs_are_compared_figure_by_figure_as_asv_compare_does(results):
     found = site.agreement(older, newer, 1.1)
     moved = {(key, params) for key, params, *_ in found.moved}
     speed = "throughput.Throughput.track_epoch_samples_per_s"
-    assert {k for k, _ in moved} == {speed, "determinism.Stream.track_missing", "determinism.Stream.track_problems"}
+    missing = "determinism.Stream.track_failed_missing"
+    assert {k for k, _ in moved} == {speed, missing, "determinism.Stream.track_problems"}
     assert sum(1 for k, _ in moved if k == speed) == 8  # 30 % slower: every setting
-    assert ("determinism.Stream.track_missing", ("numpy_global", 2, True)) in moved  # 0 -> 12
+    assert (missing, ("numpy_global", 2, True)) in moved  # the check passed, then failed
     # figures that failed in both runs (keyed, 2 threads) or are n/a are not figures
-    assert ("determinism.Stream.track_batches_differing_from_repeat", ("keyed", 2, False)) not in moved
+    assert ("determinism.Stream.track_failed_reproducible", ("keyed", 2, False)) not in moved
     assert found.compared["memory.TreeMemory"] == 8 and found.failed_once == []
     assert site.agreement(older, newer, 1.5).moved == [m for m in found.moved if m[0] != speed]
     lines = site.agreement_lines(found)

@@ -29,9 +29,21 @@ from dataclasses import dataclass, field
 from feedbench.measure.determinism import FROZEN_THRESHOLD
 
 THRESHOLD = 0.10  # a change past this share is listed between the last two commits
+# The frozen fraction of older results says frozen by its size alone (profile also asks significance)
+FROZEN_BY_SHARE = "augmentation frozen across epochs (by share)"
 
-# determinism.Stream figure -> (the problem it shows, is it failed?)
+# determinism.Stream figure -> (the problem it shows, is it failed?): one flag per check; the counts
+# (and the frozen fraction) tracked before them are read in results of older commits.
 CHECKS = {
+    "failed_missing": ("missing samples", lambda v: v > 0),
+    "failed_duplicated": ("duplicated samples", lambda v: v > 0),
+    "failed_never_delivered": ("never delivered", lambda v: v > 0),
+    "failed_reproducible": ("not reproducible", lambda v: v > 0),
+    "failed_matches_serial": ("differs from serial", lambda v: v > 0),
+    "failed_repeated_draws": ("repeated draws", lambda v: v > 0),
+    "failed_source_intact": ("writes into its source", lambda v: v > 0),
+    "failed_epoch_diversity": ("augmentation frozen across epochs", lambda v: v > 0),
+    "forked_tensorflow": ("TensorFlow in forked workers", lambda v: v > 0),
     "missing": ("missing samples", lambda v: v > 0),
     "duplicated": ("duplicated samples", lambda v: v > 0),
     "never_delivered": ("never delivered", lambda v: v > 0),
@@ -39,8 +51,7 @@ CHECKS = {
     "batches_differing_from_serial": ("differs from serial", lambda v: v > 0),
     "repeated_draws": ("repeated draws", lambda v: v > 0),
     "source_rows_changed": ("writes into its source", lambda v: v > 0),
-    "frozen_fraction": ("augmentation frozen across epochs", lambda v: v >= FROZEN_THRESHOLD),
-    "forked_tensorflow": ("TensorFlow in forked workers", lambda v: v > 0),
+    "frozen_fraction": (FROZEN_BY_SHARE, lambda v: v >= FROZEN_THRESHOLD),
 }
 # Figures where higher is better; everything else is better lower (asv's convention). Lower-is-better
 # markers are checked first: a spread or a starvation is never "better" for rising.
@@ -155,6 +166,7 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
                 measured = True
                 if bad(value):
                     problems.append(words)
+        problems = list(dict.fromkeys(problems))
         # The count of failed checks as profile makes it (with the significance tests and the checks
         # asv has no figure for) decides the colour; the figures above name what they can.
         counted = run.figures.get("determinism.Stream.track_problems", {}).get(setting, "absent")
@@ -162,7 +174,7 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
             failed = True
         elif counted != "absent" and _known(counted):
             measured = True
-            problems = [p for p in problems if not p.startswith("augmentation frozen")]
+            problems = [p for p in problems if p != FROZEN_BY_SHARE]
             if counted > len(problems):
                 problems.append(f"{int(counted) - len(problems)} more (feedbench profile names them)")
             elif counted == 0:
