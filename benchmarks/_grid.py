@@ -9,6 +9,7 @@ apply is skipped (NotImplementedError, shown as n/a), never faked.
 
 import atexit
 import itertools
+import math
 import os
 
 # asv shows a benchmark as n/a (not failed) when setup raises NotImplementedError, and when the
@@ -236,6 +237,21 @@ def figure(cache, params, group, key):
     if value is None:  # not computable for this generator: asv records it as missing
         return float("nan")
     return float(value)
+
+
+def with_statistics(cache, params, group, key, samples_key, scale=1.0):
+    """A figure with the samples it is the median of, as asv takes a timing's: asv records their
+    median (the figure itself) and its statistics (a 99 % interval, quartiles), and ``asv compare``
+    (and ``feedbench report --agreement``) call a change only where those say the two runs differ.
+    ``scale`` divides figure and samples alike (a ratio to another setting). Under 2 samples, the
+    bare figure."""
+    from feedbench.measure.setting import figure_of
+
+    value = figure(cache, params, group, key) / scale
+    samples = figure_of(measured_result(cache, params), group, samples_key) or []
+    if len(samples) < 2 or math.isnan(value):
+        return value
+    return {"samples": [float(s) / scale for s in samples], "number": 1}
 
 
 # --------------------------------------------------------------------------- training

@@ -21,7 +21,7 @@ class Stream(grid.Measured):
     # One flag per check of the delivered stream, as `feedbench profile` judges it: 1 where the check
     # failed, 0 where it passed, n/a where the figure it reads could not be measured. The counts
     # behind a failed check (how many samples went missing, how many draws repeated) are profile's
-    # and the report's: where workers race, their size is the race's, and two runs of one commit
+    # and the findings report's: where workers race, their size is the race's, and two runs of one commit
     # gave 384 and 64 duplicated samples for one setting. Whether the check fails repeats.
 
     def _failed(self, cache, params, check, figure):

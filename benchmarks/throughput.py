@@ -41,6 +41,9 @@ class Throughput(grid.Measured):
     """Samples/s over whole epochs (first batch and Keras's per-epoch pool start-up included, as fit
     gets them): the median over the epochs after the first, run until they cover a second
     (feedbench.measure.throughput.MIN_MEASURED_S); and the same as a ratio to the reference setting.
+    Both hand asv the measured epochs' own rates as samples: asv records their median (the figure)
+    with its statistics, and compares two runs as it compares timings (a change within the epochs'
+    spread is not called one).
 
     The steady-state rate (after the first batch) and the time to first batch are not tracked: with
     epochs of 16 batches they swing with how many batches were queued, and did not repeat to 10 %
@@ -60,13 +63,18 @@ class Throughput(grid.Measured):
     setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 
     def track_epoch_samples_per_s(self, cache, *params):
-        return self.figure(cache, params, "epoch_samples_per_s")
+        return grid.with_statistics(
+            cache, self._grid_params(params), self.group, "epoch_samples_per_s", "measured_epochs_samples_per_s"
+        )
 
     track_epoch_samples_per_s.unit = "samples/s"
 
     def track_epoch_samples_per_s_vs_reference(self, cache, *params):
         """The same over that of keyed, 1 worker, threads, same workload and source, same run (1: as fast)."""
-        grid_params = self._grid_params(params)
-        return grid.ratio(cache, grid_params, grid.reference_params(grid_params), self.group, "epoch_samples_per_s")
+        grid_params, key = self._grid_params(params), "epoch_samples_per_s"
+        other = grid.reference_params(grid_params)
+        grid.ratio(cache, grid_params, other, self.group, key)  # n/a or failed where the ratio is
+        reference = grid.figure(cache, other, self.group, key)
+        return grid.with_statistics(cache, grid_params, self.group, key, "measured_epochs_samples_per_s", reference)
 
     track_epoch_samples_per_s_vs_reference.unit = "ratio"

@@ -191,3 +191,12 @@ def test_the_smoke_subset_of_the_suite_runs_without_a_failure(asv_repo):
         "determinism.Stream.track_failed_duplicated",
     } <= ran, out
     assert not re.search(r"\bfailed\b", out), out[-3000:]
+    # the whole-epoch rate reaches asv with its measured epochs: asv keeps their statistics
+    stored = [
+        json.loads(path.read_text())
+        for path in (repo / ".asv" / "results").glob("*/*.json")
+        if path.name != "machine.json"
+    ]
+    key = "throughput.Throughput.track_epoch_samples_per_s"
+    row = next(dict(zip(data["result_columns"], data["results"][key])) for data in stored if key in data["results"])
+    assert any(repeat and repeat >= 2 for repeat in row["stats_repeat"]), row

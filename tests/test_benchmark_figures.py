@@ -110,6 +110,33 @@ def test_epoch_time_leaves_the_flaw_demos_to_throughput_and_times_the_rest():
     assert grid.epoch_time_skip_reason("keyed", too_many, False) == grid.skip_reason("keyed", "copy", too_many)
 
 
+def test_throughput_hands_asv_its_measured_epochs_as_samples():
+    """asv takes a result with samples as it takes a timing's: it records their median and its
+    statistics; the median must be the tracked figure itself, and a ratio's samples are the epochs'
+    rates over the reference's figure."""
+    import statistics
+
+    bench = Throughput()
+    setting, reference = ("shm", "copy", 2, True, "small"), (grid.REFERENCE, "copy", 1, False, "small")
+    rates = [280.0, 310.0, 300.0, 900.0]
+
+    def measured(figure, epochs, workers=1):
+        figures = ThroughputFigures(epoch_samples_per_s=figure, measured_epochs_samples_per_s=epochs)
+        return SettingResult(workers, False, throughput=figures)
+
+    cache = {setting: measured(statistics.median(rates), rates, 2), reference: measured(120.0, [100.0, 120.0, 130.0])}
+    tracked = bench.track_epoch_samples_per_s(cache, *setting)
+    assert tracked == {"samples": rates, "number": 1}
+    assert statistics.median(tracked["samples"]) == cache[setting].throughput.epoch_samples_per_s
+    ratio = bench.track_epoch_samples_per_s_vs_reference(cache, *setting)
+    assert ratio["samples"] == pytest.approx([r / 120.0 for r in rates])
+    assert statistics.median(ratio["samples"]) == pytest.approx(statistics.median(rates) / 120.0)
+    # one measured epoch is no spread: the bare figure, as before
+    cache[setting] = measured(300.0, [300.0], 2)
+    assert bench.track_epoch_samples_per_s(cache, *setting) == 300.0
+    assert bench.track_epoch_samples_per_s_vs_reference(cache, *setting) == pytest.approx(2.5)
+
+
 def test_a_setting_that_ran_tensorflow_in_forked_workers_tracks_its_flag_alone():
     """Such a setting hung, crashed or ran, by chance, from run to run: its figures are n/a in every
     run (not a number in one and failed in the next), its flag is 1 even where its run failed."""

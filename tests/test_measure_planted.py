@@ -215,6 +215,7 @@ def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
     # counted, so never above one batch per sleep (no lower bound: a loaded machine sleeps longer)
     whole_epochs = [e.samples / e.wall_s for e in slow.epochs[1:]]
     assert slow.figures().epoch_samples_per_s == pytest.approx(float(np.median(whole_epochs)))
+    assert slow.figures().measured_epochs_samples_per_s == pytest.approx(whole_epochs)  # asv's samples
     assert 0 < slow.figures().epoch_samples_per_s < BS / planted.SLEEP_S
     with pytest.raises(ValueError, match="min_s=-1 given"):
         measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), min_s=-1)

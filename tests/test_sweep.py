@@ -83,6 +83,18 @@ def test_repeats_measure_the_whole_list_round_after_round_and_report_medians(mon
         sweep_module.sweep([Spec("a")], ("throughput",), repeats=0)
 
 
+def test_the_repeats_of_a_setting_pool_their_measured_epochs():
+    from feedbench.measure.throughput import ThroughputFigures
+
+    def measured(figure, epochs):
+        figures = ThroughputFigures(epoch_samples_per_s=figure, measured_epochs_samples_per_s=epochs)
+        return SettingResult(1, False, throughput=figures)
+
+    one = median_of([measured(100.0, [90.0, 100.0, 110.0]), measured(120.0, [120.0]), measured(80.0, None)])
+    assert one.throughput.epoch_samples_per_s == 100.0  # the median of the repeats' figures
+    assert one.throughput.measured_epochs_samples_per_s == [90.0, 100.0, 110.0, 120.0]  # every repeat's epochs
+
+
 def test_the_median_of_repeats_fails_a_setting_that_failed_once_and_keeps_every_problem():
     def measured(speed, problems=(), error=None):
         figures = None if error else ThroughputFigures(samples_per_s=speed, first_batch_s=speed / 1000)

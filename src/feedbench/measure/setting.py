@@ -26,10 +26,10 @@ from feedbench.generators import build
 from feedbench.measure.determinism import DeterminismFigures, measure_determinism
 from feedbench.measure.memory import MemoryFigures, measure_memory
 from feedbench.measure.step_bound import StepBoundFigures, measure_step_bound
-from feedbench.measure.throughput import ThroughputFigures, measure_throughput
+from feedbench.measure.throughput import POOLED, ThroughputFigures, measure_throughput
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # A measure whose run failed while the generator ran TensorFlow in forked workers (which hang or
 # crash at random: fork_hazard) is tried again, so its figures are there in every run and its
 # verdict says how many tries failed. The failed tries of a setting may take this many runs' limits
@@ -210,6 +210,10 @@ def _median_record(records: list):
     present = [r for r in records if r is not None]
     values = {}
     for item in dataclasses.fields(present[0]):
+        if item.metadata.get(POOLED):  # samples: every repeat's together
+            pooled = [x for r in present for x in (getattr(r, item.name) or [])]
+            values[item.name] = pooled or None
+            continue
         numbers = [getattr(r, item.name) for r in present]
         numbers = [n for n in numbers if isinstance(n, int | float) and not isinstance(n, bool)]
         if numbers:  # a figure that is not a number (a list, a flag) is the first repeat's

@@ -40,6 +40,8 @@ from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
 MIN_MEASURED_S = 1.0  # measuring epochs (after the first) cover at least this long
+# A figure field marked so is a list of samples: repeats of a setting join theirs (not a median)
+POOLED = "pooled"
 MAX_EPOCHS = 50
 
 
@@ -69,6 +71,9 @@ class ThroughputFigures(Record):
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
     wait_fraction: float | None = None
+    # The measured epochs' own epoch_samples_per_s (their median is that figure): the spread the
+    # benchmark suite hands asv as statistics. Repeats of a setting pool theirs (POOLED).
+    measured_epochs_samples_per_s: list[float] | None = field(default=None, metadata={POOLED: True})
 
 
 @dataclass
@@ -97,6 +102,9 @@ class ThroughputResult:
         figure, ``first_build_s``."""
         summary = {key: self._median(field) for key, field in self.SUMMARY.items()}
         summary["first_build_s"] = self.epochs[0].first_batch_s if self.epochs else None
+        measuring = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
+        rates = [e.epoch_samples_per_s for e in measuring if e.epoch_samples_per_s is not None]
+        summary["measured_epochs_samples_per_s"] = rates or None
         return summary
 
     @property
