@@ -24,52 +24,52 @@ class Stream(grid.Measured):
     # and the findings report's: where workers race, their size is the race's, and two runs of one commit
     # gave 384 and 64 duplicated samples for one setting. Whether the check fails repeats.
 
-    def _failed(self, cache, params, check, figure):
+    def _problem(self, cache, params, check, figure):
         if math.isnan(self.figure(cache, params, figure)):
             return math.nan
         return float(check in self.result(cache, params).problems)
 
-    def track_failed_missing(self, cache, *params):
+    def track_problem_missing(self, cache, *params):
         """Samples of the epoch not delivered in it (and delivered in another epoch)."""
-        return self._failed(cache, params, "missing", "missing")
+        return self._problem(cache, params, "missing", "missing")
 
-    track_failed_missing.unit = "flag"
+    track_problem_missing.unit = "flag"
 
-    def track_failed_duplicated(self, cache, *params):
+    def track_problem_duplicated(self, cache, *params):
         """Samples delivered twice or more in one epoch."""
-        return self._failed(cache, params, "duplicated", "duplicated")
+        return self._problem(cache, params, "duplicated", "duplicated")
 
-    track_failed_duplicated.unit = "flag"
+    track_problem_duplicated.unit = "flag"
 
-    def track_failed_never_delivered(self, cache, *params):
+    def track_problem_never_delivered(self, cache, *params):
         """Samples missing from every epoch of the run (a floor-length __len__ without shuffling)."""
-        return self._failed(cache, params, "never_delivered", "never_delivered")
+        return self._problem(cache, params, "never_delivered", "never_delivered")
 
-    track_failed_never_delivered.unit = "flag"
+    track_problem_never_delivered.unit = "flag"
 
-    def track_failed_reproducible(self, cache, *params):
+    def track_problem_reproducible(self, cache, *params):
         """A second run with the same seed delivered other batches."""
-        return self._failed(cache, params, "reproducible", "batches_differing_repeat")
+        return self._problem(cache, params, "reproducible", "batches_differing_repeat")
 
-    track_failed_reproducible.unit = "flag"
+    track_problem_reproducible.unit = "flag"
 
-    def track_failed_matches_serial(self, cache, *params):
+    def track_problem_matches_serial(self, cache, *params):
         """The stream differs from the same generator's with 1 worker and threads."""
-        return self._failed(cache, params, "matches_serial", "batches_differing_serial")
+        return self._problem(cache, params, "matches_serial", "batches_differing_serial")
 
-    track_failed_matches_serial.unit = "flag"
+    track_problem_matches_serial.unit = "flag"
 
-    def track_failed_repeated_draws(self, cache, *params):
+    def track_problem_repeated_draws(self, cache, *params):
         """Batches that received the identical random augmentation."""
-        return self._failed(cache, params, "repeated_draws", "repeated_draws")
+        return self._problem(cache, params, "repeated_draws", "repeated_draws")
 
-    track_failed_repeated_draws.unit = "flag"
+    track_problem_repeated_draws.unit = "flag"
 
-    def track_failed_source_intact(self, cache, *params):
+    def track_problem_source_intact(self, cache, *params):
         """The generator wrote into its source arrays."""
-        return self._failed(cache, params, "source_intact", "source_rows_changed")
+        return self._problem(cache, params, "source_intact", "source_rows_changed")
 
-    track_failed_source_intact.unit = "flag"
+    track_problem_source_intact.unit = "flag"
 
     def track_epoch_diversity(self, cache, *params):
         """Fraction of samples whose content changes between epochs (1 is good)."""
@@ -77,12 +77,12 @@ class Stream(grid.Measured):
 
     track_epoch_diversity.unit = "fraction"
 
-    def track_failed_epoch_diversity(self, cache, *params):
+    def track_problem_epoch_diversity(self, cache, *params):
         """Random draws repeated from the last epoch beyond chance: frozen augmentation (a share of
         at least FROZEN_THRESHOLD, significant at z FROZEN_Z)."""
-        return self._failed(cache, params, "epoch_diversity", "frozen_fraction")
+        return self._problem(cache, params, "epoch_diversity", "frozen_fraction")
 
-    track_failed_epoch_diversity.unit = "flag"
+    track_problem_epoch_diversity.unit = "flag"
 
     def track_forked_tensorflow(self, cache, *params):
         """1 where the generator ran TensorFlow in forked workers after the measuring process had

@@ -188,7 +188,7 @@ def test_the_smoke_subset_of_the_suite_runs_without_a_failure(asv_repo):
     assert {
         "throughput.Throughput.track_epoch_samples_per_s",
         "memory.TreeMemory.track_added_tree_pss",
-        "determinism.Stream.track_failed_duplicated",
+        "determinism.Stream.track_problem_duplicated",
     } <= ran, out
     assert not re.search(r"\bfailed\b", out), out[-3000:]
     # the whole-epoch rate reaches asv with its measured epochs: asv keeps their statistics

@@ -151,7 +151,7 @@ def test_a_setting_that_ran_tensorflow_in_forked_workers_tracks_its_flag_alone()
     for result in (lucky, unlucky):
         cache = {("seed_reseeded", "copy", 4, True, "small"): result, ("keyed", "copy", 1, False, "small"): clean}
         assert stream.track_forked_tensorflow(cache, "seed_reseeded", 4, True) == 1.0
-        for figure in (stream.track_problems, stream.track_failed_missing):
+        for figure in (stream.track_problems, stream.track_problem_missing):
             with pytest.raises(grid.SkipNotImplemented, match="forked workers"):
                 figure(cache, "seed_reseeded", 4, True)
         for figure in (speed.track_epoch_samples_per_s, speed.track_epoch_samples_per_s_vs_reference):
@@ -199,14 +199,14 @@ def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(mo
 
 # determinism.Stream's flags: method -> (profile's check, the figure that says whether it was measured)
 FLAGS = {
-    "track_failed_missing": ("missing", "missing"),
-    "track_failed_duplicated": ("duplicated", "duplicated"),
-    "track_failed_never_delivered": ("never_delivered", "never_delivered"),
-    "track_failed_reproducible": ("reproducible", "batches_differing_repeat"),
-    "track_failed_matches_serial": ("matches_serial", "batches_differing_serial"),
-    "track_failed_repeated_draws": ("repeated_draws", "repeated_draws"),
-    "track_failed_source_intact": ("source_intact", "source_rows_changed"),
-    "track_failed_epoch_diversity": ("epoch_diversity", "frozen_fraction"),
+    "track_problem_missing": ("missing", "missing"),
+    "track_problem_duplicated": ("duplicated", "duplicated"),
+    "track_problem_never_delivered": ("never_delivered", "never_delivered"),
+    "track_problem_reproducible": ("reproducible", "batches_differing_repeat"),
+    "track_problem_matches_serial": ("matches_serial", "batches_differing_serial"),
+    "track_problem_repeated_draws": ("repeated_draws", "repeated_draws"),
+    "track_problem_source_intact": ("source_intact", "source_rows_changed"),
+    "track_problem_epoch_diversity": ("epoch_diversity", "frozen_fraction"),
 }
 
 
@@ -220,7 +220,7 @@ def test_each_check_of_the_stream_is_tracked_as_the_flag_profile_sets():
 
     params = ("tfdata_service", "copy", 2, True, "small")
     bench = Stream()
-    assert sorted(FLAGS) == sorted(m for m in dir(bench) if m.startswith("track_failed_"))
+    assert sorted(FLAGS) == sorted(m for m in dir(bench) if m.startswith("track_problem_"))
     for method, (check, figure) in FLAGS.items():
         track = getattr(bench, method)
         for count in (384, 64):

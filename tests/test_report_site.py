@@ -94,7 +94,7 @@ def _figures(planted_problem: bool, speed: float, counts: bool = False):
     tput_axes = [IMPLS, ["copy"], WORKERS, MP, ["small"]]
     names = ("missing", "duplicated", "batches_differing_from_repeat", "frozen_fraction")
     if not counts:
-        names = ("failed_missing", "failed_duplicated", "failed_reproducible", "failed_epoch_diversity")
+        names = ("problem_missing", "problem_duplicated", "problem_reproducible", "problem_epoch_diversity")
     return {
         **{f"determinism.Stream.track_{n}": (det_axes, v) for n, v in zip(names, (missing, zeros, repeat, frozen))},
         "determinism.Stream.track_problems": (det_axes, problems),
@@ -226,12 +226,12 @@ def test_two_runs_are_compared_figure_by_figure_as_asv_compare_does(results):
     found = site.agreement(older, newer, 1.1)
     moved = {(key, params) for key, params, *_ in found.moved}
     speed = "throughput.Throughput.track_epoch_samples_per_s"
-    missing = "determinism.Stream.track_failed_missing"
+    missing = "determinism.Stream.track_problem_missing"
     assert {k for k, _ in moved} == {speed, missing, "determinism.Stream.track_problems"}
     assert sum(1 for k, _ in moved if k == speed) == 8  # 30 % slower: every setting
     assert (missing, ("numpy_global", 2, True)) in moved  # the check passed, then failed
     # figures that failed in both runs (keyed, 2 threads) or are n/a are not figures
-    assert ("determinism.Stream.track_failed_reproducible", ("keyed", 2, False)) not in moved
+    assert ("determinism.Stream.track_problem_reproducible", ("keyed", 2, False)) not in moved
     assert found.compared["memory.TreeMemory"] == 8 and found.failed_once == []
     assert site.agreement(older, newer, 1.5).moved == [m for m in found.moved if m[0] != speed]
     lines = site.agreement_lines(found)

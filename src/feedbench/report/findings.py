@@ -209,7 +209,7 @@ def _claim_reseed(r) -> list[str]:
         measured,
         _bench("determinism.Stream.track_epoch_diversity", implementation="seed_reseeded")
         + " and "
-        + _bench("determinism.Stream.track_failed_repeated_draws", implementation="seed_reseeded"),
+        + _bench("determinism.Stream.track_problem_repeated_draws", implementation="seed_reseeded"),
     )
 
 
@@ -259,7 +259,7 @@ def _claim_uneven(r) -> list[str]:
         "an uneven last batch loses or repeats samples unless the slice end is bounded with `min()`.",
         "refuted: no sample is lost or repeated, and the fix is a no-op" if ok else "not refuted: see the figures",
         measured,
-        _bench("determinism.Stream.track_failed_missing", implementation="seed_bounded"),
+        _bench("determinism.Stream.track_problem_missing", implementation="seed_bounded"),
     )
 
 
@@ -289,7 +289,7 @@ def _claim_memory(r) -> list[str]:
         "how `__getitem__` slices and modifies the arrays changes what the model sees.",
         text,
         measured,
-        _bench("determinism.Stream.track_failed_source_intact", implementation="seed_unseeded"),
+        _bench("determinism.Stream.track_problem_source_intact", implementation="seed_unseeded"),
     )
 
 
@@ -315,7 +315,7 @@ def _finding_numpy_rng(r) -> list[str]:
     return _finding(
         "Forked workers share one NumPy RNG state",
         lines,
-        _bench("determinism.Stream.track_failed_repeated_draws", implementation="numpy_global"),
+        _bench("determinism.Stream.track_problem_repeated_draws", implementation="numpy_global"),
     )
 
 
@@ -329,7 +329,7 @@ def _finding_views(r) -> list[str]:
     return _finding(
         "Writes through views: threads and processes differ",
         lines,
-        _bench("determinism.Stream.track_failed_source_intact", implementation="seed_unseeded"),
+        _bench("determinism.Stream.track_problem_source_intact", implementation="seed_unseeded"),
     )
 
 
@@ -379,7 +379,7 @@ def _finding_shuffle(r) -> list[str]:
     return _finding(
         "Shuffling",
         lines,
-        _bench("determinism.Stream.track_failed_reproducible", implementation="seed_bounded"),
+        _bench("determinism.Stream.track_problem_reproducible", implementation="seed_bounded"),
     )
 
 

@@ -35,14 +35,14 @@ FROZEN_BY_SHARE = "augmentation frozen across epochs (by share)"
 # determinism.Stream figure -> (the problem it shows, is it failed?): one flag per check; the counts
 # (and the frozen fraction) tracked before them are read in results of older commits.
 CHECKS = {
-    "failed_missing": ("missing samples", lambda v: v > 0),
-    "failed_duplicated": ("duplicated samples", lambda v: v > 0),
-    "failed_never_delivered": ("never delivered", lambda v: v > 0),
-    "failed_reproducible": ("not reproducible", lambda v: v > 0),
-    "failed_matches_serial": ("differs from serial", lambda v: v > 0),
-    "failed_repeated_draws": ("repeated draws", lambda v: v > 0),
-    "failed_source_intact": ("writes into its source", lambda v: v > 0),
-    "failed_epoch_diversity": ("augmentation frozen across epochs", lambda v: v > 0),
+    "problem_missing": ("missing samples", lambda v: v > 0),
+    "problem_duplicated": ("duplicated samples", lambda v: v > 0),
+    "problem_never_delivered": ("never delivered", lambda v: v > 0),
+    "problem_reproducible": ("not reproducible", lambda v: v > 0),
+    "problem_matches_serial": ("differs from serial", lambda v: v > 0),
+    "problem_repeated_draws": ("repeated draws", lambda v: v > 0),
+    "problem_source_intact": ("writes into its source", lambda v: v > 0),
+    "problem_epoch_diversity": ("augmentation frozen across epochs", lambda v: v > 0),
     "forked_tensorflow": ("TensorFlow in forked workers", lambda v: v > 0),
     "missing": ("missing samples", lambda v: v > 0),
     "duplicated": ("duplicated samples", lambda v: v > 0),
