@@ -19,7 +19,8 @@ class Stream(grid.Measured):
     setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 
     # One flag per check of the delivered stream, as `feedbench profile` judges it: 1 where the check
-    # failed, 0 where it passed, n/a where the figure it reads could not be measured. The counts
+    # failed, 0 where it passed, n/a where profile could not judge it (the check's own verdict, or
+    # the count it is judged by, is None: matches_serial where the stream is not reproducible). The counts
     # behind a failed check (how many samples went missing, how many draws repeated) are profile's
     # and the findings report's: where workers race, their size is the race's, and two runs of one commit
     # gave 384 and 64 duplicated samples for one setting. Whether the check fails repeats.
@@ -49,13 +50,13 @@ class Stream(grid.Measured):
 
     def track_problem_reproducible(self, cache, *params):
         """A second run with the same seed delivered other batches."""
-        return self._problem(cache, params, "reproducible", "batches_differing_repeat")
+        return self._problem(cache, params, "reproducible", "reproducible")
 
     track_problem_reproducible.unit = "flag"
 
     def track_problem_matches_serial(self, cache, *params):
         """The stream differs from the same generator's with 1 worker and threads."""
-        return self._problem(cache, params, "matches_serial", "batches_differing_serial")
+        return self._problem(cache, params, "matches_serial", "matches_serial")
 
     track_problem_matches_serial.unit = "flag"
 
@@ -67,7 +68,7 @@ class Stream(grid.Measured):
 
     def track_problem_source_intact(self, cache, *params):
         """The generator wrote into its source arrays."""
-        return self._problem(cache, params, "source_intact", "source_rows_changed")
+        return self._problem(cache, params, "source_intact", "source_intact")
 
     track_problem_source_intact.unit = "flag"
 

@@ -202,10 +202,10 @@ FLAGS = {
     "track_problem_missing": ("missing", "missing"),
     "track_problem_duplicated": ("duplicated", "duplicated"),
     "track_problem_never_delivered": ("never_delivered", "never_delivered"),
-    "track_problem_reproducible": ("reproducible", "batches_differing_repeat"),
-    "track_problem_matches_serial": ("matches_serial", "batches_differing_serial"),
+    "track_problem_reproducible": ("reproducible", "reproducible"),
+    "track_problem_matches_serial": ("matches_serial", "matches_serial"),
     "track_problem_repeated_draws": ("repeated_draws", "repeated_draws"),
-    "track_problem_source_intact": ("source_intact", "source_rows_changed"),
+    "track_problem_source_intact": ("source_intact", "source_intact"),
     "track_problem_epoch_diversity": ("epoch_diversity", "frozen_fraction"),
 }
 
@@ -231,3 +231,9 @@ def test_each_check_of_the_stream_is_tracked_as_the_flag_profile_sets():
         assert track({params: passed}, "tfdata_service", 2, True) == 0.0, method
         unmeasured = SettingResult(2, True, determinism=DeterminismFigures(), problems=[check])
         assert math.isnan(track({params: unmeasured}, "tfdata_service", 2, True)), method
+    # a stream that is not reproducible is not compared with the serial one: n/a, not "passed",
+    # though the count of differing batches was taken
+    racy = DeterminismFigures(reproducible=False, matches_serial=None, batches_differing_serial=31)
+    racy_result = SettingResult(2, True, determinism=racy, problems=["reproducible"])
+    assert math.isnan(bench.track_problem_matches_serial({params: racy_result}, "tfdata_service", 2, True))
+    assert bench.track_problem_reproducible({params: racy_result}, "tfdata_service", 2, True) == 1.0

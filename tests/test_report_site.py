@@ -129,6 +129,9 @@ def test_the_report_reads_asv_results_and_judges_each_cell(results):
     moved = site.changes(*groups[("cpu-box", "tensorflow")])
     tput = [m for m in moved if m[0] == "throughput.Throughput.track_epoch_samples_per_s"]
     assert len(tput) == 8 and all(worse for *_, worse in tput)  # 30 % fewer samples/s: worse
+    # a check that passed and fails now (0 -> 1) is listed, as worse
+    flag = ("determinism.Stream.track_problem_missing", ("numpy_global", 2, True), 0.0, 1.0, True)
+    assert flag in moved
 
 
 def test_older_results_that_tracked_counts_are_judged_as_before(tmp_path):
@@ -211,6 +214,8 @@ def test_a_missing_results_folder_is_one_line(tmp_path):
 
 def test_the_direction_of_a_change_is_the_figures_own():
     assert site.higher_is_better("throughput.Throughput.track_epoch_samples_per_s")
+    assert site.higher_is_better("determinism.Stream.track_epoch_diversity")
+    assert not site.higher_is_better("determinism.Stream.track_problem_epoch_diversity")  # a flag: 1 failed
     assert site.higher_is_better("shm.Targets.track_copy_vs_best_threads")
     assert not site.higher_is_better("training.Training.track_starvation_vs_arrays")
     assert site.higher_is_better("training.Training.track_fit_over_ceiling")

@@ -91,8 +91,12 @@ def test_the_repeats_of_a_setting_pool_their_measured_epochs():
         return SettingResult(1, False, throughput=figures)
 
     one = median_of([measured(100.0, [90.0, 100.0, 110.0]), measured(120.0, [120.0]), measured(80.0, None)])
-    assert one.throughput.epoch_samples_per_s == 100.0  # the median of the repeats' figures
     assert one.throughput.measured_epochs_samples_per_s == [90.0, 100.0, 110.0, 120.0]  # every repeat's epochs
+    # the figure is their median (what asv records from those samples), not the median of the
+    # repeats' figures (100): a ratio to this setting and asv's value for it are the same number
+    assert one.throughput.epoch_samples_per_s == 105.0
+    bare = median_of([measured(100.0, None), measured(120.0, None), measured(80.0, None)])
+    assert bare.throughput.epoch_samples_per_s == 100.0 and bare.throughput.measured_epochs_samples_per_s is None
 
 
 def test_the_median_of_repeats_fails_a_setting_that_failed_once_and_keeps_every_problem():

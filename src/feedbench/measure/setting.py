@@ -208,17 +208,19 @@ def median_of(repeats: list[SettingResult]) -> SettingResult:
 
 def _median_record(records: list):
     present = [r for r in records if r is not None]
-    values = {}
+    values, medians = {}, {}
     for item in dataclasses.fields(present[0]):
-        if item.metadata.get(POOLED):  # samples: every repeat's together
+        if item.metadata.get(POOLED):  # samples: every repeat's together, and their median the figure
             pooled = [x for r in present for x in (getattr(r, item.name) or [])]
             values[item.name] = pooled or None
+            if pooled:
+                medians[item.metadata[POOLED]] = statistics.median(pooled)
             continue
         numbers = [getattr(r, item.name) for r in present]
         numbers = [n for n in numbers if isinstance(n, int | float) and not isinstance(n, bool)]
         if numbers:  # a figure that is not a number (a list, a flag) is the first repeat's
             values[item.name] = statistics.median(numbers)
-    return dataclasses.replace(present[0], **values)
+    return dataclasses.replace(present[0], **{**values, **medians})
 
 
 def measure_setting(spec: Spec, measures=PROFILE_MEASURES, ctx: Context | None = None) -> SettingResult:

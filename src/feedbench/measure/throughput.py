@@ -40,7 +40,8 @@ from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
 MIN_MEASURED_S = 1.0  # measuring epochs (after the first) cover at least this long
-# A figure field marked so is a list of samples: repeats of a setting join theirs (not a median)
+# A figure field marked so is a list of samples: repeats of a setting join theirs (not a median), and
+# the figure the metadata names becomes the median of the joined samples
 POOLED = "pooled"
 MAX_EPOCHS = 50
 
@@ -72,8 +73,9 @@ class ThroughputFigures(Record):
     latency_p95_s: float | None = None
     wait_fraction: float | None = None
     # The measured epochs' own epoch_samples_per_s (their median is that figure): the spread the
-    # benchmark suite hands asv as statistics. Repeats of a setting pool theirs (POOLED).
-    measured_epochs_samples_per_s: list[float] | None = field(default=None, metadata={POOLED: True})
+    # benchmark suite hands asv as statistics. Repeats of a setting pool theirs, and the figure is
+    # then the pool's median (POOLED names it), so asv's median of the samples is the figure still.
+    measured_epochs_samples_per_s: list[float] | None = field(default=None, metadata={POOLED: "epoch_samples_per_s"})
 
 
 @dataclass

@@ -55,7 +55,18 @@ CHECKS = {
 }
 # Figures where higher is better; everything else is better lower (asv's convention). Lower-is-better
 # markers are checked first: a spread or a starvation is never "better" for rising.
-LOWER_IS_BETTER = ("starvation", "spread", "first_batch", "uss", "pss", "rss", "growth", "failures", "over_budget")
+LOWER_IS_BETTER = (
+    "starvation",
+    "spread",
+    "first_batch",
+    "uss",
+    "pss",
+    "rss",
+    "growth",
+    "failures",
+    "over_budget",
+    "problem",
+)
 HIGHER_IS_BETTER = ("samples_per_s", "accuracy", "_vs_", "_over_", "diversity")
 
 
@@ -324,9 +335,10 @@ def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[
         before = older.figures.get(key, {})
         for params, new in values.items():
             old = before.get(params)
-            if not (_known(old) and _known(new)) or old == 0:
+            if not (_known(old) and _known(new)) or old == new:
                 continue
-            change = (new - old) / abs(old)
+            # from 0 (a check that passed and now fails) the change is infinite, never skipped
+            change = (new - old) / abs(old) if old else math.copysign(math.inf, new)
             if abs(change) <= threshold or not _differ(older, newer, key, params):
                 continue
             higher_better = higher_is_better(key)
@@ -411,6 +423,10 @@ def _differ(older: Run, newer: Run, key: str, params: tuple) -> bool:
     return _stats.is_different(old[1], new[1], old[0], new[0])
 
 
+def _change_text(old: float, new: float) -> str:
+    return f"{(new - old) / abs(old):+.0%}" if old else "from 0"
+
+
 def _ratio(old: float, new: float) -> float:
     low, high = sorted((abs(old), abs(new)))
     return high / low if low else math.inf
@@ -432,7 +448,7 @@ def _changes_html(runs: list[Run]) -> str:
         return head
     rows = [
         f'<tr class="{"worse" if worse else "better"}"><td>{html.escape(key)}</td><td>{html.escape(str(params))}</td>'
-        f"<td>{old:.4g}</td><td>{new:.4g}</td><td>{(new - old) / abs(old):+.0%}</td>"
+        f"<td>{old:.4g}</td><td>{new:.4g}</td><td>{_change_text(old, new)}</td>"
         f"<td>{'worse' if worse else 'better'}</td></tr>"
         for key, params, old, new, worse in moved
     ]
