@@ -153,7 +153,7 @@ def test_a_signal_to_profile_takes_its_measuring_child_along(signum, cpu_load):
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1", "2")
     try:
         child = _wait_for(
-            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in " ".join(p.cmdline())],
+            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in _command(p)],
             120,
             "measuring child",
         )[0]
@@ -176,7 +176,7 @@ def test_a_measuring_child_dies_with_its_parent(cpu_load):
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1")
     try:
         child = _wait_for(
-            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in " ".join(p.cmdline())],
+            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in _command(p)],
             120,
             "measuring child",
         )[0]
