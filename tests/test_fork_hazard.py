@@ -23,10 +23,14 @@ def test_tensorflow_in_forked_workers_is_flagged_and_nothing_else(monkeypatch, n
 
     monkeypatch.setattr(supervise, "STALL_S", 5.0)  # as the suite: a run that really hangs is tried again
     result = _measure("planted:tensorflow_in_worker", ("throughput", "determinism"))
-    assert result.error is None
-    assert result.problems == ["forked_tensorflow"]  # the stream itself is clean: nothing else
+    # flagged whether or not a try got through: every try may deadlock (the hazard itself; one CI
+    # run saw all of them do so), and then the setting fails for that reason and no other
     assert "TensorflowInWorker.__getitem__ at planted.py" in result.forked_tensorflow
     assert "not fork-safe" in result.forked_tensorflow
+    if result.error is None:
+        assert result.problems == ["forked_tensorflow"]  # the stream itself is clean: nothing else
+    else:
+        assert "no progress" in result.error and "not fork-safe" in result.error, result.error
 
 
 def test_runs_in_fresh_processes_count_too(monkeypatch, no_stray_workers):
