@@ -239,15 +239,16 @@ def figure(cache, params, group, key):
     return float(value)
 
 
-def with_statistics(cache, params, group, key, samples_key, scale=1.0):
+def with_statistics(cache, params, group, key, samples_key, over=None):
     """A figure with the samples it is the median of, as asv takes a timing's: asv records their
     median (the figure itself) and its statistics (a 99 % interval, quartiles), and ``asv compare``
     (and ``feedbench report --agreement``) call a change only where those say the two runs differ.
-    ``scale`` divides figure and samples alike (a ratio to another setting). Under 2 samples, the
-    bare figure."""
+    ``over``: the setting whose figure divides this one's and its samples alike (``ratio``, with
+    its n/a and failures). Under 2 samples, the bare figure."""
     from feedbench.measure.setting import figure_of
 
-    value = figure(cache, params, group, key) / scale
+    value = figure(cache, params, group, key) if over is None else ratio(cache, params, over, group, key)
+    scale = 1.0 if over is None else figure(cache, over, group, key)
     samples = figure_of(measured_result(cache, params), group, samples_key) or []
     if len(samples) < 2 or math.isnan(value):
         return value

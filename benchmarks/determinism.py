@@ -25,50 +25,51 @@ class Stream(grid.Measured):
     # and the findings report's: where workers race, their size is the race's, and two runs of one commit
     # gave 384 and 64 duplicated samples for one setting. Whether the check fails repeats.
 
-    def _problem(self, cache, params, check, figure):
-        if math.isnan(self.figure(cache, params, figure)):
+    def _problem(self, cache, params, check, judged_by=None):
+        """``judged_by``: the figure the check reads, where it is not the check's own."""
+        if math.isnan(self.figure(cache, params, judged_by or check)):
             return math.nan
         return float(check in self.result(cache, params).problems)
 
     def track_problem_missing(self, cache, *params):
         """Samples of the epoch not delivered in it (and delivered in another epoch)."""
-        return self._problem(cache, params, "missing", "missing")
+        return self._problem(cache, params, "missing")
 
     track_problem_missing.unit = "flag"
 
     def track_problem_duplicated(self, cache, *params):
         """Samples delivered twice or more in one epoch."""
-        return self._problem(cache, params, "duplicated", "duplicated")
+        return self._problem(cache, params, "duplicated")
 
     track_problem_duplicated.unit = "flag"
 
     def track_problem_never_delivered(self, cache, *params):
         """Samples missing from every epoch of the run (a floor-length __len__ without shuffling)."""
-        return self._problem(cache, params, "never_delivered", "never_delivered")
+        return self._problem(cache, params, "never_delivered")
 
     track_problem_never_delivered.unit = "flag"
 
     def track_problem_reproducible(self, cache, *params):
         """A second run with the same seed delivered other batches."""
-        return self._problem(cache, params, "reproducible", "reproducible")
+        return self._problem(cache, params, "reproducible")
 
     track_problem_reproducible.unit = "flag"
 
     def track_problem_matches_serial(self, cache, *params):
         """The stream differs from the same generator's with 1 worker and threads."""
-        return self._problem(cache, params, "matches_serial", "matches_serial")
+        return self._problem(cache, params, "matches_serial")
 
     track_problem_matches_serial.unit = "flag"
 
     def track_problem_repeated_draws(self, cache, *params):
         """Batches that received the identical random augmentation."""
-        return self._problem(cache, params, "repeated_draws", "repeated_draws")
+        return self._problem(cache, params, "repeated_draws")
 
     track_problem_repeated_draws.unit = "flag"
 
     def track_problem_source_intact(self, cache, *params):
         """The generator wrote into its source arrays."""
-        return self._problem(cache, params, "source_intact", "source_intact")
+        return self._problem(cache, params, "source_intact")
 
     track_problem_source_intact.unit = "flag"
 
@@ -81,7 +82,7 @@ class Stream(grid.Measured):
     def track_problem_epoch_diversity(self, cache, *params):
         """Random draws repeated from the last epoch beyond chance: frozen augmentation (a share of
         at least FROZEN_THRESHOLD, significant at z FROZEN_Z)."""
-        return self._problem(cache, params, "epoch_diversity", "frozen_fraction")
+        return self._problem(cache, params, "epoch_diversity", judged_by="frozen_fraction")
 
     track_problem_epoch_diversity.unit = "flag"
 

@@ -71,10 +71,14 @@ class Throughput(grid.Measured):
 
     def track_epoch_samples_per_s_vs_reference(self, cache, *params):
         """The same over that of keyed, 1 worker, threads, same workload and source, same run (1: as fast)."""
-        grid_params, key = self._grid_params(params), "epoch_samples_per_s"
-        other = grid.reference_params(grid_params)
-        grid.ratio(cache, grid_params, other, self.group, key)  # n/a or failed where the ratio is
-        reference = grid.figure(cache, other, self.group, key)
-        return grid.with_statistics(cache, grid_params, self.group, key, "measured_epochs_samples_per_s", reference)
+        grid_params = self._grid_params(params)
+        return grid.with_statistics(
+            cache,
+            grid_params,
+            self.group,
+            "epoch_samples_per_s",
+            "measured_epochs_samples_per_s",
+            over=grid.reference_params(grid_params),
+        )
 
     track_epoch_samples_per_s_vs_reference.unit = "ratio"

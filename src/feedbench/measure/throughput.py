@@ -93,9 +93,13 @@ class ThroughputResult:
         "epoch_s": "wall_s",
     }
 
-    def _median(self, key: str) -> float | None:
+    def _measured(self, key: str) -> list:
+        """``key`` of each epoch after the first (the only one when there is one), where it has one."""
         measuring = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
-        values = [getattr(e, key) for e in measuring if getattr(e, key) is not None]
+        return [getattr(e, key) for e in measuring if getattr(e, key) is not None]
+
+    def _median(self, key: str) -> float | None:
+        values = self._measured(key)
         return float(np.median(values)) if values else None
 
     def summary(self) -> dict:
@@ -104,9 +108,7 @@ class ThroughputResult:
         figure, ``first_build_s``."""
         summary = {key: self._median(field) for key, field in self.SUMMARY.items()}
         summary["first_build_s"] = self.epochs[0].first_batch_s if self.epochs else None
-        measuring = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
-        rates = [e.epoch_samples_per_s for e in measuring if e.epoch_samples_per_s is not None]
-        summary["measured_epochs_samples_per_s"] = rates or None
+        summary["measured_epochs_samples_per_s"] = self._measured("epoch_samples_per_s") or None
         return summary
 
     @property
