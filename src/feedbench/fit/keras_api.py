@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 import warnings
+import weakref
 
 # Keras versions whose private names below were checked (fit's call order is pinned by
 # tests/test_drive.py and tests/test_backends.py against a real fit on each backend).
@@ -75,10 +76,12 @@ def epoch_iterator(dataset, steps_per_epoch: int | None, shuffle: bool):
 
 @contextlib.contextmanager
 def tracked_pools():
-    """Record every worker pool Keras creates meanwhile (threads and processes)."""
+    """Record every worker pool Keras creates meanwhile (threads and processes), weakly: a pool Keras
+    has let go of is freed with its pipes (held here, every epoch's pool kept its descriptors open
+    to the end of the run, which read as a leak of the generator's)."""
     from keras.src.trainers.data_adapters import py_dataset_adapter as keras_pda
 
-    created: list = []
+    created: weakref.WeakSet = weakref.WeakSet()
     original = keras_pda.get_pool_class
 
     def tracking_pool_class(use_multiprocessing):
@@ -89,7 +92,7 @@ def tracked_pools():
             # Its first workers, held now: one that dies at once is replaced within 0.1 s.
             pool._feedbench_first_workers = list(getattr(pool, "_pool", []))
             STARTED_WORKERS.extend(p.pid for p in pool._feedbench_first_workers if getattr(p, "pid", None))
-            created.append(pool)
+            created.add(pool)
             return pool
 
         return make

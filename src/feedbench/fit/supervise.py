@@ -104,6 +104,7 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
     watchdog = Watchdog(timeout_s, name)
     state = Supervision(where, watchdog)
     state.closers.extend(closers)
+    started_before = len(keras_api.STARTED_WORKERS)
     with keras_api.tracked_pools() as pools, watchdog.armed(pools, keep, state):
         try:
             yield state
@@ -122,7 +123,8 @@ def supervised(name: str, timeout_s: float = DEFAULT_TIMEOUT_S, where: str = "a 
             # No time-limit signal may land inside the clean-up below; a clean-up that hangs
             # (a backend's iterator or a loader's workers) is still ended past the limit.
             watchdog.quiet()
-            pool_workers = keras_api.pool_worker_pids(pools)
+            # every pool's workers, those of pools already freed too (pools are held weakly)
+            pool_workers = keras_api.pool_worker_pids(pools) | set(keras_api.STARTED_WORKERS[started_before:])
             keras_api.abort(state.iterator, pools, GeneratorFailed("run stopped"))
             # The backend's iterator goes while the loader still delivers: destroyed after the
             # loader stopped, TensorFlow's waits forever for a prefetch call caught inside it.
