@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
+import threading
 import time
 
 import keras
@@ -383,3 +386,192 @@ class GatedFlips(Plain):
 
 
 gated_flips = _factory(GatedFlips)
+
+
+# --------------------------------------------------------------------------- planted leaks, each with its clean twin
+
+
+class KeepsEveryBatch(Plain):
+    """Keeps a reference to every batch it returns (a history nobody reads): memory grows every
+    epoch where the dataset lives on (threads, serial); forked workers keep theirs until the pool ends."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.history = []
+
+    def __getitem__(self, idx):
+        batch = self.batch(idx)
+        self.history.append(batch)
+        return batch
+
+
+class KeepsTheLastBatch(KeepsEveryBatch):
+    """The clean twin: a cache of one batch, replaced every call."""
+
+    def __getitem__(self, idx):
+        batch = self.batch(idx)
+        self.history[:] = [batch]
+        return batch
+
+
+class _StopsOnClose(Plain):
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.stop = threading.Event()
+
+    def close(self):
+        self.stop.set()
+
+
+class StartsAThreadEachEpoch(_StopsOnClose):
+    """A helper thread per epoch (a prefetcher, a logger) that is never stopped."""
+
+    def on_epoch_end(self):
+        threading.Thread(target=self.stop.wait, name="planted-helper", daemon=True).start()
+
+
+class ReplacesItsThreadEachEpoch(_StopsOnClose):
+    """The clean twin: the helper of the last epoch is stopped and joined before the next starts."""
+
+    helper = None
+    ended = None
+
+    def on_epoch_end(self):
+        if self.helper is not None:
+            self.ended.set()
+            self.helper.join()
+        self.ended = threading.Event()
+        self.helper = threading.Thread(target=self.ended.wait, name="planted-helper", daemon=True)
+        self.helper.start()
+
+    def close(self):
+        super().close()
+        if self.ended is not None:
+            self.ended.set()
+
+
+class OpensAFileEachBatch(Plain):
+    """Opens its data file in __getitem__ and keeps the handle: a descriptor per batch."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.handles = []
+
+    def __getitem__(self, idx):
+        handle = open(os.devnull, "rb")  # noqa: SIM115 (the leak is the point)
+        handle.read(1)
+        self.handles.append(handle)
+        return self.batch(idx)
+
+    def close(self):
+        for handle in self.handles:
+            handle.close()
+
+
+class ClosesItsFileEachBatch(Plain):
+    """The clean twin: the same read, in a with block."""
+
+    def __getitem__(self, idx):
+        with open(os.devnull, "rb") as handle:
+            handle.read(1)
+        return self.batch(idx)
+
+
+class StartsAProcessEachEpoch(Plain):
+    """Starts a helper process per epoch and never waits for it."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.helpers = []
+
+    def on_epoch_end(self):
+        self.helpers.append(subprocess.Popen(["sleep", "60"]))
+
+    def close(self):
+        for helper in self.helpers:
+            helper.kill()
+            helper.wait()
+
+
+class WaitsForItsProcessEachEpoch(Plain):
+    """The clean twin: the helper process is waited for."""
+
+    def on_epoch_end(self):
+        subprocess.run(["true"], check=True)
+
+
+class FillsOneBuffer(Plain):
+    """The speed trick: one preallocated array filled and returned for every batch. Keras's queue and
+    TensorFlow's conversion keep references to it, so queued batches are overwritten."""
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        self.buffer = np.empty((self.bs, *self.x.shape[1:]), dtype=self.x.dtype)
+
+    def __getitem__(self, idx):
+        rows = slice(idx * self.bs, (idx + 1) * self.bs)
+        n = len(self.x[rows])
+        self.buffer[:n] = self.x[rows]
+        return self.buffer[:n], np.array(self.y[rows])
+
+
+class FillsANewArray(FillsOneBuffer):
+    """The clean twin: the same fill loop into a new array per batch."""
+
+    def __getitem__(self, idx):
+        self.buffer = np.empty_like(self.buffer)
+        return super().__getitem__(idx)
+
+
+keeps_every_batch = _factory(KeepsEveryBatch)
+keeps_the_last_batch = _factory(KeepsTheLastBatch)
+starts_a_thread_each_epoch = _factory(StartsAThreadEachEpoch)
+replaces_its_thread_each_epoch = _factory(ReplacesItsThreadEachEpoch)
+opens_a_file_each_batch = _factory(OpensAFileEachBatch)
+closes_its_file_each_batch = _factory(ClosesItsFileEachBatch)
+starts_a_process_each_epoch = _factory(StartsAProcessEachEpoch)
+waits_for_its_process_each_epoch = _factory(WaitsForItsProcessEachEpoch)
+fills_one_buffer = _factory(FillsOneBuffer)
+fills_a_new_array = _factory(FillsANewArray)
+
+
+_HELPER = """
+import sys
+kept = []
+for line in sys.stdin:
+    block = bytearray(int(line))  # zero pages: touched below, so really resident
+    block[::4096] = b"x" * len(block[::4096])
+    if {keeps}:
+        kept.append(block)
+"""
+HELPER_BYTES_PER_EPOCH = 4 << 20
+
+
+class FeedsAGrowingHelper(Plain):
+    """A helper process that lives as long as the dataset (a decoder, a cache server) and keeps what
+    it is sent every epoch: memory grows in a worker process, not in the main one."""
+
+    keeps = True
+
+    def __init__(self, spec, source):
+        super().__init__(spec, source)
+        code = _HELPER.format(keeps=self.keeps)
+        self.helper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+
+    def on_epoch_end(self):
+        self.helper.stdin.write(f"{HELPER_BYTES_PER_EPOCH}\n")
+        self.helper.stdin.flush()
+
+    def close(self):
+        self.helper.stdin.close()
+        self.helper.wait()
+
+
+class FeedsAHelperThatFrees(FeedsAGrowingHelper):
+    """The clean twin: the helper drops each block once done with it."""
+
+    keeps = False
+
+
+feeds_a_growing_helper = _factory(FeedsAGrowingHelper)
+feeds_a_helper_that_frees = _factory(FeedsAHelperThatFrees)

@@ -73,8 +73,8 @@ def test_null_figures_come_with_a_reason(tmp_path):
         ]
     )
     record = json.loads(out.read_text())["settings"][0]
-    assert record["memory"]["growth_bytes"] is None
-    assert "3 or more epochs" in record["null_reasons"]["memory.growth_bytes"]
+    assert record["memory"]["growth_memory_main_bytes"] is None and record["memory"]["leaks"] is None
+    assert "--soak" in record["null_reasons"]["memory.growth_memory_main_bytes"]
 
 
 def test_failing_settings_are_reported_and_the_rest_go_on(tmp_path, capsys):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from feedbench.core.errors import FeedbenchError
 from feedbench.core.spec import Spec
 from feedbench.generators.adapters import OBJECT_PREFIX, SETTINGS_PREFIX
+from feedbench.measure import leaks
 from feedbench.measure.setting import PROFILE_MEASURES, SettingResult
 from feedbench.report import table
 from feedbench.run import sweep
@@ -107,8 +108,12 @@ def profile(
     batch_size: int = 32,
     measures: Sequence[str] = PROFILE_MEASURES,
     progress: Callable[[str], None] | None = None,
+    soak: int | None = None,
 ) -> Profile:
-    """Measure ``dataset`` (a factory, a ``module:callable`` path or a dataset object) over a grid."""
+    """Measure ``dataset`` (a factory, a ``module:callable`` path or a dataset object) over a grid.
+    ``soak``: the memory measure's epochs (at least ``leaks.MIN_EPOCHS``), for leak verdicts."""
+    if soak is not None and (not isinstance(soak, int) or soak < leaks.MIN_EPOCHS):
+        raise ApiError(f"soak={soak!r} given; expected a whole number of epochs, {leaks.MIN_EPOCHS} or more")
     if not workers or any(not isinstance(w, int) or w < 0 for w in workers):
         raise ApiError(f"workers={workers!r} given; expected integers, 0 or more")
     if not (timeout_s > 0):
@@ -133,6 +138,7 @@ def profile(
             epochs,
             timeout_s,
             progress=_progress(progress, len(specs)),
+            soak=soak,
         )
     finally:
         if holder:

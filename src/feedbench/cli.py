@@ -27,6 +27,7 @@ from feedbench.core.data import SIZES
 from feedbench.core.workloads import WORKLOADS
 
 BACKENDS = ("tensorflow", "jax", "torch")
+MIN_SOAK = 7  # feedbench.measure.leaks.MIN_EPOCHS (not imported here: the parser starts without numpy)
 
 
 def _quiet_tensorflow() -> None:
@@ -153,6 +154,13 @@ def _parser() -> argparse.ArgumentParser:
         "--grid-multiprocessing", choices=["off", "on", "both"], default="both", help="use_multiprocessing to try"
     )
     prof.add_argument("--json", metavar="FILE", help="write every figure to FILE (checked before measuring)")
+    prof.add_argument(
+        "--soak",
+        type=_count(MIN_SOAK),
+        metavar="EPOCHS",
+        help=f"run the memory measure this many epochs (at least {MIN_SOAK}) for leak verdicts on memory, threads, "
+        "open files and processes (default: no leak verdicts, --epochs)",
+    )
     prof.add_argument(
         "--own-data",
         action="store_true",
@@ -284,7 +292,7 @@ def cmd_profile(args) -> int:
     def progress(line):
         print(line, file=sys.stderr, flush=True)
 
-    results = profile.profile(spec, grid, args.epochs, args.timeout, args.plugin, progress)
+    results = profile.profile(spec, grid, args.epochs, args.timeout, args.plugin, progress, soak=args.soak)
     print(table.render(spec, results))
     if args.json:
         base = {k: v for k, v in spec.to_dict().items() if k not in ("workers", "use_multiprocessing")}
@@ -296,6 +304,7 @@ def cmd_profile(args) -> int:
                     "spec": base,
                     "grid": [{"workers": w, "use_multiprocessing": mp} for w, mp in grid],
                     "epochs": args.epochs,
+                    "soak": args.soak,
                     "settings": [r.to_json() for r in results],
                 },
                 handle,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +51,14 @@ def drive(
     epochs: int = 1,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     materialize: bool = True,
+    between_epochs: Callable[[int], None] | None = None,
 ) -> Iterator[Batch]:
     """Yield every batch ``fit`` would deliver over ``epochs`` epochs.
 
     ``materialize`` turns tensors into NumPy arrays (needed to look at the
     content); without it the consumer gets the backend's own tensors.
+    ``between_epochs(epoch)`` is called after each epoch's ``on_epoch_end``
+    (Keras's worker pool for it stopped), before the next epoch begins.
     Consume it with ``contextlib.closing`` (or to the end) so that an early
     stop cleans up at once.
     """
@@ -66,10 +69,10 @@ def drive(
         feeding.iterator = keras_api.epoch_iterator(built.dataset, **built.fit_kwargs())
         # The epochs run in a generator of their own: once it is closed, only ``feeding`` holds the
         # backend's iterator, which the clean-up destroys before the loader stops (see supervised).
-        yield from _epochs(built, feeding, epochs, materialize)
+        yield from _epochs(built, feeding, epochs, materialize, between_epochs)
 
 
-def _epochs(built: Built, feeding, epochs: int, materialize: bool) -> Iterator[Batch]:
+def _epochs(built: Built, feeding, epochs: int, materialize: bool, between_epochs=None) -> Iterator[Batch]:
     name = built.spec.impl
     iterator = feeding.iterator
     feeding.waiting()  # from here on, between the batches the consumer takes (the stall watch's cue)
@@ -91,6 +94,8 @@ def _epochs(built: Built, feeding, epochs: int, materialize: bool) -> Iterator[B
                 feeding.check()
                 yield Batch(epoch, step, x, y, weights, _rows(x, y, weights, feeding.where()), arrived)
                 feeding.waiting()
+        if between_epochs is not None:
+            between_epochs(epoch)
     feeding.arrived()
 
 

@@ -30,7 +30,7 @@ import contextlib
 import os
 import statistics
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import psutil
 
@@ -40,6 +40,7 @@ from feedbench.core.spec import Spec
 from feedbench.fit import driver, keras_api
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
+from feedbench.measure import leaks
 
 DEFAULT_INTERVAL_S = 0.025
 
@@ -52,16 +53,20 @@ class TreeSample:
     main_rss: int
     pids: frozenset
     workers_uss: int = 0
+    workers_threads: int = 0
+    workers_files: int = 0
 
 
 def sample_tree() -> TreeSample:
     """One reading of this process and all its descendants."""
     uss = pss = rss = 0
-    main_rss = workers_uss = 0
+    main_rss = workers_uss = workers_threads = workers_files = 0
     pids = []
     for proc in [psutil.Process(), *procs.descendants()]:
         try:
             info = proc.memory_full_info()
+            if proc.pid != os.getpid():
+                threads, files = proc.num_threads(), leaks.open_files(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # a worker that ended between listing and reading
         uss += info.uss
@@ -72,7 +77,9 @@ def sample_tree() -> TreeSample:
             main_rss = info.rss
         else:
             workers_uss += info.uss
-    return TreeSample(uss, pss, rss, main_rss, frozenset(pids), workers_uss)
+            workers_threads += threads
+            workers_files += files
+    return TreeSample(uss, pss, rss, main_rss, frozenset(pids), workers_uss, workers_threads, workers_files)
 
 
 @dataclass
@@ -86,8 +93,17 @@ class MemoryFigures(Record):
     peak_workers_uss_bytes: int | None = None
     peak_tree_pss_added_bytes: int | None = None
     epoch_peak_pss_added_bytes: int | None = None  # each epoch's peak above the baseline, the median
-    workers_seen: int | None = None
-    growth_bytes: int | None = None
+    workers_seen: int | None = None  # worker processes started over the run (Keras starts a pool per epoch)
+    most_workers_alive: int | None = None  # the most processes alive below the main one at once
+    # Growth per epoch over a soak (leaks.py, NOTE [ Leak verdicts ]): 0 within noise, never below.
+    growth_memory_main_bytes: float | None = None
+    growth_memory_workers_bytes: float | None = None
+    growth_threads_main: float | None = None
+    growth_threads_workers: float | None = None
+    growth_files_main: float | None = None
+    growth_files_workers: float | None = None
+    growth_processes: float | None = None
+    leaks: dict[str, str] | None = None  # resource -> where it leaks and how fast, for each that leaks
 
 
 @dataclass
@@ -101,20 +117,43 @@ class MemoryResult:
     epoch_peak_pss_added_bytes: int | None  # the median over epochs of each epoch's peak above it
     epoch_peak_reason: str | None  # why it is None
     workers_seen: int
-    growth_bytes: int | None  # tree USS after the last epoch minus after epoch 2 (index 1)
-    growth_reason: str | None
+    most_workers_alive: int
     baseline_uss_bytes: int  # the tree before the run started
     baseline_pss_bytes: int
     samples: int
     interval_s: float
     epoch_end_uss_bytes: list[int]
     epoch_peak_pss_bytes: list[int]  # each epoch's largest tree PSS
+    resources: list[leaks.ResourceReading] = field(default_factory=list)  # at every epoch's end
+    trends: dict[tuple[str, str], leaks.Trend] = field(default_factory=dict)  # (resource, place) -> trend
+    leak_reason: str | None = None  # why there are no trends
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        found["trends"] = {"/".join(key): asdict(value) for key, value in self.trends.items()}
+        return found
+
+    def leaking(self) -> dict[str, str]:
+        """resource -> where it leaks and how fast, for each resource that leaks."""
+        found: dict[str, list[str]] = {}
+        for key in leaks.find(self.trends):
+            found.setdefault(key[0], []).append(leaks.describe(key, self.trends[key]))
+        return {resource: "; ".join(lines) for resource, lines in found.items()}
+
+    def problems(self) -> list[str]:
+        return [f"leaked_{resource}" for resource in self.leaking()]
 
     def figures(self) -> MemoryFigures:
-        return MemoryFigures(**{f: getattr(self, f) for f in MemoryFigures.__dataclass_fields__})
+        shared = {f: getattr(self, f) for f in MemoryFigures.__dataclass_fields__ if hasattr(self, f)}
+        growth = {}
+        if self.trends:
+            for (resource, place), value in self.trends.items():
+                name = f"growth_{resource}" if resource == "processes" else f"growth_{resource}_{place}"
+                growth[name + ("_bytes" if resource == "memory" else "")] = value.growth
+        return MemoryFigures(**shared, **growth, leaks=self.leaking() if self.trends else None)
+
+
+_NO_WORKERS = {"workers_memory_bytes": 0, "workers_threads": 0, "workers_files": 0, "workers": 0}
 
 
 class _Sampler:
@@ -123,8 +162,11 @@ class _Sampler:
         self.peak = TreeSample(0, 0, 0, 0, frozenset(), 0)
         self.epoch_pss = 0  # the largest tree PSS since the last epoch ended
         self.epoch_peaks: list[int] = []  # each finished epoch's largest tree PSS
+        self.epoch_workers = _NO_WORKERS  # the workers' largest readings since the last epoch ended
+        self.epoch_workers_peaks: list[dict[str, int]] = []  # each finished epoch's (leaks.ResourceReading fields)
         self.pids: set[int] = set()
         self.count = 0
+        self.most_alive = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="feedbench-memory", daemon=True)
@@ -136,6 +178,7 @@ class _Sampler:
         with self._lock:
             self.count += 1
             self.pids |= sample.pids
+            self.most_alive = max(self.most_alive, len(sample.pids - {os.getpid()}))
             self.peak = TreeSample(
                 max(self.peak.uss, sample.uss),
                 max(self.peak.pss, sample.pss),
@@ -145,9 +188,19 @@ class _Sampler:
                 max(self.peak.workers_uss, sample.workers_uss),
             )
             self.epoch_pss = max(self.epoch_pss, sample.pss)
+            count = max(1, len(sample.pids - {os.getpid()}))
+            workers = {  # per worker process: a process the generator left running is no worker's growth
+                "workers_memory_bytes": sample.workers_uss // count,
+                "workers_threads": sample.workers_threads // count,
+                "workers_files": sample.workers_files // count,
+                "workers": len(sample.pids - {os.getpid()}),
+            }
+            self.epoch_workers = {key: max(value, workers[key]) for key, value in self.epoch_workers.items()}
             if end_epoch:  # the next epoch starts from this reading
                 self.epoch_peaks.append(self.epoch_pss)
                 self.epoch_pss = sample.pss
+                self.epoch_workers_peaks.append(self.epoch_workers)
+                self.epoch_workers = workers
         return sample
 
     def _run(self):
@@ -177,10 +230,19 @@ def measure_memory(
     baseline = sample_tree()
     pools_before = len(keras_api.STARTED_WORKERS)
     epoch_end: list[int] = []
+    resources: list[leaks.ResourceReading] = []
+
+    def between_epochs(epoch: int) -> None:  # the epoch's pool stopped: the main process alone
+        reading = leaks.read_main(epoch, set(keras_api.STARTED_WORKERS[pools_before:]))
+        if len(sampler.epoch_workers_peaks) > epoch:  # the epoch ended at its last expected batch
+            reading.__dict__.update(sampler.epoch_workers_peaks[epoch])
+        resources.append(reading)
+
     with _Sampler(interval_s) as sampler:
         sampler.take()
         last_step = built.expected_batches - 1
-        with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=False)) as batches:
+        drive = driver.drive(built, epochs, timeout_s, materialize=False, between_epochs=between_epochs)
+        with contextlib.closing(drive) as batches:
             for batch in batches:
                 if batch.step == 0:
                     sampler.take()  # while the epoch's pool is surely alive: a short epoch can fall between samples
@@ -192,10 +254,7 @@ def measure_memory(
         epoch_added, epoch_reason = None, f"no epoch delivered its {built.expected_batches} expected batches"
     started = set(keras_api.STARTED_WORKERS[pools_before:])  # Keras's pools, even the short-lived ones
     workers = len((sampler.pids | started) - {main} - baseline.pids)
-    if len(epoch_end) >= 3:
-        growth, reason = epoch_end[-1] - epoch_end[1], None
-    else:
-        growth, reason = None, f"growth needs 3 or more epochs (after the last minus after epoch 2); ran {epochs}"
+    trends, leak_reason = leaks.judge(resources)
     return MemoryResult(
         peak_tree_uss_bytes=sampler.peak.uss,
         peak_tree_pss_bytes=sampler.peak.pss,
@@ -206,12 +265,14 @@ def measure_memory(
         epoch_peak_pss_added_bytes=epoch_added,
         epoch_peak_reason=epoch_reason,
         workers_seen=workers,
-        growth_bytes=growth,
-        growth_reason=reason,
+        most_workers_alive=sampler.most_alive,
         baseline_uss_bytes=baseline.uss,
         baseline_pss_bytes=baseline.pss,
         samples=sampler.count,
         interval_s=interval_s,
         epoch_end_uss_bytes=epoch_end,
         epoch_peak_pss_bytes=sampler.epoch_peaks,
+        resources=resources,
+        trends=trends,
+        leak_reason=leak_reason,
     )

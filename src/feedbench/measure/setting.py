@@ -29,7 +29,7 @@ from feedbench.measure.step_bound import StepBoundFigures, measure_step_bound
 from feedbench.measure.throughput import POOLED, ThroughputFigures, measure_throughput
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # A measure whose run failed while the generator ran TensorFlow in forked workers (which hang or
 # crash at random: fork_hazard) is tried again, so its figures are there in every run and its
 # verdict says how many tries failed. The failed tries of a setting may take this many runs' limits
@@ -92,6 +92,7 @@ class Context:
     plugins: tuple[str, ...] = ()
     seeds: int = 1
     model: str | None = None  # the training measure's model ("module:callable"); None: built-in
+    soak_epochs: int | None = None  # the memory measure's epochs, long enough for leak verdicts; None: epochs
 
 
 def _throughput(spec: Spec, ctx: Context, result: SettingResult) -> None:
@@ -99,10 +100,13 @@ def _throughput(spec: Spec, ctx: Context, result: SettingResult) -> None:
 
 
 def _memory(spec: Spec, ctx: Context, result: SettingResult) -> None:
-    memory = measure_memory(spec, ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
+    memory = measure_memory(spec, ctx.soak_epochs or ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
     result.memory = memory.figures()
-    if memory.growth_bytes is None:
-        result.null_reasons["memory.growth_bytes"] = memory.growth_reason
+    if memory.leak_reason:
+        for name in MemoryFigures.__dataclass_fields__:
+            if name.startswith("growth_") or name == "leaks":
+                result.null_reasons[f"memory.{name}"] = memory.leak_reason
+    result.problems += memory.problems()
     if memory.epoch_peak_pss_added_bytes is None:
         result.null_reasons["memory.epoch_peak_pss_added_bytes"] = memory.epoch_peak_reason
 

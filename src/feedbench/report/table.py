@@ -15,8 +15,8 @@ COLUMNS = [
     ("tree USS MiB", 12),
     ("tree PSS MiB", 12),
     ("main RSS MiB", 12),
-    ("procs", 5),
-    ("growth MiB", 10),
+    ("alive", 5),
+    ("leaks", 9),
     ("missing", 7),
     ("dup", 4),
     ("order", 5),
@@ -88,6 +88,31 @@ VERDICTS = {
         "or a constant is reseeded before every batch",
         "seed a generator per batch from (seed, epoch, index) instead of using the global RNG",
     ),
+    "leaked_memory": (
+        "memory grows every epoch (a leak: it ends only when the machine runs out)",
+        "the dataset keeps what it builds (a list of batches, a cache keyed by epoch or step, arrays appended to "
+        "a module-level list), or a helper process it feeds does; with Keras's worker processes a leak that lives "
+        "in the workers resets every epoch and shows as a high peak instead",
+        "keep nothing per batch beyond the batch you return; bound every cache (functools.lru_cache(maxsize=...))",
+    ),
+    "leaked_threads": (
+        "threads pile up: more are alive after every epoch",
+        "a thread started per epoch or per batch (a prefetcher, a logger, a timer) that nobody stops or joins",
+        "start helpers once, or stop and join them in on_epoch_end (and close()); prefer a pool you shut down",
+    ),
+    "leaked_files": (
+        "open file descriptors pile up over epochs",
+        "a file, socket or memory map opened in __getitem__ or on_epoch_end and kept (open() without a with "
+        "block, handles kept in a list); the process runs out of descriptors (OSError: Too many open files)",
+        "open data files once in __init__, or in a with block around each read",
+    ),
+    "leaked_processes": (
+        "processes the generator started are still running after every epoch",
+        "a helper process started per epoch (multiprocessing.Process, subprocess.Popen) and never joined or waited "
+        "for; they pile up until the machine cannot start more",
+        "join (or wait for) what you start before the epoch ends, or start one helper for the whole run and "
+        "stop it in close()",
+    ),
     "forked_tensorflow": (
         "TensorFlow ran inside forked worker processes after the process that forked them had started it: "
         "such a worker can deadlock or crash at random",
@@ -121,6 +146,16 @@ def _fmt(value, kind: str = "") -> str:
     return str(value)
 
 
+def _leaks(found: dict[str, str] | None) -> str:
+    """The resources that leak, 'none', or '-' where no soak judged them."""
+    if found is None:
+        return "-"
+    return ",".join(LEAK_SHORT[resource] for resource in found) or "none"
+
+
+LEAK_SHORT = {"memory": "mem", "threads": "thr", "files": "fds", "processes": "proc"}
+
+
 def setting_name(result: SettingResult) -> str:
     """'workers=2 mp=on', with what really ran where the dataset did not take the settings."""
     return _setting(result)
@@ -142,8 +177,8 @@ def _row(result: SettingResult) -> list[str]:
             _fmt(m.peak_tree_uss_bytes, "mib"),
             _fmt(m.peak_tree_pss_bytes, "mib"),
             _fmt(m.peak_main_rss_bytes, "mib"),
-            _fmt(m.workers_seen),
-            _fmt(m.growth_bytes, "mib"),
+            _fmt(m.most_workers_alive),
+            _leaks(m.leaks),
         ]
         if m
         else ["-"] * 5
@@ -222,6 +257,13 @@ def _verdicts(results: list[SettingResult]) -> list[str]:
         lines.append(f"  * {what} [{problem}; {', '.join(where)}]")
         lines.append(f"    why: {why}")
         lines.append(f"    fix: {fix}")
+        if problem.startswith("leaked_"):  # where it lives, and how fast it grows
+            resource = problem.removeprefix("leaked_")
+            lines += [
+                f"    seen at {_setting(r)}: {r.memory.leaks[resource]}"
+                for r in results
+                if problem in r.problems and r.memory and r.memory.leaks and resource in r.memory.leaks
+            ]
         if problem == "forked_tensorflow":  # where it ran (once), and every setting where it failed runs
             seen = [r for r in results if r.forked_tensorflow]
             shown = seen[:1] + [r for r in seen[1:] if "tried again" in r.forked_tensorflow]
@@ -248,7 +290,8 @@ SHOWN = [  # (header, getter, kind) for the rich and HTML tables
     ("samples/s", lambda r: r.throughput and r.throughput.samples_per_s, ""),
     ("1st batch s", lambda r: r.throughput and r.throughput.first_batch_s, ""),
     ("tree PSS MiB", lambda r: r.memory and r.memory.peak_tree_pss_bytes, "mib"),
-    ("worker procs", lambda r: r.memory and r.memory.workers_seen, ""),
+    ("workers alive", lambda r: r.memory and r.memory.most_workers_alive, ""),
+    ("leaks", lambda r: r.memory and _leaks(r.memory.leaks), ""),
     ("missing", lambda r: r.determinism and r.determinism.missing, ""),
     ("reproducible", lambda r: r.determinism and r.determinism.reproducible, ""),
     ("=serial", lambda r: r.determinism and r.determinism.matches_serial, ""),

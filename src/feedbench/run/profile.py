@@ -26,8 +26,10 @@ def profile(
     timeout_s: float = 120.0,
     plugins=(),
     progress=None,
+    soak: int | None = None,
 ) -> list[SettingResult]:
-    """One result per setting, measured in a child process that a failing setting cannot take down."""
+    """One result per setting, measured in a child process that a failing setting cannot take down.
+    ``soak``: the memory measure runs that many epochs, for leak verdicts (None: ``epochs``)."""
     specs = [replace(base, workers=w, use_multiprocessing=mp) for w, mp in grid]
     started = time.monotonic()
 
@@ -45,4 +47,4 @@ def profile(
             f"measuring {len(specs)} settings, each under a limit of "
             f"{sweep.setting_limit(PROFILE_MEASURES, timeout_s):g} s ..."
         )
-    return sweep.sweep(specs, PROFILE_MEASURES, epochs, timeout_s, plugins, report)
+    return sweep.sweep(specs, PROFILE_MEASURES, epochs, timeout_s, plugins, report, soak=soak)

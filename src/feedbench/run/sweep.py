@@ -51,6 +51,7 @@ def sweep(
     fresh_each: bool | None = None,
     model: str | None = None,
     repeats: int = 1,
+    soak: int | None = None,
 ) -> list[SettingResult]:
     """One result per spec, in order; ``progress(index, result)`` as each finishes.
 
@@ -59,6 +60,7 @@ def sweep(
     process of its own (by default when memory is measured). ``model``: the training measure's
     model as ``module:callable`` (the built-in one when None). ``repeats``: rounds over the whole
     list; each result is ``median_of`` its rounds (``progress`` is told once the last is in).
+    ``soak``: the memory measure's epochs, for leak verdicts (None: ``epochs``).
     """
     check_measures(measures)
     if not isinstance(repeats, int) or repeats < 1:
@@ -72,7 +74,19 @@ def sweep(
             if progress and len(rounds[setting]) == repeats:
                 progress(setting, median_of(rounds[setting]))
 
-        sweep(specs * repeats, measures, epochs, timeout_s, plugins, one_round_finished, seeds, env, fresh_each, model)
+        sweep(
+            specs * repeats,
+            measures,
+            epochs,
+            timeout_s,
+            plugins,
+            one_round_finished,
+            seeds,
+            env,
+            fresh_each,
+            model,
+            soak=soak,
+        )
         return [median_of(found) for found in rounds]
     results: list[SettingResult | None] = [None] * len(specs)
     limit = setting_limit(measures, timeout_s, seeds)
@@ -83,6 +97,7 @@ def sweep(
         "plugins": list(plugins),
         "seeds": seeds,
         "model": model,
+        "soak": soak,
     }
 
     def finished(index: int, result: SettingResult) -> None:
@@ -117,7 +132,12 @@ def sweep(
 
 def _measure(request: dict):
     ctx = Context(
-        request["epochs"], request["timeout_s"], tuple(request["plugins"]), request["seeds"], request.get("model")
+        request["epochs"],
+        request["timeout_s"],
+        tuple(request["plugins"]),
+        request["seeds"],
+        request.get("model"),
+        request.get("soak"),
     )
     for index, spec in zip(request["indices"], request["specs"]):
         yield {"index": index, "result": measure_setting(Spec(**spec), request["measures"], ctx).to_json()}

@@ -1,0 +1,110 @@
+"""Leak verdicts (NOTE [ Leak verdicts ] in feedbench.measure.leaks), proven both ways: each planted
+leak is flagged for its resource, in its place, and its clean twin of the same style for nothing."""
+
+import psutil
+import pytest
+
+from feedbench.generators import Spec
+from feedbench.measure import leaks, measure_memory
+
+N, BS = 160, 16  # 10 batches an epoch
+SOAK = leaks.MIN_EPOCHS + 1
+
+
+# --------------------------------------------------------------------------- the trend test itself
+
+
+def test_a_steady_rise_is_significant_and_its_slope_is_the_rise():
+    found = leaks.trend([10.0 + 3 * i for i in range(7)])
+    assert found.significant and found.slope == pytest.approx(3) and found.low == pytest.approx(3)
+    assert found.growth == pytest.approx(3)
+
+
+def test_a_flat_or_falling_series_grows_by_nothing():
+    assert leaks.trend([5.0] * 7).growth == 0 and leaks.trend([5.0] * 7).z == 0
+    falling = leaks.trend([100.0 - 4 * i for i in range(7)])
+    assert falling.slope < 0 and falling.growth == 0  # never a negative growth
+
+
+def test_noise_without_a_trend_is_within_noise():
+    noisy = leaks.trend([10.0, 14.0, 9.0, 13.0, 11.0, 10.0, 12.0])
+    assert not noisy.significant and noisy.growth == 0
+
+
+def test_a_cache_that_fills_up_and_stays_is_no_leak():
+    filled = leaks.trend([0.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0])
+    assert not filled.significant and filled.growth == 0 and not leaks.leaking(("threads", "main"), filled)
+
+
+def test_six_steps_up_are_needed_and_fewer_epochs_say_so():
+    assert not leaks.trend([1.0, 2.0, 3.0, 4.0, 5.0]).significant  # 5 readings cannot reach 1 %
+    assert leaks.trend([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).significant
+    readings = [leaks.ResourceReading(epoch, 0, 0, 0, 0) for epoch in range(leaks.MIN_EPOCHS - 1)]
+    trends, why = leaks.judge(readings)
+    assert trends == {} and f"{leaks.MIN_EPOCHS} or more epochs" in why and "--soak" in why
+
+
+def test_the_soak_the_command_line_asks_for_is_the_one_a_verdict_needs():
+    from feedbench import cli
+
+    assert cli.MIN_SOAK == leaks.MIN_EPOCHS
+
+
+def test_a_rise_below_the_floor_is_not_a_leak():
+    small = leaks.trend([i * 0.25 * leaks.MIB for i in range(7)])
+    assert small.significant and not leaks.leaking(("memory", "main"), small)
+    assert leaks.leaking(("threads", "main"), leaks.trend([float(i) for i in range(7)]))
+
+
+# --------------------------------------------------------------------------- planted leaks and their twins
+
+SERIAL, THREADS, PROCESSES = (1, False), (2, False), (2, True)
+CASES = [  # leaky, clean twin, the resource, where it lives, the settings where it leaks
+    ("keeps_every_batch", "keeps_the_last_batch", "memory", "main", [SERIAL, THREADS]),
+    ("starts_a_thread_each_epoch", "replaces_its_thread_each_epoch", "threads", "main", [SERIAL, PROCESSES]),
+    ("opens_a_file_each_batch", "closes_its_file_each_batch", "files", "main", [SERIAL, THREADS]),
+    ("starts_a_process_each_epoch", "waits_for_its_process_each_epoch", "processes", "main", [THREADS, PROCESSES]),
+    ("feeds_a_growing_helper", "feeds_a_helper_that_frees", "memory", "workers", [SERIAL, PROCESSES]),
+]
+
+
+def soak(name, workers, multiprocessing):
+    spec = Spec(f"planted:{name}", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing)
+    return measure_memory(spec, epochs=SOAK)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("leaky", "clean", "resource", "place", "settings"), CASES, ids=[c[0] for c in CASES])
+def test_each_leak_is_flagged_for_its_resource_and_place_and_its_twin_for_nothing(
+    leaky, clean, resource, place, settings
+):
+    for workers, multiprocessing in settings:
+        found = soak(leaky, workers, multiprocessing)
+        assert found.problems() == [f"leaked_{resource}"], (workers, multiprocessing, found.leaking())
+        where = "left running" if resource == "processes" else leaks.PLACES[place]
+        assert found.leaking()[resource].startswith(where)
+        key = (resource, place)
+        assert found.trends[key].growth >= leaks.FLOORS[resource]
+        name = f"growth_{resource}" if resource == "processes" else f"growth_{resource}_{place}"
+        assert getattr(found.figures(), name + ("_bytes" if resource == "memory" else "")) > 0
+        twin = soak(clean, workers, multiprocessing)
+        assert twin.problems() == [], (workers, multiprocessing, twin.leaking())
+        assert twin.figures().leaks == {}
+    assert not psutil.Process().children(recursive=True) or all(
+        p.status() == psutil.STATUS_ZOMBIE for p in psutil.Process().children(recursive=True)
+    )  # the helpers a leak left running went with the run
+
+
+@pytest.mark.slow
+def test_a_leak_in_keras_per_epoch_workers_resets_with_them():
+    """Forked workers are re-created every epoch: what one keeps goes with it, so no slope."""
+    found = soak("keeps_every_batch", 2, True)
+    assert found.problems() == [] and found.figures().growth_memory_main_bytes == 0
+
+
+@pytest.mark.slow
+def test_fewer_epochs_than_a_soak_give_no_verdict_and_say_why():
+    found = measure_memory(Spec("planted:keeps_every_batch", n_samples=N, batch_size=BS), epochs=3)
+    assert found.problems() == [] and found.trends == {} and "--soak" in found.leak_reason
+    figures = found.figures()
+    assert figures.growth_memory_main_bytes is None and figures.leaks is None
