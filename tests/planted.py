@@ -508,19 +508,23 @@ class FillsOneBuffer(Plain):
         super().__init__(spec, source)
         self.buffer = np.empty((self.bs, *self.x.shape[1:]), dtype=self.x.dtype)
 
+    def target(self):
+        return self.buffer
+
     def __getitem__(self, idx):
         rows = slice(idx * self.bs, (idx + 1) * self.bs)
         n = len(self.x[rows])
-        self.buffer[:n] = self.x[rows]
-        return self.buffer[:n], np.array(self.y[rows])
+        out = self.target()[:n]
+        for i in range(n):  # the fill loop people write
+            out[i] = self.x[idx * self.bs + i]
+        return out, np.array(self.y[rows])
 
 
 class FillsANewArray(FillsOneBuffer):
     """The clean twin: the same fill loop into a new array per batch."""
 
-    def __getitem__(self, idx):
-        self.buffer = np.empty_like(self.buffer)
-        return super().__getitem__(idx)
+    def target(self):
+        return np.empty_like(self.buffer)
 
 
 keeps_every_batch = _factory(KeepsEveryBatch)

@@ -104,6 +104,38 @@ def tracked_pools():
         keras_pda.get_pool_class = original
 
 
+@contextlib.contextmanager
+def watch_batches(seen):
+    """Call ``seen(batch)`` with each batch a PyDataset returns for delivery, as Keras's adapter takes
+    it in this process (serially and from thread workers: the generator's own arrays; from worker
+    processes: unpickled copies), before it is converted or queued. The batches TensorFlow's adapter
+    reads only to infer the tensor spec (0 and 1, never delivered from that call) are not shown."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    original, original_dataset = PyDatasetAdapter._standardize_batch, PyDatasetAdapter.get_tf_dataset
+    inferring = threading.local()
+
+    def standardize(self, batch):
+        if not getattr(inferring, "now", False):
+            seen(batch)
+        return original(self, batch)
+
+    def get_tf_dataset(self):  # infers the spec on the spot; the dataset it returns is read later
+        inferring.now = True
+        try:
+            return original_dataset(self)
+        finally:
+            inferring.now = False
+
+    PyDatasetAdapter._standardize_batch = standardize
+    PyDatasetAdapter.get_tf_dataset = get_tf_dataset
+    try:
+        yield
+    finally:
+        PyDatasetAdapter._standardize_batch = original
+        PyDatasetAdapter.get_tf_dataset = original_dataset
+
+
 def pool_worker_pids(pools) -> set[int]:
     """The pids of every worker process the given Keras pools hold or held."""
     pids = set()

@@ -46,7 +46,7 @@ import numpy as np
 from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
-from feedbench.fit import driver, fork_hazard
+from feedbench.fit import driver, fork_hazard, keras_api
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
@@ -78,6 +78,9 @@ class Stream:
     source_rows_changed: int  # source samples whose bytes the run changed
     identified_by: str | None  # "traced ids", "content matching", or None: rows not identified
     untouched: frozenset = frozenset()  # draw hashes of a source sample as it is (and its flips)
+    aliased_batches: int = 0  # batches delivered in a buffer an earlier batch still held, or changed after delivery
+    rows_checked: int = 0  # rows whose inputs content matching could place (traced ids)
+    mismatched_rows: int = 0  # of those, rows whose inputs are another sample's than their id's
 
     def contents(self) -> list[tuple[int, int, str]]:
         return [(d.epoch, d.step, d.content) for d in self.batches]
@@ -159,6 +162,36 @@ class _Identifier:
             self.by_content = True
         return found
 
+    def check_inputs(self, x_leaves, ids: np.ndarray) -> tuple[int, int]:
+        """(rows placed, rows mismatched): each row's inputs against the source sample its traced id
+        names. A row is placed by its exact bytes (or a flip of them), else by correlation; it is
+        mismatched where it is another sample's exactly, or clearly another's and not its own (an
+        augmented row that is neither is left unplaced)."""
+        shape = self.source.x.shape[1:]
+        candidates = [leaf for leaf in x_leaves if leaf.shape[1:] == shape and leaf.dtype.kind == "f"]
+        if not candidates or not self._distinct():
+            return 0, 0
+        rows = np.ascontiguousarray(candidates[0], dtype=self.source.x.dtype)
+        exact = [self._exact.get(row.tobytes()) for row in rows]
+        placed = sum(i is not None for i in exact)
+        mismatched = sum(i is not None and i != own for i, own in zip(exact, ids))
+        others = [k for k, i in enumerate(exact) if i is None]
+        if others:
+            sources, source_ids, projection = self._projection()
+            delivered = _normalized(rows[others].reshape(len(others), -1)) @ projection
+            delivered /= np.linalg.norm(delivered, axis=1, keepdims=True) + 1e-12
+            for k, row in zip(others, delivered @ sources.T):
+                own = row[source_ids == ids[k]].max()
+                best = int(np.argmax(row))
+                margin = row[best] - row[source_ids != source_ids[best]].max()
+                clearly_other = row[best] >= self.MIN_CORRELATION and margin >= self.MIN_MARGIN
+                if own >= self.MIN_CORRELATION:
+                    placed += 1
+                elif clearly_other and source_ids[best] != ids[k]:
+                    placed += 1
+                    mismatched += 1
+        return int(placed), int(mismatched)
+
     def _variants(self) -> list[np.ndarray]:
         x = np.asarray(self.source.x)
         return [x, x[:, :, ::-1], x[:, ::-1]] if x.ndim == 4 else [x]  # the flips augmentation commonly applies
@@ -218,10 +251,20 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     pristine = np.array(source.x)  # the source as it was
     identify = _Identifier(source)
     digests = []
-    with contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=True)) as batches:
+    returned, received = _AliasWatch(), _AliasWatch()  # from the generator, at the consumer
+    placed = mismatched = 0
+    traced_ids = False
+    watch = keras_api.watch_batches(returned.received) if built.family == "pydataset" else contextlib.nullcontext()
+    with watch, contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=True)) as batches:
         for batch in batches:
             x_leaves, y_leaves = leaves(batch.x), leaves(batch.y)
+            received.received(x_leaves)
             images = [leaf for leaf in x_leaves if leaf.shape[1:] == source.x.shape[1:]] or x_leaves
+            ids = identify(x_leaves, y_leaves, batch.rows)
+            if ids is not None and not identify.by_content:  # ids from the targets: do the inputs agree?
+                traced_ids = True
+                found = identify.check_inputs(x_leaves, ids)
+                placed, mismatched = placed + found[0], mismatched + found[1]
             digests.append(
                 BatchDigest(
                     epoch=batch.epoch,
@@ -229,7 +272,7 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
                     rows=batch.rows,
                     content=_hash(x_leaves + y_leaves + leaves(batch.sample_weight)),
                     row_hashes=_row_hashes(x_leaves, batch.rows),
-                    ids=identify(x_leaves, y_leaves, batch.rows),
+                    ids=ids,
                     draw_hashes=_row_hashes(images, batch.rows),
                 )
             )
@@ -241,7 +284,43 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     sample = pristine[:1]
     variants = [sample, sample[:, :, ::-1], sample[:, ::-1]] if sample.ndim == 4 else [sample]
     untouched = frozenset(_row_hashes([v], 1)[0] for v in variants)
-    return Stream(digests, changed, how, untouched)
+    stream = Stream(digests, changed, how, untouched, returned.count + received.count, placed, mismatched)
+    if not traced_ids:
+        stream.rows_checked = stream.mismatched_rows = 0
+    return stream
+
+
+class _AliasWatch:
+    """Batches delivered in a buffer that an earlier batch, still held, lives in with other bytes
+    than it had when it came: one buffer returned twice, the first overwritten by the second. Watched
+    where Keras's adapter takes each batch from the generator (whatever the conversion later copies)
+    and where the consumer receives it. The last ``WINDOW`` batches are held, so their memory cannot
+    be freed and given out again: shared memory is one buffer. A view of data nobody writes (slices
+    of the same arrays) keeps its bytes, and is no alias."""
+
+    WINDOW = 8
+
+    def __init__(self):
+        self.held: list[tuple[list[np.ndarray], str]] = []
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def received(self, structure) -> None:
+        arrays = [leaf for leaf in leaves(structure) if leaf.dtype.kind in "biufc" and leaf.nbytes]
+        with self._lock:
+            overwritten = any(
+                any(_shares(a, b) for a in arrays for b in earlier) and _hash(earlier) != when_received
+                for earlier, when_received in self.held
+            )
+            self.count += overwritten
+            self.held = [*self.held, (arrays, _hash(arrays))][-self.WINDOW :]
+
+
+def _shares(a: np.ndarray, b: np.ndarray) -> bool:
+    try:
+        return bool(np.shares_memory(a, b, max_work=1000))
+    except np.exceptions.TooHardError:  # strided views whose overlap is costly to decide: not called one
+        return False
 
 
 def record_fresh(
@@ -281,6 +360,9 @@ def _stream_to_json(stream: Stream) -> dict:
         "batches": batches,
         "source_rows_changed": stream.source_rows_changed,
         "identified_by": stream.identified_by,
+        "aliased_batches": stream.aliased_batches,
+        "rows_checked": stream.rows_checked,
+        "mismatched_rows": stream.mismatched_rows,
     }
 
 
@@ -289,7 +371,14 @@ def _stream_from_json(data: dict) -> Stream:
         BatchDigest(epoch, step, rows, content, hashes, None if ids is None else np.array(ids, dtype=np.int64))
         for epoch, step, rows, content, hashes, ids in data["batches"]
     ]
-    return Stream(batches, data["source_rows_changed"], data["identified_by"])
+    return Stream(
+        batches,
+        data["source_rows_changed"],
+        data["identified_by"],
+        aliased_batches=data["aliased_batches"],
+        rows_checked=data["rows_checked"],
+        mismatched_rows=data["mismatched_rows"],
+    )
 
 
 # --------------------------------------------------------------------------- the result
@@ -318,6 +407,10 @@ class DeterminismFigures(Record):
     frozen_z: float | None = None  # its significance: the verdict needs FROZEN_Z or more
     shuffles_itself: bool | None = None
     identical_batches: int | None = None
+    aliased_batches: int | None = None
+    mismatched_inputs: int | None = None
+    coverage_spread: int | None = None
+    coverage_note: str | None = None
 
 
 @dataclass
@@ -344,6 +437,11 @@ class DeterminismResult:
     frozen_z: float | None = None  # significance of frozen_fraction (one-sided binomial z-score)
     shuffles_itself: bool | None = None
     identical_batches: int | None = None  # own data: pairs of byte-identical batches in one epoch
+    aliased_batches: int | None = None  # batches received in an earlier batch's buffer, or changed after receipt
+    mismatched_inputs: int | None = None  # rows whose inputs are another sample's than their traced id names
+    inputs_checked: int | None = None  # rows content matching could place
+    coverage_spread: int | None = None  # partial epochs: most minus fewest deliveries of a sample over the run
+    coverage_note: str | None = None  # partial epochs: where coverage went uneven, with the counts
     reasons: dict[str, str] = field(default_factory=dict)  # why a figure is None
 
     def to_dict(self) -> dict:
@@ -376,6 +474,12 @@ class DeterminismResult:
             failed.append("repeated_draws")
         if self.source_intact is False:
             failed.append("source_intact")
+        if self.aliased_batches:
+            failed.append("aliased_batches")
+        if self.mismatched_inputs:
+            failed.append("mismatched_inputs")
+        if self.coverage_spread is not None and self.coverage_spread > 1:
+            failed.append("uneven_coverage")
         return failed
 
 
@@ -480,6 +584,8 @@ def analyze(built: Built, main: Stream, repeat, serial, probe: Stream | None) ->
         result.batches_differing_serial = _differing(main_contents, serial)
         result.matches_serial = result.batches_differing_serial == 0
     result.identified_by = main.identified_by
+    result.aliased_batches = main.aliased_batches
+    _inputs(result, built, main)
     if not built.spec.traced:
         own = "own data: feedbench does not know which sample a row is (traced mode hands the factory arrays with ids)"
         for key in ("missing", "duplicated", "never_delivered", "in_order", "source_intact"):
@@ -502,6 +608,22 @@ def analyze(built: Built, main: Stream, repeat, serial, probe: Stream | None) ->
     else:
         _draws(result, probe)
     return result
+
+
+def _inputs(result: DeterminismResult, built: Built, main: Stream) -> None:
+    """Whether each delivered input is the sample its traced id names."""
+    if not built.spec.traced:
+        result.reasons["mismatched_inputs"] = "own data: no ids to check the inputs against"
+    elif main.identified_by != "traced ids":
+        result.reasons["mismatched_inputs"] = "no traced ids in the targets: rows were placed by their inputs alone"
+    elif not main.rows_checked:
+        result.reasons["mismatched_inputs"] = (
+            "the inputs are augmented or transformed beyond what content matching tolerates: no row could be "
+            "placed by its content"
+        )
+    else:
+        result.mismatched_inputs = main.mismatched_rows
+        result.inputs_checked = main.rows_checked
 
 
 def _identical_batches(stream: Stream) -> int:
@@ -535,12 +657,47 @@ def _coverage(result: DeterminismResult, built: Built, main: Stream) -> None:
         duplicated.append(int((counts > 1).sum()))
     dropped = n % built.spec.batch_size if built.drops_last_partial else 0
     result.dropped_by_design = dropped
-    result.missing_per_epoch = [max(0, m - dropped) for m in missing]
     result.duplicated_per_epoch = duplicated
-    result.missing = sum(result.missing_per_epoch)
     result.duplicated = sum(duplicated)
+    steps = built.spec.steps
+    if steps is not None and steps * built.spec.batch_size < n:
+        _coverage_over_the_run(result, built, per_epoch, steps)
+        return
+    result.missing_per_epoch = [max(0, m - dropped) for m in missing]
+    result.missing = sum(result.missing_per_epoch)
     never = int((~seen).sum())
     result.never_delivered = never if not dropped else max(0, never - dropped)
+
+
+def _coverage_over_the_run(result: DeterminismResult, built: Built, per_epoch: dict, steps: int) -> None:
+    """fit(steps_per_epoch=k) below the dataset's length: an epoch covers part of it, and the next
+    resumes where it stopped (serially). Every sample should then be seen equally often over the run,
+    to within one: the spread of the counts, and the first epoch after which it went past one."""
+    n = built.source.n
+    why = (
+        f"fit's steps_per_epoch ({steps}) covers {steps * built.spec.batch_size} of {n} samples an epoch: "
+        "coverage is judged over the run (coverage_spread)"
+    )
+    result.reasons["missing"] = why
+    counts = np.zeros(n, dtype=np.int64)
+    uneven_from = None
+    for epoch, ids in per_epoch.items():
+        counts += np.bincount(ids, minlength=n)
+        if uneven_from is None and counts.max() - counts.min() > 1:
+            uneven_from = epoch
+    result.coverage_spread = int(counts.max() - counts.min())
+    delivered = int(counts.sum())
+    if delivered >= n:
+        result.never_delivered = int((counts == 0).sum())
+    else:
+        result.reasons["never_delivered"] = f"the run delivered {delivered} rows, fewer than the {n} samples"
+    if uneven_from is not None:
+        spread = np.bincount(counts)
+        seen = ", ".join(f"{k} times: {c}" for k, c in enumerate(spread) if c)
+        result.coverage_note = (
+            f"over {len(per_epoch)} epochs of {steps} batches, samples were seen {counts.min()} to {counts.max()} "
+            f"times (samples seen {seen}); uneven from epoch {uneven_from + 1}"
+        )
 
 
 def _order(result: DeterminismResult, built: Built, main: Stream) -> None:
