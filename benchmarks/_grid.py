@@ -48,10 +48,10 @@ SIZES = ["small"] if QUICK else ["small", "large"]
 SAMPLES = {"small": 512 if QUICK else 1024, "large": 256}
 BATCH_SIZE = {"small": 64, "large": 32}
 EPOCHS = 2 if QUICK else 3
-# Memory is tracked as the median epoch's peak (feedbench.measure.memory): a median over 6 epochs
-# is not moved by one epoch's extreme. (The run's largest sample, tracked before, needed more: a
-# large source's peak moved by 20 % between runs over 3 epochs, 10 % over 8.)
-MEMORY_EPOCHS = 3 if QUICK else 6
+# Memory is tracked as the median epoch's peak (feedbench.measure.memory), and its leak verdicts need a
+# soak of leaks.MIN_EPOCHS epochs or more (the first is a warm-up); the median over these 8 epochs is
+# not moved by one epoch's extreme either.
+MEMORY_EPOCHS = 8
 # Throughput is also tracked as a ratio to this loader's serial setting (1 worker, threads) with the
 # same workload and source, measured in the same run: a machine that is faster or busier today moves
 # both alike, so the ratio keeps only what the implementation changed.
@@ -239,6 +239,13 @@ def figure(cache, params, group, key):
     return float(value)
 
 
+def figure_list(cache, params, group, key) -> list[float]:
+    """A figure that is a list of samples (``figure``'s n/a and failures), [] where there is none."""
+    from feedbench.measure.setting import figure_of
+
+    return [float(v) for v in figure_of(measured_result(cache, params), group, key) or []]
+
+
 def with_statistics(cache, params, group, key, samples_key, over=None):
     """A figure with the samples it is the median of, as asv takes a timing's: asv records their
     median (the figure itself) and its statistics (a 99 % interval, quartiles), and ``asv compare``
@@ -345,3 +352,10 @@ class Measured:
 
     def result(self, cache, params):
         return measured_result(cache, self._grid_params(params))
+
+    def problem(self, cache, params, check, judged_by):
+        """1 where ``check`` is among the setting's problems as `feedbench profile` judges it, 0 where
+        it passed, n/a where profile could not judge it (``judged_by``, the figure it reads, is None)."""
+        if math.isnan(self.figure(cache, params, judged_by)):
+            return math.nan
+        return float(check in self.result(cache, params).problems)

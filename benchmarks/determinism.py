@@ -1,7 +1,5 @@
 """Determinism of the delivered stream: one flag per check (0 is good), epoch diversity, the count of failed checks."""
 
-import math
-
 from . import _grid as grid
 
 
@@ -18,18 +16,12 @@ class Stream(grid.Measured):
 
     setup_cache.timeout = grid.SWEEP_TIMEOUT_S
 
-    # One flag per check of the delivered stream, as `feedbench profile` judges it: 1 where the check
-    # failed, 0 where it passed, n/a where profile could not judge it (the check's own verdict, or
-    # the count it is judged by, is None: matches_serial where the stream is not reproducible). The counts
-    # behind a failed check (how many samples went missing, how many draws repeated) are profile's
-    # and the findings report's: where workers race, their size is the race's, and two runs of one commit
-    # gave 384 and 64 duplicated samples for one setting. Whether the check fails repeats.
+    # One flag per check of the delivered stream, as `feedbench profile` judges it (Measured.problem).
+    # The counts behind a failed check are profile's and the findings report's: where workers race,
+    # their size is the race's, while whether the check fails repeats.
 
     def _problem(self, cache, params, check, judged_by=None):
-        """``judged_by``: the figure the check reads, where it is not the check's own."""
-        if math.isnan(self.figure(cache, params, judged_by or check)):
-            return math.nan
-        return float(check in self.result(cache, params).problems)
+        return self.problem(cache, params, check, judged_by or check)
 
     def track_problem_missing(self, cache, *params):
         """Samples of the epoch not delivered in it (and delivered in another epoch)."""
@@ -72,6 +64,26 @@ class Stream(grid.Measured):
         return self._problem(cache, params, "source_intact")
 
     track_problem_source_intact.unit = "flag"
+
+    def track_problem_aliased_batches(self, cache, *params):
+        """A batch delivered in a buffer an earlier batch still lived in, with other bytes: one
+        preallocated array returned for every batch."""
+        return self._problem(cache, params, "aliased_batches")
+
+    track_problem_aliased_batches.unit = "flag"
+
+    def track_problem_mismatched_inputs(self, cache, *params):
+        """Inputs delivered under another sample's label (x is not the sample its traced id names)."""
+        return self._problem(cache, params, "mismatched_inputs")
+
+    track_problem_mismatched_inputs.unit = "flag"
+
+    def track_problem_uneven_coverage(self, cache, *params):
+        """fit(steps_per_epoch) below the length: samples seen unequally often over the run. n/a
+        where epochs are whole (the grid's settings)."""
+        return self._problem(cache, params, "uneven_coverage", judged_by="coverage_spread")
+
+    track_problem_uneven_coverage.unit = "flag"
 
     def track_epoch_diversity(self, cache, *params):
         """Fraction of samples whose content changes between epochs (1 is good)."""

@@ -8,8 +8,7 @@ class TreeMemory(grid.Measured):
     the median over the epochs), and the workers seen. The totals (peak USS, PSS, RSS of the tree and
     of the main process) are not tracked: they are mostly TensorFlow's own import, which measured 538
     to 676 MiB on one machine at different hours with nothing changed (feedbench.measure.memory);
-    profile shows them. Growth between epochs (a few MiB, often 0) is not tracked either: a leak
-    raises the added peak too."""
+    profile shows them. Leaks are tracked as flags, one per resource, over the grid's 8 epochs."""
 
     params = [grid.IMPLEMENTATIONS, grid.WORKERS, grid.MULTIPROCESSING, grid.SIZES]
     param_names = ["implementation", "workers", "use_multiprocessing", "size"]
@@ -36,3 +35,30 @@ class TreeMemory(grid.Measured):
         return self.figure(cache, params, "workers_seen")
 
     track_workers_seen.unit = "count"
+
+    # One flag per leak verdict (feedbench.measure.leaks, NOTE [ Leak verdicts ]): 1 where the resource
+    # grows every epoch as `feedbench profile --soak` judges it, 0 where it does not, n/a without a soak.
+
+    def track_problem_leaked_memory(self, cache, *params):
+        """Memory of the main process, or of each worker process, grows every epoch."""
+        return self.problem(cache, params, "leaked_memory", "growth_memory_main_bytes")
+
+    track_problem_leaked_memory.unit = "flag"
+
+    def track_problem_leaked_threads(self, cache, *params):
+        """Threads pile up: more alive after every epoch."""
+        return self.problem(cache, params, "leaked_threads", "growth_threads_main")
+
+    track_problem_leaked_threads.unit = "flag"
+
+    def track_problem_leaked_files(self, cache, *params):
+        """Open file descriptors pile up over epochs."""
+        return self.problem(cache, params, "leaked_files", "growth_files_main")
+
+    track_problem_leaked_files.unit = "flag"
+
+    def track_problem_leaked_processes(self, cache, *params):
+        """Processes the generator started are still running after every epoch, more each epoch."""
+        return self.problem(cache, params, "leaked_processes", "growth_processes")
+
+    track_problem_leaked_processes.unit = "flag"

@@ -207,7 +207,38 @@ FLAGS = {
     "track_problem_repeated_draws": ("repeated_draws", "repeated_draws"),
     "track_problem_source_intact": ("source_intact", "source_intact"),
     "track_problem_epoch_diversity": ("epoch_diversity", "frozen_fraction"),
+    "track_problem_aliased_batches": ("aliased_batches", "aliased_batches"),
+    "track_problem_mismatched_inputs": ("mismatched_inputs", "mismatched_inputs"),
+    "track_problem_uneven_coverage": ("uneven_coverage", "coverage_spread"),
 }
+# memory.TreeMemory's flags: method -> (profile's check, the figure that says whether a soak judged it)
+LEAK_FLAGS = {
+    "track_problem_leaked_memory": ("leaked_memory", "growth_memory_main_bytes"),
+    "track_problem_leaked_threads": ("leaked_threads", "growth_threads_main"),
+    "track_problem_leaked_files": ("leaked_files", "growth_files_main"),
+    "track_problem_leaked_processes": ("leaked_processes", "growth_processes"),
+}
+
+
+def test_each_leak_verdict_is_tracked_as_the_flag_profile_sets_over_a_soak_long_enough():
+    from benchmarks.memory import TreeMemory
+
+    from feedbench.measure import leaks
+    from feedbench.measure.memory import MemoryFigures
+
+    assert TreeMemory.epochs >= leaks.MIN_EPOCHS  # every run of the suite judges leaks
+    params = ("keyed", "copy", 2, False, "small")
+    bench = TreeMemory()
+    assert sorted(LEAK_FLAGS) == sorted(m for m in dir(bench) if m.startswith("track_problem_"))
+    for method, (check, figure) in LEAK_FLAGS.items():
+        track = getattr(bench, method)
+        failed = SettingResult(2, False, memory=MemoryFigures(**{figure: 3.0}), problems=[check])
+        assert track({params: failed}, "keyed", 2, False, "small") == 1.0, method
+        others = [c for c, _ in LEAK_FLAGS.values() if c != check]
+        passed = SettingResult(2, False, memory=MemoryFigures(**{figure: 0.0}), problems=others)
+        assert track({params: passed}, "keyed", 2, False, "small") == 0.0, method
+        unjudged = SettingResult(2, False, memory=MemoryFigures(), problems=[check])
+        assert math.isnan(track({params: unjudged}, "keyed", 2, False, "small")), method
 
 
 def test_each_check_of_the_stream_is_tracked_as_the_flag_profile_sets():

@@ -4,6 +4,7 @@ leak is flagged for its resource, in its place, and its clean twin of the same s
 import psutil
 import pytest
 
+import planted
 from feedbench.generators import Spec
 from feedbench.measure import leaks, measure_memory
 
@@ -108,3 +109,14 @@ def test_fewer_epochs_than_a_soak_give_no_verdict_and_say_why():
     assert found.problems() == [] and found.trends == {} and "--soak" in found.leak_reason
     figures = found.figures()
     assert figures.growth_memory_main_bytes is None and figures.leaks is None
+
+
+@pytest.mark.slow
+def test_workers_that_each_hold_a_large_buffer_move_no_figure_of_the_main_process():
+    """The case `growth` got wrong by hundreds of MiB: every forked worker keeps a large buffer, each
+    epoch's pool comes and goes. The main process's anonymous memory does not move with it."""
+    found = soak("big_worker_buffer", 2, True)
+    assert found.problems() == [] and found.figures().growth_memory_main_bytes == 0
+    assert found.figures().growth_memory_workers_bytes == 0  # each epoch's new workers hold the same
+    peaks = [r.workers_memory_bytes for r in found.resources[1:]]
+    assert min(peaks) > 0.9 * planted.WORKER_BUFFER_BYTES  # the workers were seen holding it

@@ -164,6 +164,36 @@ def test_starvation_is_read_off_the_tracked_ratio_and_off_older_results(results)
     assert "<td>0.25</td>" in site._starvation_html(older)
 
 
+def test_a_leak_the_soak_found_reddens_its_cell_and_a_clean_soak_keeps_it_green(tmp_path):
+    folder = tmp_path / "results"
+    figures = _figures(False, 1000.0)
+    leak_axes = [IMPLS, WORKERS, MP, ["small", "large"]]
+    threads = [0.0] * 16
+    threads[IMPLS.index("keyed") * 8 + 0 * 4 + 0 * 2 + 1] = 1.0  # keyed, serial, large source
+    figures["memory.TreeMemory.track_problem_leaked_threads"] = (leak_axes, threads)
+    figures["memory.TreeMemory.track_problem_leaked_files"] = (leak_axes, [0.0] * 16)
+    _result_file(folder, "cpu-box", 2, "tensorflow", "a" * 40, 1000, figures)
+    cells = site.verdicts(site.load(str(folder))[("cpu-box", "tensorflow")][-1])
+    assert cells[("keyed", 1, False)] == ("problem", "leaks threads")
+    assert cells[("keyed", 1, True)] == ("ok", "no problem found")
+    assert cells[("numpy_global", 1, False)] == ("ok", "no problem found")
+
+
+def test_starvation_is_never_shown_below_zero_and_within_its_interval_is_noise(results):
+    newest = site.load(str(results))[("cpu-box", "tensorflow")][-1]
+    key = "training.Training.track_fit_over_ceiling"
+    above = dataclasses.replace(newest, figures={key: {("keyed", 1, False, "cpu"): 1.2}}, stats={})
+    page = site._starvation_html(above)
+    assert site.NOT_STARVED in page and "-0.20" not in page  # fit above its ceiling: noise, not a finding
+    # a starvation of 0.3 whose interval (of the seeds' ratios: 0.5 to 1.05) reaches 0
+    wide = {("keyed", 1, False, "cpu"): ({"ci_99_a": 0.5, "ci_99_b": 1.05}, None)}
+    noisy = dataclasses.replace(newest, figures={key: {("keyed", 1, False, "cpu"): 0.7}}, stats={key: wide})
+    assert site.NOT_STARVED in site._starvation_html(noisy)
+    narrow = {("keyed", 1, False, "cpu"): ({"ci_99_a": 0.65, "ci_99_b": 0.75}, None)}
+    starved = dataclasses.replace(newest, figures={key: {("keyed", 1, False, "cpu"): 0.7}}, stats={key: narrow})
+    assert "<td>0.30 [0.25, 0.35]</td>" in site._starvation_html(starved)
+
+
 def test_the_page_shows_both_machines_and_a_planted_red_cell_is_red(results, tmp_path, chromium):
     import matplotlib.image
 

@@ -303,6 +303,10 @@ class TrainingSummary(Record):
     starvation: float  # 1 - fit / ceiling (stored results before the ceiling: 1 - fit / arrays)
     ceiling_samples_per_s: float | None = None  # one prepared batch over and over
     starvation_vs_arrays: float | None = None  # 1 - fit / in-memory arrays: negative when fit's array path is slower
+    fit_over_ceiling_per_seed: list[float] | None = None  # each seed's fit over the ceiling timed beside it
+    starvation_low: float | None = None  # the range of starvation over the seeds
+    starvation_high: float | None = None
+    starvation_verdict: str | None = None  # "not starved, within noise" where the range reaches 0
 
 
 @dataclass
@@ -333,6 +337,10 @@ class TrainingResult:
         fit_sps = float(np.median([run.samples_per_s for run in self.runs]))
         base_sps = float(np.median([run.samples_per_s for run in self.baseline]))
         ceiling = float(np.median(self.ceiling)) if self.ceiling else None
+        # each seed's fit over the ceiling timed beside it: starvation is 1 - their median, in the range
+        # of the seeds' own
+        per_seed = [run.samples_per_s / c for run, c in zip(self.runs, self.ceiling) if c] or None
+        starved = [1.0 - r for r in per_seed] if per_seed else None
         mean_diff = statistics.fmean(diffs)
         return TrainingSummary(
             device=self.device,
@@ -347,13 +355,28 @@ class TrainingResult:
             accuracy_verdict=_accuracy_verdict(mean_diff, noise) if len(diffs) > 1 else ONE_SEED,
             fit_samples_per_s=fit_sps,
             baseline_samples_per_s=base_sps,
-            starvation=1.0 - fit_sps / ceiling if ceiling else 1.0 - fit_sps / base_sps,
+            starvation=float(np.median(starved)) if starved else 1.0 - fit_sps / base_sps,
             ceiling_samples_per_s=ceiling,
             starvation_vs_arrays=1.0 - fit_sps / base_sps,
+            fit_over_ceiling_per_seed=per_seed,
+            starvation_low=min(starved) if starved else None,
+            starvation_high=max(starved) if starved else None,
+            starvation_verdict=starvation_verdict(float(np.median(starved)), min(starved)) if starved else None,
         )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary().to_json()}
+
+
+NOT_STARVED = "not starved, within noise"
+
+
+def starvation_verdict(starvation: float, low: float | None = None) -> str:
+    """Starvation within its physical range: where it (or the low end of its range over seeds)
+    reaches 0, fit waited for data no more than the ceiling's own timing varies."""
+    if starvation <= 0 or (low is not None and low <= 0):
+        return NOT_STARVED
+    return f"starved: {starvation:.0%} of the step time waits for data"
 
 
 def _stdev(values: list[float]) -> float:

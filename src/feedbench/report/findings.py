@@ -14,6 +14,7 @@ from feedbench.fit.training import TrainingSummary
 from feedbench.measure.determinism import DeterminismFigures
 from feedbench.measure.memory import MemoryFigures
 from feedbench.measure.setting import SettingResult
+from feedbench.report.fit import starvation_cell
 from feedbench.run.findings import BATCH, EPOCHS, SETTINGS, TRAIN_IMPLS, N, key
 
 ASV_SITE = "../.asv/html/index.html"
@@ -76,7 +77,7 @@ def _accuracy_table(results, impls) -> list[str]:
         for workers, mp in SETTINGS:
             t = _t(results, impl, workers, mp)
             speed = "-" if isinstance(t, str) else f"{t.fit_samples_per_s:.0f}"
-            starve = "-" if isinstance(t, str) else f"{t.starvation:.2f}"
+            starve = "-" if isinstance(t, str) else starvation_cell(t)
             lines.append(f"| {impl} | {_setting(workers, mp)} | {_acc(t)} | {speed} | {starve} |")
     return lines
 

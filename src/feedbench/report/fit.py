@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from feedbench.core.spec import Spec
+from feedbench.fit.training import NOT_STARVED, starvation_verdict
 from feedbench.measure.setting import SettingResult
 from feedbench.report.table import setting_name
 
@@ -43,7 +44,7 @@ def render(spec: Spec, results: list[SettingResult], model: str | None, device: 
             setting_name(result),
             f"{t.fit_samples_per_s:,.0f}",
             ceiling,
-            f"{t.starvation:.2f}",
+            starvation_cell(t),
             f"{t.val_accuracy:.3f}",
             f"{t.accuracy_vs_baseline:+.3f}",
             f"{t.accuracy_noise:.3f}",
@@ -56,8 +57,18 @@ def render(spec: Spec, results: list[SettingResult], model: str | None, device: 
     lines += notes
     lines += [
         "starvation = 1 - fit samples/s / the ceiling (the same model fed one prepared batch over and over, "
-        "measured in the same process): the share of the step time spent waiting for data.",
+        "timed beside each seed): the share of the step time spent waiting for data; the median over seeds "
+        "[their range], or 'none (within noise)' where the range reaches 0.",
         "vs arrays = accuracy minus that of the same model, same initial weights, fit on the data as in-memory "
         "arrays (paired per seed); beyond the noise it is the generator's doing.",
     ]
     return "\n".join(lines)
+
+
+def starvation_cell(t) -> str:
+    """Starvation with its range over seeds; 'none (within noise)' where the range reaches 0."""
+    if starvation_verdict(t.starvation, t.starvation_low) == NOT_STARVED:
+        return "none (within noise)"
+    if t.starvation_low is None:
+        return f"{t.starvation:.2f}"
+    return f"{t.starvation:.2f} [{t.starvation_low:.2f}, {t.starvation_high:.2f}]"

@@ -3,12 +3,13 @@
 Per machine and Keras backend (the ``KERAS_BACKEND`` of the asv environment), from its newest
 commit, side by side when results of several machines are there:
 
-- the verdict matrix: implementation x setting, green when every determinism check passed, red
-  with the problems named, grey where the setting does not apply, dark red where it failed to run;
+- the verdict matrix: implementation x setting, green when every determinism check and leak verdict
+  passed, red with the problems named, grey where the setting does not apply, dark red where it failed to run;
 - throughput against workers, per workload and source size (matplotlib, one line per
   implementation and use_multiprocessing, workers as categories);
 - memory against workers (peak USS of the process tree);
-- starvation (training: 1 - fit samples/s / the one-prepared-batch ceiling, from the tracked ratio);
+- starvation (training: 1 - fit samples/s / the one-prepared-batch ceiling, from the tracked ratio),
+  "not starved, within noise" where it or its interval reaches 0;
 - what moved by more than 10 % between the machine's last two commits, in the direction that is
   worse for the figure.
 
@@ -26,6 +27,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from feedbench.fit.training import NOT_STARVED, starvation_verdict
 from feedbench.measure.determinism import FROZEN_THRESHOLD
 
 THRESHOLD = 0.10  # a change past this share is listed between the last two commits
@@ -43,6 +45,9 @@ CHECKS = {
     "problem_repeated_draws": ("repeated draws", lambda v: v > 0),
     "problem_source_intact": ("writes into its source", lambda v: v > 0),
     "problem_epoch_diversity": ("augmentation frozen across epochs", lambda v: v > 0),
+    "problem_aliased_batches": ("one buffer for every batch", lambda v: v > 0),
+    "problem_mismatched_inputs": ("inputs under other samples' labels", lambda v: v > 0),
+    "problem_uneven_coverage": ("uneven coverage over the run", lambda v: v > 0),
     "forked_tensorflow": ("TensorFlow in forked workers", lambda v: v > 0),
     "missing": ("missing samples", lambda v: v > 0),
     "duplicated": ("duplicated samples", lambda v: v > 0),
@@ -157,6 +162,33 @@ def _known(value) -> bool:
 # --------------------------------------------------------------------------- the verdict matrix
 
 
+# memory.TreeMemory figure -> the leak it shows (1: the soak found it); per (impl, workers, mp, size),
+# shown in the matrix's (impl, workers, mp) cell when any source size leaked.
+LEAKS = {
+    "problem_leaked_memory": "leaks memory",
+    "problem_leaked_threads": "leaks threads",
+    "problem_leaked_files": "leaks open files",
+    "problem_leaked_processes": "leaves processes running",
+}
+
+
+def _leaks(run: Run) -> dict[tuple, tuple[list[str], bool, bool]]:
+    """(impl, workers, mp) -> (the leaks found, whether a leak verdict failed to run, was judged)."""
+    found: dict[tuple, tuple[list[str], bool, bool]] = {}
+    for name, words in LEAKS.items():
+        for params, value in run.figures.get(f"memory.TreeMemory.track_{name}", {}).items():
+            setting = tuple(params[:3])
+            leaks, failed, judged = found.get(setting, ([], False, False))
+            if value is None:
+                failed = True
+            elif _known(value):
+                judged = True
+                if value > 0 and words not in leaks:
+                    leaks = [*leaks, words]
+            found[setting] = (leaks, failed, judged)
+    return found
+
+
 def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
     """(implementation, workers, use_multiprocessing) -> (state, words): state is ok, problem,
     failed or na."""
@@ -164,7 +196,8 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
     settings = set()
     for name in [*CHECKS, "problems"]:
         settings |= set(run.figures.get(f"determinism.Stream.track_{name}", {}))
-    for setting in sorted(settings, key=str):
+    leaks = _leaks(run)
+    for setting in sorted(settings | set(leaks), key=str):
         problems, failed, measured = [], False, False
         for name, (words, bad) in CHECKS.items():
             values = run.figures.get(f"determinism.Stream.track_{name}", {})
@@ -190,6 +223,10 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
                 problems.append(f"{int(counted) - len(problems)} more (feedbench profile names them)")
             elif counted == 0:
                 problems = []
+        leaked, leak_failed, judged = leaks.get(setting, ([], False, False))
+        problems += leaked
+        failed = failed or leak_failed
+        measured = measured or judged
         if failed:
             cells[setting] = ("failed", "failed to run")
         elif problems:
@@ -305,13 +342,16 @@ def _memory_plots(run: Run) -> list[tuple[str, str]]:
 
 
 def _starvation_html(run: Run) -> str:
+    """Starvation per setting, within its physical range: 'not starved, within noise' where it is at
+    or below 0, or its interval (asv's 99 % one, of the seeds' ratios) reaches 0."""
     # 1 - fit over the ceiling; results stored before that ratio was tracked carry starvation itself
-    over_ceiling = run.figures.get("training.Training.track_fit_over_ceiling", {})
-    values = {p: 1.0 - v for p, v in over_ceiling.items() if _known(v)}
+    key = "training.Training.track_fit_over_ceiling"
+    values = {p: 1.0 - v for p, v in run.figures.get(key, {}).items() if _known(v)}
+    stats = run.stats.get(key, {}) if values else {}
     values = values or run.figures.get("training.Training.track_starvation", {})
     rows = [
         f"<tr><td>{html.escape(str(p[0]))}</td><td>{p[1]} {'proc' if p[2] else 'thr'}</td>"
-        f"<td>{html.escape(str(p[3]))}</td><td>{v:.2f}</td></tr>"
+        f"<td>{html.escape(str(p[3]))}</td><td>{_starvation_cell(v, stats.get(p))}</td></tr>"
         for p, v in sorted(values.items(), key=lambda kv: str(kv[0]))
         if _known(v)
     ]
@@ -322,6 +362,15 @@ def _starvation_html(run: Run) -> str:
         + "".join(rows)
         + "</table>"
     )
+
+
+def _starvation_cell(starvation: float, stats: tuple[dict, list | None] | None) -> str:
+    interval = None
+    if stats and _known(stats[0].get("ci_99_a")) and _known(stats[0].get("ci_99_b")):
+        interval = (1.0 - stats[0]["ci_99_b"], 1.0 - stats[0]["ci_99_a"])  # of the ratio, turned over
+    if starvation_verdict(starvation, interval[0] if interval else None) == NOT_STARVED:
+        return NOT_STARVED
+    return f"{starvation:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
 
 # --------------------------------------------------------------------------- regressions

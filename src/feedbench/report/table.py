@@ -88,6 +88,27 @@ VERDICTS = {
         "or a constant is reseeded before every batch",
         "seed a generator per batch from (seed, epoch, index) instead of using the global RNG",
     ),
+    "aliased_batches": (
+        "a batch was delivered in a buffer an earlier batch still lived in, or changed after it was delivered",
+        "__getitem__ fills one preallocated array and returns it (or a view of it) every time: Keras's queue and "
+        "TensorFlow's conversion keep references to that one array, so the next batch overwrites batches not yet "
+        "trained on (worker processes pickle each batch, so they are spared)",
+        "return a new array per batch (np.empty(...) inside __getitem__, or np.array(buffer) to copy it)",
+    ),
+    "mismatched_inputs": (
+        "inputs delivered with another sample's label: the x of a row is not the sample its target names",
+        "x and y shuffled or indexed separately, or one preallocated input buffer overwritten by the next batch "
+        "while its labels were new arrays",
+        "index x and y with the same indices, and return a new array per batch",
+    ),
+    "uneven_coverage": (
+        "fit(steps_per_epoch) below the dataset's length: over the run some samples were seen more often than "
+        "others (beyond one)",
+        "with Keras's workers each epoch's pool starts over and drops or repeats the batches it had queued, so "
+        "the epochs do not resume where the last one stopped (serially they do)",
+        "give fit a steps_per_epoch of len(dataset) (or leave it out), or feed this serially; a dataset whose "
+        "__getitem__ maps index and epoch to rows itself is spared",
+    ),
     "leaked_memory": (
         "memory grows every epoch (a leak: it ends only when the machine runs out)",
         "the dataset keeps what it builds (a list of batches, a cache keyed by epoch or step, arrays appended to "
@@ -257,6 +278,12 @@ def _verdicts(results: list[SettingResult]) -> list[str]:
         lines.append(f"  * {what} [{problem}; {', '.join(where)}]")
         lines.append(f"    why: {why}")
         lines.append(f"    fix: {fix}")
+        if problem == "uneven_coverage":
+            lines += [
+                f"    seen at {_setting(r)}: {r.determinism.coverage_note}"
+                for r in results
+                if problem in r.problems and r.determinism and r.determinism.coverage_note
+            ]
         if problem.startswith("leaked_"):  # where it lives, and how fast it grows
             resource = problem.removeprefix("leaked_")
             lines += [
