@@ -252,14 +252,12 @@ def with_statistics(cache, params, group, key, samples_key, over=None):
     (and ``feedbench report --agreement``) call a change only where those say the two runs differ.
     ``over``: the setting whose figure divides this one's and its samples alike (``ratio``, with
     its n/a and failures). Under 2 samples, the bare figure."""
-    from feedbench.measure.setting import figure_of
-
     value = figure(cache, params, group, key) if over is None else ratio(cache, params, over, group, key)
     scale = 1.0 if over is None else figure(cache, over, group, key)
-    samples = figure_of(measured_result(cache, params), group, samples_key) or []
+    samples = figure_list(cache, params, group, samples_key)
     if len(samples) < 2 or math.isnan(value):
         return value
-    return {"samples": [float(s) / scale for s in samples], "number": 1}
+    return {"samples": [s / scale for s in samples], "number": 1}
 
 
 # --------------------------------------------------------------------------- training

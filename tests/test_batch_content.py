@@ -32,6 +32,12 @@ def test_one_buffer_returned_for_every_batch_is_flagged_and_a_new_array_per_batc
     assert clean.inputs_checked == 3 * N  # every row was placed by its bytes, and was its id's
 
 
+@pytest.mark.parametrize("setting", [SERIAL, THREADS], ids=["serial", "threads"])
+def test_views_of_data_nobody_writes_are_no_alias(setting):
+    views = judge("planted:returns_views", setting)
+    assert views.problems() == [] and views.aliased_batches == 0
+
+
 def test_worker_processes_pickle_each_batch_so_one_buffer_is_safe_there():
     # the serial reference itself may be the corrupted stream: differing from it is allowed
     assert set(judge("planted:fills_one_buffer", PROCESSES).problems()) <= {"matches_serial"}
@@ -61,6 +67,11 @@ def test_steps_below_the_length_are_judged_over_the_run():
     assert serial.problems() == [] and serial.coverage_spread == 0 and serial.coverage_note is None
     assert serial.missing is None and "steps_per_epoch (8)" in serial.reasons["missing"]
     assert serial.never_delivered == 0
+
+
+def test_steps_of_a_whole_epoch_are_judged_per_epoch():
+    whole = judge("planted:plain", SERIAL, steps=N // BS)
+    assert whole.problems() == [] and whole.missing == 0 and whole.coverage_spread is None
 
 
 @pytest.mark.parametrize("setting", [THREADS, PROCESSES], ids=["threads", "processes"])

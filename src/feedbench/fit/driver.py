@@ -52,6 +52,7 @@ def drive(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     materialize: bool = True,
     between_epochs: Callable[[int], None] | None = None,
+    watch: Callable[[Any], None] | None = None,
 ) -> Iterator[Batch]:
     """Yield every batch ``fit`` would deliver over ``epochs`` epochs.
 
@@ -59,6 +60,8 @@ def drive(
     content); without it the consumer gets the backend's own tensors.
     ``between_epochs(epoch)`` is called after each epoch's ``on_epoch_end``
     (Keras's worker pool for it stopped), before the next epoch begins.
+    ``watch(batch)`` sees each batch a PyDataset returns, where Keras's adapter
+    takes it (``keras_api.watch_batches``).
     Consume it with ``contextlib.closing`` (or to the end) so that an early
     stop cleans up at once.
     """
@@ -67,6 +70,8 @@ def drive(
     with supervised(built.spec.impl, timeout_s, where="start-up") as feeding:
         feeding.closers.append(built.close)
         feeding.iterator = keras_api.epoch_iterator(built.dataset, **built.fit_kwargs())
+        if watch is not None:
+            keras_api.watch_batches(feeding.iterator, watch)
         # The epochs run in a generator of their own: once it is closed, only ``feeding`` holds the
         # backend's iterator, which the clean-up destroys before the loader stops (see supervised).
         yield from _epochs(built, feeding, epochs, materialize, between_epochs)

@@ -74,14 +74,32 @@ def epoch_iterator(dataset, steps_per_epoch: int | None, shuffle: bool):
     raise FeedbenchError(f"Keras backend {name!r} is active; feedbench drives tensorflow, jax or torch")
 
 
+class TrackedPools:
+    """The worker pools Keras made during a run, held weakly (a pool Keras let go of is freed with
+    its pipes: held here, every epoch's pool kept its descriptors open to the end of the run, which
+    read as the generator's leak). Iterating gives a snapshot under a lock: Keras adds a pool from
+    its own thread while the watchdog iterates."""
+
+    def __init__(self):
+        self._refs: list[weakref.ref] = []
+        self._lock = threading.Lock()
+
+    def add(self, pool) -> None:
+        with self._lock:
+            self._refs = [ref for ref in self._refs if ref() is not None] + [weakref.ref(pool)]
+
+    def __iter__(self):
+        with self._lock:
+            refs = list(self._refs)
+        return iter([pool for pool in (ref() for ref in refs) if pool is not None])
+
+
 @contextlib.contextmanager
 def tracked_pools():
-    """Record every worker pool Keras creates meanwhile (threads and processes), weakly: a pool Keras
-    has let go of is freed with its pipes (held here, every epoch's pool kept its descriptors open
-    to the end of the run, which read as a leak of the generator's)."""
+    """Record every worker pool Keras creates meanwhile (threads and processes): a ``TrackedPools``."""
     from keras.src.trainers.data_adapters import py_dataset_adapter as keras_pda
 
-    created: weakref.WeakSet = weakref.WeakSet()
+    created = TrackedPools()
     original = keras_pda.get_pool_class
 
     def tracking_pool_class(use_multiprocessing):
@@ -104,36 +122,25 @@ def tracked_pools():
         keras_pda.get_pool_class = original
 
 
-@contextlib.contextmanager
-def watch_batches(seen):
-    """Call ``seen(batch)`` with each batch a PyDataset returns for delivery, as Keras's adapter takes
-    it in this process (serially and from thread workers: the generator's own arrays; from worker
-    processes: unpickled copies), before it is converted or queued. The batches TensorFlow's adapter
-    reads only to infer the tensor spec (0 and 1, never delivered from that call) are not shown."""
+def watch_batches(iterator, seen) -> None:
+    """Have the epoch iterator's PyDataset adapter call ``seen(batch)`` with each batch it takes from
+    the dataset from now on (serially: the generator's own arrays as it returns them; from thread
+    workers: as they leave Keras's queue; from worker processes: unpickled copies). Set on this
+    adapter alone, after the iterator was built (TensorFlow's spec inference, whose batches are never
+    delivered, is over). A ``seen`` that raises never fails the run."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    original, original_dataset = PyDatasetAdapter._standardize_batch, PyDatasetAdapter.get_tf_dataset
-    inferring = threading.local()
+    adapter = getattr(iterator, "data_adapter", None)
+    if not isinstance(adapter, PyDatasetAdapter):
+        return
+    standardize = adapter._standardize_batch
 
-    def standardize(self, batch):
-        if not getattr(inferring, "now", False):
+    def watched(batch):
+        with contextlib.suppress(Exception):
             seen(batch)
-        return original(self, batch)
+        return standardize(batch)
 
-    def get_tf_dataset(self):  # infers the spec on the spot; the dataset it returns is read later
-        inferring.now = True
-        try:
-            return original_dataset(self)
-        finally:
-            inferring.now = False
-
-    PyDatasetAdapter._standardize_batch = standardize
-    PyDatasetAdapter.get_tf_dataset = get_tf_dataset
-    try:
-        yield
-    finally:
-        PyDatasetAdapter._standardize_batch = original
-        PyDatasetAdapter.get_tf_dataset = original_dataset
+    adapter._standardize_batch = watched
 
 
 def pool_worker_pids(pools) -> set[int]:

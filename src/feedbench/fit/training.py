@@ -304,9 +304,9 @@ class TrainingSummary(Record):
     ceiling_samples_per_s: float | None = None  # one prepared batch over and over
     starvation_vs_arrays: float | None = None  # 1 - fit / in-memory arrays: negative when fit's array path is slower
     fit_over_ceiling_per_seed: list[float] | None = None  # each seed's fit over the ceiling timed beside it
-    starvation_low: float | None = None  # the range of starvation over the seeds
+    starvation_low: float | None = None  # its interval: two standard errors over the seeds
     starvation_high: float | None = None
-    starvation_verdict: str | None = None  # "not starved, within noise" where the range reaches 0
+    starvation_verdict: str | None = None  # "not starved, within noise" where it or its interval reaches 0
 
 
 @dataclass
@@ -341,6 +341,9 @@ class TrainingResult:
         # of the seeds' own
         per_seed = [run.samples_per_s / c for run, c in zip(self.runs, self.ceiling) if c] or None
         starved = [1.0 - r for r in per_seed] if per_seed else None
+        starvation = float(np.median(starved)) if starved else 1.0 - fit_sps / base_sps
+        # its interval: two standard errors over the seeds, as for accuracy (none with one seed)
+        half = NOISE_SE * _stdev(starved) / math.sqrt(len(starved)) if starved and len(starved) > 1 else None
         mean_diff = statistics.fmean(diffs)
         return TrainingSummary(
             device=self.device,
@@ -355,13 +358,13 @@ class TrainingResult:
             accuracy_verdict=_accuracy_verdict(mean_diff, noise) if len(diffs) > 1 else ONE_SEED,
             fit_samples_per_s=fit_sps,
             baseline_samples_per_s=base_sps,
-            starvation=float(np.median(starved)) if starved else 1.0 - fit_sps / base_sps,
+            starvation=starvation,
             ceiling_samples_per_s=ceiling,
             starvation_vs_arrays=1.0 - fit_sps / base_sps,
             fit_over_ceiling_per_seed=per_seed,
-            starvation_low=min(starved) if starved else None,
-            starvation_high=max(starved) if starved else None,
-            starvation_verdict=starvation_verdict(float(np.median(starved)), min(starved)) if starved else None,
+            starvation_low=None if half is None else starvation - half,
+            starvation_high=None if half is None else starvation + half,
+            starvation_verdict=starvation_verdict(starvation, None if half is None else starvation - half),
         )
 
     def to_dict(self) -> dict:
@@ -372,8 +375,8 @@ NOT_STARVED = "not starved, within noise"
 
 
 def starvation_verdict(starvation: float, low: float | None = None) -> str:
-    """Starvation within its physical range: where it (or the low end of its range over seeds)
-    reaches 0, fit waited for data no more than the ceiling's own timing varies."""
+    """Starvation within its physical range: where it (or the low end of its interval) reaches 0,
+    fit waited for data no more than the ceiling's own timing varies."""
     if starvation <= 0 or (low is not None and low <= 0):
         return NOT_STARVED
     return f"starved: {starvation:.0%} of the step time waits for data"

@@ -46,7 +46,7 @@ import numpy as np
 from feedbench.core.child import ChildFailed, run_child, serve
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
-from feedbench.fit import driver, fork_hazard, keras_api
+from feedbench.fit import driver, fork_hazard
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
@@ -252,17 +252,22 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     identify = _Identifier(source)
     digests = []
     returned, received = _AliasWatch(), _AliasWatch()  # from the generator, at the consumer
+
+    def between_epochs(epoch: int) -> None:  # an epoch's batches are in: what on_epoch_end rewrites is no alias
+        returned.forget()
+        received.forget()
+
     placed = mismatched = 0
-    traced_ids = False
-    watch = keras_api.watch_batches(returned.received) if built.family == "pydataset" else contextlib.nullcontext()
-    with watch, contextlib.closing(driver.drive(built, epochs, timeout_s, materialize=True)) as batches:
+    drive = driver.drive(
+        built, epochs, timeout_s, materialize=True, between_epochs=between_epochs, watch=returned.returned
+    )
+    with contextlib.closing(drive) as batches:
         for batch in batches:
             x_leaves, y_leaves = leaves(batch.x), leaves(batch.y)
-            received.received(x_leaves)
+            received.received(x_leaves, y_leaves + leaves(batch.sample_weight))
             images = [leaf for leaf in x_leaves if leaf.shape[1:] == source.x.shape[1:]] or x_leaves
             ids = identify(x_leaves, y_leaves, batch.rows)
             if ids is not None and not identify.by_content:  # ids from the targets: do the inputs agree?
-                traced_ids = True
                 found = identify.check_inputs(x_leaves, ids)
                 placed, mismatched = placed + found[0], mismatched + found[1]
             digests.append(
@@ -284,43 +289,54 @@ def record(built: Built, epochs: int, timeout_s: float) -> Stream:
     sample = pristine[:1]
     variants = [sample, sample[:, :, ::-1], sample[:, ::-1]] if sample.ndim == 4 else [sample]
     untouched = frozenset(_row_hashes([v], 1)[0] for v in variants)
-    stream = Stream(digests, changed, how, untouched, returned.count + received.count, placed, mismatched)
-    if not traced_ids:
-        stream.rows_checked = stream.mismatched_rows = 0
-    return stream
+    # one overwrite can show where the batch was returned and where it was received: the larger count
+    return Stream(digests, changed, how, untouched, max(returned.count, received.count), placed, mismatched)
 
 
 class _AliasWatch:
-    """Batches delivered in a buffer that an earlier batch, still held, lives in with other bytes
-    than it had when it came: one buffer returned twice, the first overwritten by the second. Watched
-    where Keras's adapter takes each batch from the generator (whatever the conversion later copies)
-    and where the consumer receives it. The last ``WINDOW`` batches are held, so their memory cannot
-    be freed and given out again: shared memory is one buffer. A view of data nobody writes (slices
-    of the same arrays) keeps its bytes, and is no alias."""
+    """Batches whose inputs arrive in the very buffer (same address, same size) an earlier batch of
+    the epoch, still held, came in, where that earlier batch was another one (its other parts differ)
+    or its bytes changed since it came: one buffer returned for two batches, the first overwritten by
+    the second. Watched where Keras's adapter takes each batch from a PyDataset (whatever the
+    conversion later copies) and where the consumer receives it (every family). The last ``WINDOW``
+    batches of the epoch are held, so their memory cannot be freed and given out again. Views of data
+    nobody writes (the same rows read again, overlapping windows of a series) are no alias; what
+    on_epoch_end rewrites in place (a shuffle of the dataset's own arrays) is forgotten with the epoch."""
 
     WINDOW = 8
 
     def __init__(self):
-        self.held: list[tuple[list[np.ndarray], str]] = []
+        self.held: list[tuple[list[np.ndarray], str, str]] = []  # inputs, their bytes, the other parts' bytes
         self.count = 0
         self._lock = threading.Lock()
 
-    def received(self, structure) -> None:
-        arrays = [leaf for leaf in leaves(structure) if leaf.dtype.kind in "biufc" and leaf.nbytes]
+    def forget(self) -> None:
         with self._lock:
-            overwritten = any(
-                any(_shares(a, b) for a in arrays for b in earlier) and _hash(earlier) != when_received
-                for earlier, when_received in self.held
+            self.held = []
+
+    def returned(self, batch) -> None:
+        """A batch as the generator returned it: (x, y[, sample_weight]), or x alone."""
+        if isinstance(batch, (tuple, list)) and batch:
+            self.received(leaves(batch[0]), leaves(list(batch[1:])))
+        else:
+            self.received(leaves(batch), [])
+
+    def received(self, x_leaves: list[np.ndarray], other_leaves: list[np.ndarray]) -> None:
+        inputs = [leaf for leaf in x_leaves if leaf.dtype.kind in "biufc" and leaf.nbytes]
+        others = _hash(other_leaves)
+        with self._lock:
+            aliased = any(
+                any(_same_buffer(a, b) for a in inputs for b in earlier)
+                and (others != their_others or _hash(earlier) != was)
+                for earlier, was, their_others in self.held
             )
-            self.count += overwritten
-            self.held = [*self.held, (arrays, _hash(arrays))][-self.WINDOW :]
+            self.count += aliased
+            self.held = [*self.held, (inputs, _hash(inputs), others)][-self.WINDOW :]
 
 
-def _shares(a: np.ndarray, b: np.ndarray) -> bool:
-    try:
-        return bool(np.shares_memory(a, b, max_work=1000))
-    except np.exceptions.TooHardError:  # strided views whose overlap is costly to decide: not called one
-        return False
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same memory: the same first byte and size (a view that starts elsewhere is another window)."""
+    return a.nbytes == b.nbytes and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
 def record_fresh(
@@ -660,13 +676,23 @@ def _coverage(result: DeterminismResult, built: Built, main: Stream) -> None:
     result.duplicated_per_epoch = duplicated
     result.duplicated = sum(duplicated)
     steps = built.spec.steps
-    if steps is not None and steps * built.spec.batch_size < n:
+    whole = _whole_epoch_batches(built)
+    if steps is not None and (whole is None or steps < whole):
         _coverage_over_the_run(result, built, per_epoch, steps)
         return
     result.missing_per_epoch = [max(0, m - dropped) for m in missing]
     result.missing = sum(result.missing_per_epoch)
     never = int((~seen).sum())
     result.never_delivered = never if not dropped else max(0, never - dropped)
+
+
+def _whole_epoch_batches(built: Built) -> int | None:
+    """The batches of an epoch that covers the dataset (None: an endless dataset has no such epoch)."""
+    if built.family == "pydataset":
+        return built.dataset.num_batches
+    if built.drops_last_partial:
+        return built.spec.n_samples // built.spec.batch_size
+    return built.spec.batches_per_epoch
 
 
 def _coverage_over_the_run(result: DeterminismResult, built: Built, per_epoch: dict, steps: int) -> None:
@@ -679,6 +705,11 @@ def _coverage_over_the_run(result: DeterminismResult, built: Built, per_epoch: d
         "coverage is judged over the run (coverage_spread)"
     )
     result.reasons["missing"] = why
+    if built.drops_last_partial:  # which samples it drops by design moves with its shuffle
+        result.reasons["coverage_spread"] = result.reasons["never_delivered"] = (
+            f"{built.spec.impl} drops an uneven last batch by design: coverage over the run is not judged"
+        )
+        return
     counts = np.zeros(n, dtype=np.int64)
     uneven_from = None
     for epoch, ids in per_epoch.items():

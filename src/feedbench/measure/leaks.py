@@ -17,7 +17,10 @@ epochs after it, a resource leaks where its robust slope (Theil-Sen: the median 
 between every two epochs) is significant by Mann-Kendall's trend test (one-sided, 1 %: at least
 ``MIN_READINGS`` epochs are needed for a steady rise to reach it), its 90 % interval (Sen's)
 excludes 0, and it is at least ``FLOORS[resource]`` per epoch. A slope whose interval includes 0
-is reported as 0: growth within noise.
+is reported as 0: growth within noise. A steady leak shows from the shortest soak; one of a thread
+or a descriptor every other epoch is certain to show from a soak of 8 epochs (with 7 it depends on
+which epoch it starts in). A descriptor leak of the main process is its own, not also the leak of
+the workers forked from it (they inherit the descriptors).
 
 What it cannot see: a leak that lives only in Keras's worker processes, which Keras re-creates
 every epoch, resets with them (it raises each epoch's peak, ``epoch_peak_pss_added_bytes``, not a
@@ -27,6 +30,7 @@ up is no leak); and memory freed to the allocator but not to the system counts a
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import statistics
@@ -113,7 +117,7 @@ def trend(values: list[float]) -> Trend:
     z = (s - math.copysign(1, s)) / math.sqrt(var) if var > 0 and s != 0 else 0.0
     if var > 0:
         spread = INTERVAL_Z * math.sqrt(var)
-        lower = max(0, math.floor((len(slopes) - spread) / 2))
+        lower = max(0, math.floor((len(slopes) - spread) / 2) - 1)  # the M1-th slope, counted from 1
         upper = min(len(slopes) - 1, math.ceil((len(slopes) + spread) / 2))
         low, high = slopes[lower], slopes[upper]
     else:
@@ -141,6 +145,8 @@ def find(trends: dict[tuple[str, str], Trend]) -> list[tuple[str, str]]:
     """The (resource, place) series that leak. Memory that grows with leaked threads in the same
     place, up to ``THREAD_BYTES`` each, is theirs (a stack and an allocator arena), not a leak of its own."""
     found = [key for key, value in trends.items() if key[0] != "memory" and leaking(key, value)]
+    if ("files", "main") in found and ("files", "workers") in found:  # forked workers inherit the descriptors
+        found.remove(("files", "workers"))
     for place in PLACES:
         memory, threads = trends.get(("memory", place)), trends.get(("threads", place))
         if memory is None:
@@ -196,6 +202,7 @@ def _live(exclude: set[int] = frozenset()) -> list[psutil.Process]:
 def read_main(epoch: int, pool_workers: set[int], settle_s: float = 1.0) -> ResourceReading:
     """The main process between epochs: read until two readings 50 ms apart agree (threads and
     descriptors of a pool that just stopped are going), at most ``settle_s``."""
+    gc.collect()  # what waits only for the cycle collector (a freed pool, an iterator) is no leak
     me = psutil.Process()
     deadline = time.monotonic() + settle_s
     last = None

@@ -57,16 +57,15 @@ class TreeSample:
     workers_files: int = 0
 
 
-def sample_tree() -> TreeSample:
-    """One reading of this process and all its descendants."""
+def sample_tree(before: frozenset = frozenset()) -> TreeSample:
+    """One reading of this process and all its descendants; the processes in ``before`` (alive
+    before the run) count in the tree's totals, not as workers."""
     uss = pss = rss = 0
     main_rss = workers_uss = workers_threads = workers_files = 0
     pids = []
     for proc in [psutil.Process(), *procs.descendants()]:
         try:
             info = proc.memory_full_info()
-            if proc.pid != os.getpid():
-                threads, files = proc.num_threads(), leaks.open_files(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # a worker that ended between listing and reading
         uss += info.uss
@@ -75,10 +74,13 @@ def sample_tree() -> TreeSample:
         pids.append(proc.pid)
         if proc.pid == os.getpid():
             main_rss = info.rss
-        else:
+        elif proc.pid not in before:
             workers_uss += info.uss
-            workers_threads += threads
-            workers_files += files
+            try:
+                workers_threads += proc.num_threads()
+                workers_files += leaks.open_files(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass  # ended meanwhile: its memory was read
     return TreeSample(uss, pss, rss, main_rss, frozenset(pids), workers_uss, workers_threads, workers_files)
 
 
@@ -122,7 +124,6 @@ class MemoryResult:
     baseline_pss_bytes: int
     samples: int
     interval_s: float
-    epoch_end_uss_bytes: list[int]
     epoch_peak_pss_bytes: list[int]  # each epoch's largest tree PSS
     resources: list[leaks.ResourceReading] = field(default_factory=list)  # at every epoch's end
     trends: dict[tuple[str, str], leaks.Trend] = field(default_factory=dict)  # (resource, place) -> trend
@@ -157,13 +158,13 @@ _NO_WORKERS = {"workers_memory_bytes": 0, "workers_threads": 0, "workers_files":
 
 
 class _Sampler:
-    def __init__(self, interval_s: float):
+    def __init__(self, interval_s: float, before: frozenset = frozenset()):
         self.interval_s = interval_s
+        self.before = before | {os.getpid()}  # not workers: this process, and those alive before the run
         self.peak = TreeSample(0, 0, 0, 0, frozenset(), 0)
         self.epoch_pss = 0  # the largest tree PSS since the last epoch ended
         self.epoch_peaks: list[int] = []  # each finished epoch's largest tree PSS
-        self.epoch_workers = _NO_WORKERS  # the workers' largest readings since the last epoch ended
-        self.epoch_workers_peaks: list[dict[str, int]] = []  # each finished epoch's (leaks.ResourceReading fields)
+        self.epoch_workers = _NO_WORKERS  # the workers' largest readings in this epoch (ResourceReading fields)
         self.pids: set[int] = set()
         self.count = 0
         self.most_alive = 0
@@ -174,11 +175,12 @@ class _Sampler:
     def take(self, end_epoch: bool = False) -> TreeSample:
         """One reading; with ``end_epoch`` it also closes the epoch (``epoch_peaks``) in the same
         locked step, so a reading of the sampler thread never falls between the two."""
-        sample = sample_tree()
+        sample = sample_tree(self.before)
+        alive = len(sample.pids - self.before)
         with self._lock:
             self.count += 1
             self.pids |= sample.pids
-            self.most_alive = max(self.most_alive, len(sample.pids - {os.getpid()}))
+            self.most_alive = max(self.most_alive, alive)
             self.peak = TreeSample(
                 max(self.peak.uss, sample.uss),
                 max(self.peak.pss, sample.pss),
@@ -188,20 +190,25 @@ class _Sampler:
                 max(self.peak.workers_uss, sample.workers_uss),
             )
             self.epoch_pss = max(self.epoch_pss, sample.pss)
-            count = max(1, len(sample.pids - {os.getpid()}))
+            count = max(1, alive)
             workers = {  # per worker process: a process the generator left running is no worker's growth
                 "workers_memory_bytes": sample.workers_uss // count,
                 "workers_threads": sample.workers_threads // count,
                 "workers_files": sample.workers_files // count,
-                "workers": len(sample.pids - {os.getpid()}),
+                "workers": alive,
             }
             self.epoch_workers = {key: max(value, workers[key]) for key, value in self.epoch_workers.items()}
             if end_epoch:  # the next epoch starts from this reading
                 self.epoch_peaks.append(self.epoch_pss)
                 self.epoch_pss = sample.pss
-                self.epoch_workers_peaks.append(self.epoch_workers)
-                self.epoch_workers = workers
         return sample
+
+    def close_workers_epoch(self) -> dict[str, int]:
+        """The workers' largest readings in the epoch that just ended (its pool is gone); the next
+        epoch starts from nothing."""
+        with self._lock:
+            found, self.epoch_workers = self.epoch_workers, _NO_WORKERS
+        return found
 
     def _run(self):
         while not self._stop.wait(self.interval_s):
@@ -225,20 +232,20 @@ def measure_memory(
 ) -> MemoryResult:
     if not 0.01 <= interval_s <= 0.05:
         raise ValueError(f"interval_s={interval_s} given; expected 0.01 to 0.05 seconds")
+    others = frozenset(procs.descendant_pids())  # not the run's: processes alive before the dataset was built
     built = build(spec, plugins)
     main = os.getpid()
-    baseline = sample_tree()
+    baseline = sample_tree(others)
     pools_before = len(keras_api.STARTED_WORKERS)
-    epoch_end: list[int] = []
     resources: list[leaks.ResourceReading] = []
 
     def between_epochs(epoch: int) -> None:  # the epoch's pool stopped: the main process alone
-        reading = leaks.read_main(epoch, set(keras_api.STARTED_WORKERS[pools_before:]))
-        if len(sampler.epoch_workers_peaks) > epoch:  # the epoch ended at its last expected batch
-            reading.__dict__.update(sampler.epoch_workers_peaks[epoch])
+        workers = sampler.close_workers_epoch()
+        reading = leaks.read_main(epoch, set(keras_api.STARTED_WORKERS[pools_before:]) | others)
+        reading.__dict__.update(workers)
         resources.append(reading)
 
-    with _Sampler(interval_s) as sampler:
+    with _Sampler(interval_s, others) as sampler:
         sampler.take()
         last_step = built.expected_batches - 1
         drive = driver.drive(built, epochs, timeout_s, materialize=False, between_epochs=between_epochs)
@@ -247,7 +254,7 @@ def measure_memory(
                 if batch.step == 0:
                     sampler.take()  # while the epoch's pool is surely alive: a short epoch can fall between samples
                 if batch.step == last_step:
-                    epoch_end.append(sampler.take(end_epoch=True).uss)
+                    sampler.take(end_epoch=True)
     if sampler.epoch_peaks:
         epoch_added, epoch_reason = int(statistics.median(sampler.epoch_peaks)) - baseline.pss, None
     else:  # an epoch ends at its last expected batch: none came (the loader delivered fewer)
@@ -270,7 +277,6 @@ def measure_memory(
         baseline_pss_bytes=baseline.pss,
         samples=sampler.count,
         interval_s=interval_s,
-        epoch_end_uss_bytes=epoch_end,
         epoch_peak_pss_bytes=sampler.epoch_peaks,
         resources=resources,
         trends=trends,

@@ -100,7 +100,8 @@ def _throughput(spec: Spec, ctx: Context, result: SettingResult) -> None:
 
 
 def _memory(spec: Spec, ctx: Context, result: SettingResult) -> None:
-    memory = measure_memory(spec, ctx.soak_epochs or ctx.epochs, ctx.timeout_s, plugins=ctx.plugins)
+    epochs = ctx.soak_epochs or ctx.epochs
+    memory = measure_memory(spec, epochs, ctx.timeout_s * soak_share(ctx.epochs, epochs), plugins=ctx.plugins)
     result.memory = memory.figures()
     if memory.leak_reason:
         for name in MemoryFigures.__dataclass_fields__:
@@ -109,6 +110,11 @@ def _memory(spec: Spec, ctx: Context, result: SettingResult) -> None:
     result.problems += memory.problems()
     if memory.epoch_peak_pss_added_bytes is None:
         result.null_reasons["memory.epoch_peak_pss_added_bytes"] = memory.epoch_peak_reason
+
+
+def soak_share(epochs: int, soak: int | None) -> float:
+    """How many runs' time limits a soak of ``soak`` epochs is given, where a run has ``epochs``."""
+    return max(1.0, (soak or epochs) / epochs)
 
 
 def _training(spec: Spec, ctx: Context, result: SettingResult) -> None:

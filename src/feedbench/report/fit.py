@@ -58,7 +58,7 @@ def render(spec: Spec, results: list[SettingResult], model: str | None, device: 
     lines += [
         "starvation = 1 - fit samples/s / the ceiling (the same model fed one prepared batch over and over, "
         "timed beside each seed): the share of the step time spent waiting for data; the median over seeds "
-        "[their range], or 'none (within noise)' where the range reaches 0.",
+        f"[two standard errors], or '{NOT_STARVED}' where it or that interval reaches 0.",
         "vs arrays = accuracy minus that of the same model, same initial weights, fit on the data as in-memory "
         "arrays (paired per seed); beyond the noise it is the generator's doing.",
     ]
@@ -66,9 +66,9 @@ def render(spec: Spec, results: list[SettingResult], model: str | None, device: 
 
 
 def starvation_cell(t) -> str:
-    """Starvation with its range over seeds; 'none (within noise)' where the range reaches 0."""
+    """Starvation with its interval over seeds; NOT_STARVED where it or its interval reaches 0."""
     if starvation_verdict(t.starvation, t.starvation_low) == NOT_STARVED:
-        return "none (within noise)"
+        return NOT_STARVED
     if t.starvation_low is None:
         return f"{t.starvation:.2f}"
     return f"{t.starvation:.2f} [{t.starvation_low:.2f}, {t.starvation_high:.2f}]"

@@ -225,16 +225,16 @@ def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
                 problems = []
         leaked, leak_failed, judged = leaks.get(setting, ([], False, False))
         problems += leaked
-        failed = failed or leak_failed
         measured = measured or judged
+        note = "; the memory run for the leak verdicts failed" if leak_failed else ""  # the stream's verdicts stand
         if failed:
             cells[setting] = ("failed", "failed to run")
         elif problems:
-            cells[setting] = ("problem", ", ".join(problems))
+            cells[setting] = ("problem", ", ".join(problems) + note)
         elif measured:
-            cells[setting] = ("ok", "no problem found")
+            cells[setting] = ("ok", "no problem found" + note)
         else:
-            cells[setting] = ("na", "n/a")
+            cells[setting] = ("failed", "failed to run") if leak_failed else ("na", "n/a")
     return cells
 
 

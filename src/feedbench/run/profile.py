@@ -45,6 +45,6 @@ def profile(
     if progress:
         progress(
             f"measuring {len(specs)} settings, each under a limit of "
-            f"{sweep.setting_limit(PROFILE_MEASURES, timeout_s):g} s ..."
+            f"{sweep.setting_limit(PROFILE_MEASURES, timeout_s, epochs=epochs, soak=soak):g} s ..."
         )
     return sweep.sweep(specs, PROFILE_MEASURES, epochs, timeout_s, plugins, report, soak=soak)

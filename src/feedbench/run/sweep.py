@@ -28,15 +28,20 @@ from feedbench.measure.setting import (
     measure_setting,
     median_of,
     runs_per_setting,
+    soak_share,
 )
 
 START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy machine
 
 
-def setting_limit(measures, timeout_s: float, seeds: int = 1) -> float:
-    """The most one setting may take: every run at its own limit, the runs tried again after
-    TensorFlow in forked workers hung (``FORK_RETRY_BUDGET``), plus start-up."""
-    return timeout_s * (runs_per_setting(measures, seeds) + FORK_RETRY_BUDGET) + START_UP_SLACK_S
+def setting_limit(measures, timeout_s: float, seeds: int = 1, epochs: int = 1, soak: int | None = None) -> float:
+    """The most one setting may take: every run at its own limit (a soak's memory run at a longer
+    one, ``soak_share``), the runs tried again after TensorFlow in forked workers hung
+    (``FORK_RETRY_BUDGET``), plus start-up."""
+    runs = runs_per_setting(measures, seeds)
+    if "memory" in measures:
+        runs += soak_share(epochs, soak) - 1.0
+    return timeout_s * (runs + FORK_RETRY_BUDGET) + START_UP_SLACK_S
 
 
 def sweep(
@@ -89,7 +94,7 @@ def sweep(
         )
         return [median_of(found) for found in rounds]
     results: list[SettingResult | None] = [None] * len(specs)
-    limit = setting_limit(measures, timeout_s, seeds)
+    limit = setting_limit(measures, timeout_s, seeds, epochs, soak)
     request = {
         "measures": list(measures),
         "epochs": epochs,
