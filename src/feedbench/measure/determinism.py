@@ -677,7 +677,7 @@ def _coverage(result: DeterminismResult, built: Built, main: Stream) -> None:
     result.duplicated = sum(duplicated)
     steps = built.spec.steps
     whole = _whole_epoch_batches(built)
-    if steps is not None and (whole is None or steps < whole):
+    if steps is not None and steps < whole:
         _coverage_over_the_run(result, built, per_epoch, steps)
         return
     result.missing_per_epoch = [max(0, m - dropped) for m in missing]
@@ -686,9 +686,10 @@ def _coverage(result: DeterminismResult, built: Built, main: Stream) -> None:
     result.never_delivered = never if not dropped else max(0, never - dropped)
 
 
-def _whole_epoch_batches(built: Built) -> int | None:
-    """The batches of an epoch that covers the dataset (None: an endless dataset has no such epoch)."""
-    if built.family == "pydataset":
+def _whole_epoch_batches(built: Built) -> int:
+    """The batches of an epoch that covers the dataset: its own length, or (an endless dataset, a
+    generator) as many as its samples fill."""
+    if built.family == "pydataset" and built.dataset.num_batches is not None:
         return built.dataset.num_batches
     if built.drops_last_partial:
         return built.spec.n_samples // built.spec.batch_size
