@@ -14,9 +14,12 @@ import threading
 import warnings
 import weakref
 
-# Keras versions whose private names below were checked (fit's call order is pinned by
-# tests/test_drive.py and tests/test_backends.py against a real fit on each backend).
-TESTED_KERAS = ("3.15",)
+# The Keras 3 minor releases the driver is checked on, oldest and newest: from the oldest that a
+# current TensorFlow accepts (TensorFlow 2.21 requires keras>=3.12) to the newest released. Their
+# data path (py_dataset_adapter, epoch_iterator) is the same file in every release of the range;
+# fit's call order is pinned against a real fit by tests/test_drive.py and tests/test_fit_stream.py,
+# run on both ends by `bash tests/keras_range.sh` (docs/keras-versions.md).
+KERAS_RANGE = ((3, 12), (3, 15))
 
 # Frames from these files mean a thread is producing batches for the data path: a tf.data
 # py_function thread, or a Keras enqueuer or pool thread.
@@ -37,14 +40,21 @@ def backend() -> str:
     return keras.backend.backend()
 
 
-def check_version() -> str | None:
-    """A one-line warning when the installed Keras is not one feedbench was tested with."""
-    import keras
+def check_version(version: str | None = None) -> str | None:
+    """A one-line warning when the installed Keras (or ``version``) is outside ``KERAS_RANGE``."""
+    if version is None:
+        import keras
 
-    if not keras.__version__.startswith(TESTED_KERAS):
+        version = keras.__version__
+    (low, high) = KERAS_RANGE
+    try:
+        minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        minor = None
+    if minor is None or not low <= minor <= high:
         return (
-            f"Keras {keras.__version__} is installed; feedbench's driver was tested with Keras "
-            f"{', '.join(TESTED_KERAS)}.x: run tests/test_drive.py before trusting its figures"
+            f"Keras {version} is installed; feedbench's driver was checked on Keras {low[0]}.{low[1]} to "
+            f"{high[0]}.{high[1]}: run `bash tests/keras_range.sh` with it before trusting its figures"
         )
     return None
 
