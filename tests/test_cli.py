@@ -158,3 +158,14 @@ def test_fit_builds_its_settings_with_fit_shuffle_and_python_iters(monkeypatch):
     with pytest.raises(Measured):
         main(["fit", "shm", "--fit-shuffle", "on", "--python-iters", "7", "--grid-workers", "2"])
     assert {(s.fit_shuffle, s.python_iters, s.workers) for s in record.specs} == {(True, 7, 2)}
+
+
+@pytest.mark.parametrize(("given", "expected"), [("3", "7 or more"), ("x", "7 or more")])
+def test_a_soak_too_short_to_judge_is_refused_in_one_line(given, expected, capsys):
+    from feedbench.cli import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(["profile", "keyed", "--soak", given])
+    assert ended.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and f"'{given}' given" in said[0] and expected in said[0]

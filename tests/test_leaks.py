@@ -151,3 +151,24 @@ def test_workers_that_each_hold_a_large_buffer_move_no_figure_of_the_main_proces
     assert found.figures().growth_memory_workers_bytes == 0  # each epoch's new workers hold the same
     peaks = [r.workers_memory_bytes for r in found.resources[1:]]
     assert min(peaks) > 0.9 * planted.WORKER_BUFFER_BYTES  # the workers were seen holding it
+
+
+def test_the_profile_says_whether_leaks_were_judged_and_found():
+    from feedbench.measure.memory import MemoryFigures
+    from feedbench.measure.setting import SettingResult
+    from feedbench.report import table
+
+    spec = Spec("keyed")
+    clean = SettingResult(1, False, memory=MemoryFigures(leaks={}))
+    assert "no leak found over the soak in the 1 settings soaked" in table.render(spec, [clean])
+    unjudged = SettingResult(1, False, memory=MemoryFigures())
+    assert "leaks not judged" in table.render(spec, [unjudged]) and "--soak 8" in table.render(spec, [unjudged])
+    leaky = SettingResult(
+        1,
+        False,
+        memory=MemoryFigures(leaks={"files": "the main process: +16 open descriptors per epoch"}),
+        problems=["leaked_files"],
+    )
+    shown = table.render(spec, [leaky])
+    assert "open file descriptors pile up" in shown and "seen at workers=1 mp=off: the main process: +16" in shown
+    assert "no leak found" not in shown

@@ -123,16 +123,23 @@ EXAMPLES = {
 }
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad options end in one line (what was given, what was expected) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from feedbench.core.version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="feedbench",
         description="How well does this data generator feed my model?",
         epilog="example: " + EXAMPLES["profile"] + "  (feedbench COMMAND --help for each command)",
     )
     parser.add_argument("--version", action="version", version=f"feedbench {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return commands.add_parser(
@@ -158,8 +165,9 @@ def _parser() -> argparse.ArgumentParser:
         "--soak",
         type=_count(MIN_SOAK),
         metavar="EPOCHS",
-        help=f"run the memory measure this many epochs (at least {MIN_SOAK}) for leak verdicts on memory, threads, "
-        "open files and processes (default: no leak verdicts, --epochs)",
+        help=f"run the memory measure this many epochs (at least {MIN_SOAK}; 8 is certain to show a leak of one "
+        "thread or descriptor every other epoch) for leak verdicts on memory, threads, open files and processes; "
+        "without it, no leak verdicts",
     )
     prof.add_argument(
         "--own-data",

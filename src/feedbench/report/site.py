@@ -555,7 +555,10 @@ def render(groups: dict[tuple[str, str], list[Run]], asv_site: str | None = None
         "<p>Green: every determinism check passed. Red: the problems found. Grey: the setting does not apply. "
         "Dark red: the setting failed to run. Starvation is 1 - fit samples/s / the same model fed one "
         "prepared batch (0: never waiting for data).</p>"
-        + section("Is my stream right? (verdicts)", lambda runs: _matrix_html(runs[-1]))
+        + section(
+            "Is my stream right, and does it leak? (verdicts: the stream's checks and the soak's leaks)",
+            lambda runs: _matrix_html(runs[-1]),
+        )
         + section("Which setting is fast? (throughput against workers)", plots(_throughput_plots))
         + section("What does it cost? (memory against workers)", plots(_memory_plots))
         + section("Does it starve fit? (starvation)", lambda runs: _starvation_html(runs[-1]))

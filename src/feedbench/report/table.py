@@ -273,6 +273,14 @@ def _verdicts(results: list[SettingResult]) -> list[str]:
             f"  no determinism problem found in the {len(checked)} settings measured: every sample once "
             "per epoch, reproducible, the same under every setting"
         )
+    soaked = [r for r in results if r.ok and r.memory is not None and r.memory.leaks is not None]
+    if soaked and not any(p.startswith("leaked_") for p in found):
+        lines.append(
+            f"  no leak found over the soak in the {len(soaked)} settings soaked: memory, threads, open files and "
+            "live processes flat from epoch to epoch (within noise)"
+        )
+    elif not soaked and any(r.ok and r.memory is not None for r in results):
+        lines.append("  leaks not judged: the memory run was too short (feedbench profile --soak 8)")
     for problem, where in found.items():
         what, why, fix = VERDICTS[problem]
         lines.append(f"  * {what} [{problem}; {', '.join(where)}]")
