@@ -6,11 +6,12 @@ the batch they build the model on) or calls the dataset's hooks differently
 shows here; run the suite with KERAS_BACKEND=jax or torch to compare.
 """
 
-from . import _grid as grid
+from . import _grid
 
 
-class FitStream(grid.Measured):
-    params = [grid.IMPLEMENTATIONS, grid.WORKERS, grid.MULTIPROCESSING]
+class FitStream(_grid.Measured):
+    grid = _grid.GRID
+    params = [_grid.IMPLEMENTATIONS, _grid.WORKERS, _grid.MULTIPROCESSING]
     param_names = ["implementation", "workers", "use_multiprocessing"]
     group = "fit_stream"
     fixed = {"workload": "copy", "size": "small"}
@@ -19,7 +20,7 @@ class FitStream(grid.Measured):
     def setup_cache(self):
         return self.measure()
 
-    setup_cache.timeout = grid.SWEEP_TIMEOUT_S
+    setup_cache.timeout = _grid.SWEEP_TIMEOUT_S
 
     def track_missing(self, cache, *params):
         """Samples a real fit never delivered in its worst epoch (0 is right)."""

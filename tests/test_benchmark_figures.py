@@ -16,6 +16,8 @@ from benchmarks import _grid as grid  # noqa: E402
 from benchmarks.throughput import Throughput  # noqa: E402
 from benchmarks.training import Training  # noqa: E402
 
+from feedbench.suite import grid as suite_grid  # noqa: E402
+
 
 def _speed(samples_per_s, workers=1, error=None):
     figures = None if error else ThroughputFigures(epoch_samples_per_s=samples_per_s)
@@ -26,7 +28,7 @@ def test_throughput_is_also_tracked_against_the_reference_of_its_workload_and_so
     bench = Throughput()
     setting = ("shm", "python", 2, True, "small")
     reference = (grid.REFERENCE, "python", 1, False, "small")
-    assert grid.reference_params(setting) == reference
+    assert grid.GRID.reference_params(setting) == reference
     cache = {setting: _speed(300.0, 2), reference: _speed(120.0), ("shm", "copy", 2, True, "small"): _speed(9.0, 2)}
     assert bench.track_epoch_samples_per_s_vs_reference(cache, *setting) == pytest.approx(2.5)
     assert bench.track_epoch_samples_per_s_vs_reference(cache, *reference) == 1.0
@@ -68,7 +70,7 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
 
     reference = (grid.REFERENCE, "copy", 1, False, "small")
     grid_axes = [["shm"], ["copy"], [1, 2], [False], ["small"]]
-    settings = grid.applicable(grid_axes)
+    settings = grid.GRID.applicable(grid_axes)
     measured_order = []
     reference_speeds = iter([100.0, 400.0, 130.0])  # a slow spell at the first: the median ignores it
 
@@ -82,7 +84,7 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
         return results
 
     monkeypatch.setattr(feedbench.run.sweep, "sweep", fake_sweep)
-    cache = grid.measured(grid_axes, ("throughput",), extra=[reference], extra_rounds=3)
+    cache = grid.GRID.measured(grid_axes, ("throughput",), extra=[reference], extra_rounds=3)
     assert measured_order[0] == measured_order[-1] == reference and measured_order.count(reference) == 3
     assert measured_order.index(reference, 1) not in (1, len(measured_order) - 2)  # one between the settings
     assert cache[reference].throughput.epoch_samples_per_s == 130.0
@@ -92,7 +94,7 @@ def test_a_reference_measured_in_rounds_is_spread_over_the_run_and_its_median_is
     }
     measured_order.clear()
     reference_speeds = iter([100.0])
-    once = grid.measured(grid_axes, ("throughput",), extra=[reference])
+    once = grid.GRID.measured(grid_axes, ("throughput",), extra=[reference])
     assert measured_order.count(reference) == 1 and once[reference].throughput.epoch_samples_per_s == 100.0
 
 
@@ -104,10 +106,12 @@ def test_epoch_time_leaves_the_flaw_demos_to_throughput_and_times_the_rest():
     for impl in grid.FLAW_DEMOS:
         with pytest.raises(NotImplementedError, match="Throughput tracks"):
             EpochTime().setup(impl, 1, False)
-        assert grid.skip_reason(impl, "copy", 1, False, "small") is None  # still in Throughput's grid
-    assert grid.epoch_time_skip_reason("keyed", 2, True) is None
-    too_many = 4 * grid.CORES
-    assert grid.epoch_time_skip_reason("keyed", too_many, False) == grid.skip_reason("keyed", "copy", too_many)
+        assert grid.GRID.skip_reason(impl, "copy", 1, False, "small") is None  # still in Throughput's grid
+    assert grid.GRID.epoch_time_skip_reason("keyed", 2, True) is None
+    too_many = 4 * suite_grid.CORES
+    assert grid.GRID.epoch_time_skip_reason("keyed", too_many, False) == grid.GRID.skip_reason(
+        "keyed", "copy", too_many
+    )
 
 
 def test_throughput_hands_asv_its_measured_epochs_as_samples():
