@@ -28,8 +28,9 @@ MP = [False, True]
 RED = np.array([0xD9, 0x30, 0x25]) / 255  # td.problem's background
 
 
-def _result_file(folder, machine, cores, backend, commit, date, figures):
-    """One asv results file (format version 2) and the machine.json beside it."""
+def _result_file(folder, machine, cores, backend, commit, date, figures, keras=None):
+    """One asv results file (format version 2) and the machine.json beside it; ``keras``: the release
+    of a matrix over Keras (asv.keras.conf.json), in its parameters and its environment's name."""
     folder = folder / machine
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "machine.json").write_text(
@@ -45,12 +46,13 @@ def _result_file(folder, machine, cores, backend, commit, date, figures):
             }
         )
     )
+    env_name = f"virtualenv-py3.11-{backend}" + (f"-keras{keras}" if keras else "")
     results = {}
     for key, (axes, values, *stats) in figures.items():
         results[key] = [values, [[repr(v) for v in axis] for axis in axes], None, date, 1.0, *stats]
     data = {
         "commit_hash": commit,
-        "env_name": f"virtualenv-py3.11-{backend}",
+        "env_name": env_name,
         "date": date,
         "params": {
             "arch": "x86_64",
@@ -60,6 +62,7 @@ def _result_file(folder, machine, cores, backend, commit, date, figures):
             "os": "Linux",
             "ram": "1",
             "python": "3.11",
+            **({"keras": keras} if keras else {}),
         },
         "python": "3.11",
         "requirements": {},
@@ -70,7 +73,7 @@ def _result_file(folder, machine, cores, backend, commit, date, figures):
         "durations": {},
         "version": 2,
     }
-    (folder / f"{commit[:8]}-virtualenv-py3.11-{backend}.json").write_text(json.dumps(data))
+    (folder / f"{commit[:8]}-{env_name}.json").write_text(json.dumps(data))
 
 
 def _figures(planted_problem: bool, speed: float, counts: bool = False):
@@ -335,3 +338,46 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(results):
         os.close(write_end)
     assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr[-2000:]
     assert proc.stderr == ""
+
+
+def test_a_matrix_over_keras_releases_gets_a_column_each_and_a_record_of_what_changed(tmp_path):
+    folder = tmp_path / "results"
+    for date, (release, problem, speed) in enumerate(
+        [("3.15.1", True, 700.0), ("3.9.2", False, 1000.0), ("3.12.4", False, 1000.0)]
+    ):
+        _result_file(folder, "cpu-box", 2, "tensorflow", "d" * 40, 1000 + date, _figures(problem, speed), release)
+    groups = site.load(str(folder))
+    order = [key[1] for key in sorted(groups, key=site.column_order)]
+    assert order == ["tensorflow, Keras 3.9.2", "tensorflow, Keras 3.12.4", "tensorflow, Keras 3.15.1"]
+    out = tmp_path / "releases.md"
+    status = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "report", str(folder), "--out", str(tmp_path / "page")]
+        + ["--releases", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0, status.stderr
+    text = out.read_text()
+    assert text.index("| setting | Keras 3.9.2 | Keras 3.12.4 | Keras 3.15.1 |") > 0
+    assert "**Keras 3.9.2 to 3.12.4**: nothing moved" in text
+    moved = text.split("**Keras 3.12.4 to 3.15.1**")[1]
+    # the planted flaw and the 30 % slower throughput, named as worse; nothing else of that figure
+    assert "determinism.Stream.track_problem_missing('numpy_global', 2, True): 0 to 1 (worse)" in moved
+    assert (
+        "throughput.Throughput.track_epoch_samples_per_s('keyed', 'copy', 1, False, 'small'): 1000 to 700 (worse)"
+        in moved
+    )
+    assert "numpy_global, 2 processes | no problem found | no problem found | missing samples |" in text
+
+
+def test_releases_without_a_keras_matrix_is_one_line(results, tmp_path):
+    status = subprocess.run(
+        [sys.executable, "-m", "feedbench.cli", "report", str(results), "--out", str(tmp_path / "page")]
+        + ["--releases", str(tmp_path / "releases.md")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 2 and "no results of a matrix over Keras releases" in status.stderr
+    assert len(status.stderr.strip().splitlines()) == 1, status.stderr

@@ -8,6 +8,7 @@
     feedbench fit IMPL [--model M:C]    train a model on IMPL: fit samples/s, starvation, accuracy
     feedbench shm-targets               shm against keyed, Keras's own pools and the peers, as ratios
     feedbench report [RESULTS_DIR]      one page from asv's results: verdicts, plots, changes
+    feedbench init [GENERATOR ...]      an asv suite of your own pipeline, in your repository
 
 Bad input (options, a factory that raises, a dataset Keras's fit would refuse: a bad length,
 batches that change shape, parts of different lengths, empty batches) ends with one line on
@@ -120,6 +121,7 @@ EXAMPLES = {
     "fit": "feedbench fit mypkg.feeds:my_dataset --model mypkg.models:build --grid-workers 1 4 --device gpu",
     "offline-html": "feedbench offline-html .asv/html",
     "report": "feedbench report .asv/results --out .asv/html/report --link-from .asv/html",
+    "init": "feedbench init mine=mypkg.feeds:my_dataset --grid-workers 1 2 --grid-multiprocessing both",
 }
 
 
@@ -232,6 +234,33 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--factor", type=float, default=1.1, help="with --agreement: a figure moved past this ratio (default: 1.1)"
     )
+    report.add_argument(
+        "--releases",
+        metavar="FILE.md",
+        help="also write FILE.md: the Keras releases of a matrix over keras (asv.keras.conf.json) side by side",
+    )
+    setup = command("init", "write an asv suite of your own generators into your git repository")
+    setup.add_argument(
+        "generators",
+        nargs="*",
+        metavar="[NAME=]MODULE:CALLABLE",
+        help="your generator factories(spec, source) (default: the entry points of the group feedbench.generators)",
+    )
+    setup.add_argument("--dir", default=".", help="the top of your git repository")
+    setup.add_argument(
+        "--grid-workers", type=_count(1), nargs="+", default=[1, 2], metavar="N", help="workers to measure"
+    )
+    setup.add_argument(
+        "--grid-multiprocessing", choices=["off", "on", "both"], default="both", help="use_multiprocessing to measure"
+    )
+    setup.add_argument("--samples", type=_count(1), default=1024, help="source size (samples) each factory is given")
+    setup.add_argument("--batch-size", type=_count(1), default=64, help="samples per batch")
+    setup.add_argument(
+        "--own-data",
+        action="store_true",
+        help="the factories' targets carry no sample ids (their own data): checks that need ids are n/a",
+    )
+    setup.add_argument("--force", action="store_true", help="replace an asv.conf.json and suite files already there")
     offline = command("offline-html", "make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
     for command in commands.choices.values():
@@ -519,6 +548,18 @@ def cmd_report(args) -> int:
         if not site.link_from_asv_site(args.link_from, href):
             print(f"feedbench: no asv site in {args.link_from!r} to link from (run asv publish first)", file=sys.stderr)
     print(f"feedbench: report written to {path}")
+    if args.releases:
+        from feedbench.report import releases
+
+        command = f"feedbench report {args.results_dir} --releases {args.releases}"
+        try:
+            text = releases.render(site.load(args.results_dir), command)
+        except FileNotFoundError as exc:
+            print(f"feedbench: {exc}", file=sys.stderr)
+            return 2
+        with open(args.releases, "w") as handle:
+            handle.write(text)
+        print(f"feedbench: Keras releases side by side in {args.releases}")
     return 0
 
 
@@ -534,6 +575,28 @@ def _report_agreement(site, args) -> int:
         return 2
     for one in found:
         print("\n".join(site.agreement_lines(one)))
+    return 0
+
+
+def cmd_init(args) -> int:
+    from feedbench.suite import init
+
+    if args.batch_size > args.samples:
+        raise ValueError(f"--batch-size {args.batch_size} given; expected at most --samples ({args.samples})")
+    choices = init.Choices(
+        generators=tuple(args.generators),
+        workers=tuple(args.grid_workers),
+        multiprocessing={"off": (False,), "on": (True,), "both": (False, True)}[args.grid_multiprocessing],
+        samples=args.samples,
+        batch_size=args.batch_size,
+        traced=not args.own_data,
+    )
+    written = init.init(args.dir, choices, force=args.force)
+    root = written[0].parent
+    print(f"feedbench: wrote {', '.join(str(path.relative_to(root)) for path in written)} in {root}")
+    print("next, in that folder:")
+    for step in init.next_steps():
+        print(f"  {step}")
     return 0
 
 
@@ -674,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "findings": cmd_findings,
         "shm-targets": cmd_shm_targets,
+        "init": cmd_init,
     }
     try:
         return handlers[args.command](args)

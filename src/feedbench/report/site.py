@@ -114,6 +114,8 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
     for result in iter_results(results_dir):
         params = result.params
         backend = (result.env_vars or {}).get("KERAS_BACKEND", "tensorflow")
+        if params.get("keras"):  # an asv matrix over Keras releases (asv.keras.conf.json): a column each
+            backend = f"{backend}, Keras {params['keras']}"
         run = Run(
             params.get("machine", "?"),
             backend,
@@ -526,8 +528,15 @@ h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 """
 
 
+def column_order(key: tuple[str, str]) -> tuple:
+    """Machines, then backends, then Keras releases by their version (3.9 before 3.12)."""
+    machine, backend = key
+    name, _, keras = backend.partition(", Keras ")
+    return (machine, name, tuple(int(part) if part.isdigit() else 0 for part in keras.split(".")) if keras else ())
+
+
 def render(groups: dict[tuple[str, str], list[Run]], asv_site: str | None = None) -> str:
-    columns = sorted(groups.items(), key=lambda kv: kv[0])
+    columns = sorted(groups.items(), key=lambda kv: column_order(kv[0]))
 
     def section(title: str, body) -> str:
         cells = "".join(

@@ -43,7 +43,7 @@ def throughput(chosen: Grid) -> tuple[type, type]:
             start_tensorflow_quietly()
             from feedbench.generators import build
 
-            self.built = build(chosen.spec(impl, "copy", workers, multiprocessing))
+            self.built = build(chosen.spec(impl, "copy", workers, multiprocessing), chosen.plugins)
 
         def time_epoch(self, impl, workers, multiprocessing):
             from feedbench.fit import driver

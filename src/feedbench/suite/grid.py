@@ -67,6 +67,7 @@ class Grid:
             ``reference_rounds`` times spread over the run (the median).
         run_timeout_s: one run's limit; a run that deadlocks fails here.
         python_iters, io_latency_s: the python and io workloads' per-sample cost.
+        traced: False for factories that feed their own data: the checks that need sample ids are n/a.
     """
 
     implementations: tuple[str, ...]
@@ -84,6 +85,7 @@ class Grid:
     run_timeout_s: float = 60.0
     python_iters: int = 2000
     io_latency_s: float = 0.002
+    traced: bool = True
 
     # ------------------------------------------------------------------ which settings run
 
@@ -140,6 +142,7 @@ class Grid:
             shuffle=shuffle,
             python_iters=self.python_iters,
             io_latency_s=self.io_latency_s,
+            traced=self.traced,
         )
 
     def reference_params(self, params):
