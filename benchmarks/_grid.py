@@ -115,5 +115,3 @@ def measured_training(params):
         )
         cache.update(zip(chosen, records))
     return cache
-
-
