@@ -206,6 +206,7 @@ FLAGS = {
     "track_problem_missing": ("missing", "missing"),
     "track_problem_duplicated": ("duplicated", "duplicated"),
     "track_problem_never_delivered": ("never_delivered", "never_delivered"),
+    "track_problem_in_order": ("in_order", "in_order"),
     "track_problem_reproducible": ("reproducible", "reproducible"),
     "track_problem_matches_serial": ("matches_serial", "matches_serial"),
     "track_problem_repeated_draws": ("repeated_draws", "repeated_draws"),
@@ -272,3 +273,13 @@ def test_each_check_of_the_stream_is_tracked_as_the_flag_profile_sets():
     racy_result = SettingResult(2, True, determinism=racy, problems=["reproducible"])
     assert math.isnan(bench.track_problem_matches_serial({params: racy_result}, "tfdata_service", 2, True))
     assert bench.track_problem_reproducible({params: racy_result}, "tfdata_service", 2, True) == 1.0
+
+
+def test_the_report_page_names_every_flag_of_the_stream():
+    """A flag the report page does not know would be tracked by asv and left out of its matrix."""
+    from benchmarks.determinism import Stream
+
+    from feedbench.report import site
+
+    flags = [m.removeprefix("track_") for m in dir(Stream) if m.startswith("track_problem_")]
+    assert len(flags) >= 12 and [flag for flag in flags if flag not in site.CHECKS] == []

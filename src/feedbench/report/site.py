@@ -40,6 +40,7 @@ CHECKS = {
     "problem_missing": ("missing samples", lambda v: v > 0),
     "problem_duplicated": ("duplicated samples", lambda v: v > 0),
     "problem_never_delivered": ("never delivered", lambda v: v > 0),
+    "problem_in_order": ("out of index order", lambda v: v > 0),
     "problem_reproducible": ("not reproducible", lambda v: v > 0),
     "problem_matches_serial": ("differs from serial", lambda v: v > 0),
     "problem_repeated_draws": ("repeated draws", lambda v: v > 0),

@@ -222,6 +222,13 @@ def determinism(chosen: Grid) -> type:
 
         track_problem_never_delivered.unit = "flag"
 
+        def track_problem_in_order(self, cache, *params):
+            """An unshuffled run that did not deliver samples in index order (n/a where the run is
+            shuffled; informational where the dataset shuffles itself)."""
+            return self._problem(cache, params, "in_order")
+
+        track_problem_in_order.unit = "flag"
+
         def track_problem_reproducible(self, cache, *params):
             """A second run with the same seed delivered other batches."""
             return self._problem(cache, params, "reproducible")
