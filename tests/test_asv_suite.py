@@ -171,6 +171,7 @@ def test_published_html_shows_our_benchmarks_in_a_browser(asv_repo, tmp_path, ch
         shutil.copy2(shot, Path(keep) / shot.name)
 
 
+@pytest.mark.long  # the long tier: every benchmark class in a real asv run
 def test_the_smoke_subset_of_the_suite_runs_without_a_failure(asv_repo):
     """The throughput, stream determinism and tree memory benchmarks over the quick grid, keyed's
     settings, in the environment asv built above (tfdata's path through asv is timed in it already,

@@ -103,6 +103,7 @@ TRAINING_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+@pytest.mark.long  # the long tier: a training run and a profile per backend
 def test_training_and_profile_run_on_each_backend(backend, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")

@@ -19,7 +19,7 @@ def judge(name, setting, epochs=3, **spec):
     return measure_determinism(found, epochs=epochs, timeout_s=120)
 
 
-@pytest.mark.parametrize("setting", [SERIAL, THREADS], ids=["serial", "threads"])
+@pytest.mark.parametrize("setting", [SERIAL, pytest.param(THREADS, marks=pytest.mark.long)], ids=["serial", "threads"])
 def test_one_buffer_returned_for_every_batch_is_flagged_and_a_new_array_per_batch_is_not(setting):
     flawed = judge("planted:fills_one_buffer", setting)
     # the buffer returned twice is seen where Keras takes it, whether or not the conversion copied it;
@@ -32,7 +32,7 @@ def test_one_buffer_returned_for_every_batch_is_flagged_and_a_new_array_per_batc
     assert clean.inputs_checked == 3 * N  # every row was placed by its bytes, and was its id's
 
 
-@pytest.mark.parametrize("setting", [SERIAL, THREADS], ids=["serial", "threads"])
+@pytest.mark.parametrize("setting", [SERIAL, pytest.param(THREADS, marks=pytest.mark.long)], ids=["serial", "threads"])
 def test_views_of_data_nobody_writes_are_no_alias(setting):
     views = judge("planted:returns_views", setting)
     assert views.problems() == [] and views.aliased_batches == 0
@@ -74,7 +74,9 @@ def test_steps_of_a_whole_epoch_are_judged_per_epoch():
     assert whole.problems() == [] and whole.missing == 0 and whole.coverage_spread is None
 
 
-@pytest.mark.parametrize("setting", [THREADS, PROCESSES], ids=["threads", "processes"])
+@pytest.mark.parametrize(
+    "setting", [THREADS, pytest.param(PROCESSES, marks=pytest.mark.long)], ids=["threads", "processes"]
+)
 def test_worker_pools_that_start_each_epoch_over_leave_coverage_uneven(setting):
     uneven = judge("planted:plain", setting, epochs=SOAK, n_samples=BIG_N, batch_size=BIG_BS, steps=STEPS)
     assert "uneven_coverage" in uneven.problems() and uneven.coverage_spread > 1

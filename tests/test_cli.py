@@ -94,6 +94,7 @@ def test_zero_workers_with_processes_is_refused_before_measuring(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # the long tier: CI covers own data in tests/test_api.py
 def test_profile_states_its_mode_and_own_data_leaves_the_id_checks_na(capsys):
     args = ["profile", "keyed", "--samples", "96", "--batch-size", "16", "--epochs", "2", "--grid-workers", "1"]
     assert main([*args, "--grid-multiprocessing", "off", "--own-data"]) == 0

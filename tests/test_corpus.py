@@ -59,12 +59,27 @@ CASES = [
 ]
 
 
+# What CI runs: each kind of flaw once, beside a clean twin of its style. The other cases and
+# settings are the long tier (`pytest -m long`).
+IN_CI = {
+    "classic-corpus-w2p-s1",
+    "classic_fixed-corpus-w2p-s1",
+    "global_rng_augment-corpus-w2p-s0",
+    "keyed_augment-corpus-w2p-s0",
+    "forgot_super_kwargs-corpus-w2p-s0",
+    "passes_super_kwargs-corpus-w2p-s0",
+    "tfdata_unseeded-corpus-w1t-s0",
+    "tfdata_seeded-corpus-w1t-s0",
+}
+
+
 def _expand():
     for factory, settings, shuffles, required, allowed, extra in CASES:
         for workers, mp in settings:
             for shuffle in shuffles:
                 name = f"{factory.split(':')[1]}-{factory.split(':')[0]}-w{workers}{'p' if mp else 't'}-s{int(shuffle)}"
-                yield pytest.param(factory, workers, mp, shuffle, required, allowed, extra, id=name)
+                marks = () if name in IN_CI else pytest.mark.long
+                yield pytest.param(factory, workers, mp, shuffle, required, allowed, extra, id=name, marks=marks)
 
 
 @pytest.mark.parametrize("factory,workers,mp,shuffle,required,allowed,extra", list(_expand()))

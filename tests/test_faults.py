@@ -122,8 +122,8 @@ def _assert_gone(processes, timeout_s: float = 10):
     [
         ("keyed", signal.SIGINT, 130, "feedbench: interrupted"),
         ("shm", signal.SIGINT, 130, "feedbench: interrupted"),
-        ("shm", signal.SIGTERM, 143, "feedbench: stopped by SIGTERM"),
-        ("keyed", signal.SIGHUP, 129, "feedbench: stopped by SIGHUP"),
+        pytest.param("shm", signal.SIGTERM, 143, "feedbench: stopped by SIGTERM", marks=pytest.mark.long),
+        pytest.param("keyed", signal.SIGHUP, 129, "feedbench: stopped by SIGHUP", marks=pytest.mark.long),
     ],
 )
 @pytest.mark.alone  # compares /dev/shm
@@ -217,7 +217,7 @@ def test_what_the_code_under_test_writes_to_the_temporary_folder_goes_with_the_c
     "signum,status,said,workers",
     [
         (signal.SIGTERM, 143, "stopped by SIGTERM", []),
-        (signal.SIGINT, 130, "interrupted", []),
+        pytest.param(signal.SIGINT, 130, "interrupted", [], marks=pytest.mark.long),
         (signal.SIGTERM, 143, "stopped by SIGTERM", ["--workers", "2", "--multiprocessing"]),
     ],
 )
@@ -278,7 +278,7 @@ def test_a_keras_worker_that_dies_or_stalls_is_named_at_once(factory, processes,
         faulty.RELEASE_STALLED_THREADS.set()  # worker threads cannot be killed: let them return
 
 
-@pytest.mark.parametrize("processes", [True, False])
+@pytest.mark.parametrize("processes", [True, pytest.param(False, marks=pytest.mark.long)])
 def test_keras_workers_that_compute_longer_than_the_stall_window_are_not_a_stall(
     processes, monkeypatch, no_stray_workers
 ):
@@ -294,7 +294,10 @@ def test_keras_workers_that_compute_longer_than_the_stall_window_are_not_a_stall
 # --------------------------------------------------------------------------- shm under every start method
 
 
-@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+@pytest.mark.parametrize(
+    "method",
+    ["fork", pytest.param("forkserver", marks=pytest.mark.long), pytest.param("spawn", marks=pytest.mark.long)],
+)
 def test_shm_serves_an_idle_consumer_and_its_workers_are_counted(method, monkeypatch, no_stray_workers):
     from feedbench.measure.memory import measure_memory
 
@@ -333,7 +336,7 @@ def _start_shm_owner(method: str) -> subprocess.Popen:
 
 
 @pytest.mark.alone  # compares /dev/shm
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", pytest.param("spawn", marks=pytest.mark.long)])
 def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(method, cpu_load):
     """SIGKILL at points spread over shm's start-up: what the dead owner had in /dev/shm (its
     segments; under spawn, multiprocessing's named semaphores) is gone once the next pool has
@@ -526,6 +529,7 @@ def test_a_process_a_worker_leaves_running_is_stopped_and_reported(factory, leav
     assert _marked_left(mark) == []
 
 
+@pytest.mark.long  # the long tier: a whole profile
 def test_profile_passes_on_what_its_measuring_child_warned():
     proc, mark = _cli_with_helper_mark(
         "profile",
@@ -554,7 +558,7 @@ with supervise.supervised("closing-hangs", timeout_s=1, closers=[lambda: time.sl
 """
 
 
-@pytest.mark.parametrize("when", ["after-the-end", "at-the-limit"])
+@pytest.mark.parametrize("when", ["after-the-end", pytest.param("at-the-limit", marks=pytest.mark.long)])
 def test_a_clean_up_that_hangs_still_ends_at_the_limit_plus_the_grace(when, cpu_load):
     """Stopping a loader can hang too (a backend's iterator, a worker join): the limit holds there."""
     env = dict(os.environ, FEEDBENCH_STUCK_GRACE_S="2")

@@ -121,7 +121,10 @@ needs_tf_keras = pytest.mark.skipif(
 
 
 @needs_tf_keras
-@pytest.mark.parametrize("workers,multiprocessing", [(1, False), (2, False), (2, True)])
+@pytest.mark.parametrize(
+    "workers,multiprocessing",
+    [pytest.param(1, False, marks=pytest.mark.long), pytest.param(2, False, marks=pytest.mark.long), (2, True)],
+)
 def test_legacy_keras_feeds_a_sequence_whole_under_every_setting(workers, multiprocessing, no_stray_workers):
     run = legacy.legacy_stream("sequence", workers, multiprocessing, epochs=EPOCHS)
     assert run["backend"].startswith("tf_keras 2.")

@@ -33,6 +33,7 @@ def test_tensorflow_in_forked_workers_is_flagged_and_nothing_else(monkeypatch, n
         assert "no progress" in result.error and "not fork-safe" in result.error, result.error
 
 
+@pytest.mark.long  # the long tier: CI covers forked workers
 def test_runs_in_fresh_processes_count_too(monkeypatch, no_stray_workers):
     # On its own data every determinism run is in a fresh process (no probe runs here): their
     # workers report to that process, which hands the reports back with its stream.
@@ -46,8 +47,8 @@ def test_runs_in_fresh_processes_count_too(monkeypatch, no_stray_workers):
     "name,multiprocessing",
     [
         ("planted:tensorflow_in_worker", False),
-        ("planted:plain", True),
-        ("planted:frees_tensorflow_objects_in_workers", True),
+        pytest.param("planted:plain", True, marks=pytest.mark.long),
+        pytest.param("planted:frees_tensorflow_objects_in_workers", True, marks=pytest.mark.long),
     ],
     ids=["tensorflow-in-threads", "numpy-in-forked-workers", "tensorflow-finalizers-in-forked-workers"],
 )
@@ -75,6 +76,7 @@ def test_a_run_that_hung_after_tensorflow_ran_in_a_fork_is_tried_again_and_says_
     assert said.count("TensorFlow ran in") == 1  # the cause is said once
 
 
+@pytest.mark.long  # the long tier: CI covers the retry in place
 def test_a_run_that_hung_in_a_fresh_process_after_tensorflow_ran_in_a_fork_is_tried_again(
     tmp_path, monkeypatch, no_stray_workers
 ):

@@ -107,8 +107,15 @@ def soak(name, workers, multiprocessing):
     return measure_memory(spec, epochs=SOAK)
 
 
+# CI soaks one resource in the main process and one in the workers; the others are the long tier.
+IN_CI = {"opens_a_file_each_batch", "feeds_a_growing_helper"}
+
+
+@pytest.mark.parametrize(
+    ("leaky", "clean", "resource", "place", "settings"),
+    [pytest.param(*c, id=c[0], marks=() if c[0] in IN_CI else pytest.mark.long) for c in CASES],
+)
 @pytest.mark.slow
-@pytest.mark.parametrize(("leaky", "clean", "resource", "place", "settings"), CASES, ids=[c[0] for c in CASES])
 def test_each_leak_is_flagged_for_its_resource_and_place_and_its_twin_for_nothing(
     leaky, clean, resource, place, settings, no_stray_workers
 ):

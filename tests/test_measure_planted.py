@@ -39,6 +39,7 @@ def test_the_unflawed_plain_generator_passes_everything():
     assert result.matches_serial is None and "serial reference" in result.reasons["matches_serial"]
 
 
+@pytest.mark.long  # the long tier: a whole grid
 def test_the_serial_reference_runs_once_per_process_and_still_shows_a_differing_setting(monkeypatch):
     from feedbench.measure import determinism as module
 
@@ -86,6 +87,7 @@ def test_a_constant_reseeded_before_every_batch():
     assert set(result.problems()) == {"repeated_draws", "epoch_diversity"}
 
 
+@pytest.mark.long  # the long tier: CI sees the flaw in tests/test_corpus.py
 def test_global_numpy_rng_in_forked_workers_repeats_draws():
     forked = determinism("global_numpy_rng", workers=2, multiprocessing=True)
     assert forked.repeated_draws > 0
@@ -102,7 +104,10 @@ def test_global_numpy_rng_in_forked_workers_repeats_draws():
     assert set(serial.problems()) == {"reproducible"}
 
 
-@pytest.mark.parametrize("workers,multiprocessing,changed", [(1, False, N), (2, False, N), (2, True, 2 * BS)])
+@pytest.mark.parametrize(
+    "workers,multiprocessing,changed",
+    [pytest.param(1, False, N, marks=pytest.mark.long), (2, False, N), (2, True, 2 * BS)],
+)
 def test_writes_into_a_view_reach_the_source_with_threads_not_with_processes(workers, multiprocessing, changed):
     result = determinism("writes_into_view", workers, multiprocessing)
     # With forked workers only the main process's own reads write the source:
@@ -115,7 +120,13 @@ SETTINGS = [(1, False), (2, False), (2, True), (4, True)]
 
 
 @pytest.mark.parametrize(
-    "workers,multiprocessing,shuffle", [(1, False, False), (2, False, True), (2, True, False), (4, True, True)]
+    "workers,multiprocessing,shuffle",
+    [
+        pytest.param(1, False, False, marks=pytest.mark.long),
+        (2, False, True),
+        pytest.param(2, True, False, marks=pytest.mark.long),
+        (4, True, True),
+    ],
 )
 def test_keyed_passes_everything_under_every_setting(workers, multiprocessing, shuffle):
     spec = Spec(

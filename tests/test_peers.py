@@ -72,6 +72,7 @@ def _stream(spec):
         built.close()
 
 
+@pytest.mark.long  # the long tier: a dispatcher and two servers start
 def test_tfdata_service_runs_a_dispatcher_and_two_worker_servers_and_leaves_none():
     spec = Spec("tfdata_service", n_samples=128, batch_size=16, shuffle=True, workers=2, use_multiprocessing=True)
     before = {p.pid for p in _server_processes()}
@@ -99,6 +100,7 @@ def test_tfdata_service_runs_a_dispatcher_and_two_worker_servers_and_leaves_none
     assert compared >= len(batches) // 2
 
 
+@pytest.mark.long  # the long tier: every check on a dispatcher and two servers
 def test_tfdata_service_determinism_verdicts_are_true():
     one = measure_determinism(
         Spec("tfdata_service", n_samples=128, batch_size=16, shuffle=True), epochs=2, timeout_s=180

@@ -163,8 +163,12 @@ PARENT = textwrap.dedent(
 
 
 @pytest.mark.alone  # compares /dev/shm before and after (the clean fixture)
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize(
+    "how",
+    [signal.SIGKILL, signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.long)],
+    ids=["SIGKILL", "SIGINT", "SIGTERM"],
+)
+@pytest.mark.parametrize("method", ["fork", pytest.param("spawn", marks=pytest.mark.long)])
 def test_a_parent_that_is_interrupted_or_killed_takes_its_workers_along(how, method, tmp_path, clean):
     before = segments()
     script = tmp_path / "parent.py"

@@ -41,6 +41,7 @@ def test_a_setting_stuck_in_native_code_is_failed_and_the_next_starts_in_a_fresh
     procs.assert_no_new_workers(before)
 
 
+@pytest.mark.long  # the long tier: two whole memory sweeps
 def test_memory_does_not_depend_on_the_order_of_settings():
     specs = [
         Spec("keyed", n_samples=128, batch_size=16, workers=w, use_multiprocessing=mp)
