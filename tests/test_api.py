@@ -38,6 +38,7 @@ def test_a_factory_on_its_own_data_gets_the_checks_that_need_no_ids():
     assert only.determinism.reproducible is True
 
 
+@pytest.mark.long  # the long tier: CI profiles a path from the command line
 def test_a_path_is_profiled_like_the_command_line():
     result = feedbench.profile(
         "corpus:classic", workers=(1,), use_multiprocessing=(False,), **{**SMALL, "samples": 100}

@@ -56,6 +56,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+@pytest.mark.long  # the long tier: CI pins the driver to fit in tests/test_fit_stream.py
 def test_driver_matches_fit_and_feeds_every_implementation(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")

@@ -32,12 +32,14 @@ def test_one_buffer_returned_for_every_batch_is_flagged_and_a_new_array_per_batc
     assert clean.inputs_checked == 3 * N  # every row was placed by its bytes, and was its id's
 
 
-@pytest.mark.parametrize("setting", [SERIAL, pytest.param(THREADS, marks=pytest.mark.long)], ids=["serial", "threads"])
+@pytest.mark.long  # the long tier: in CI the one-buffer check's twin is a new array per batch
+@pytest.mark.parametrize("setting", [SERIAL, THREADS], ids=["serial", "threads"])
 def test_views_of_data_nobody_writes_are_no_alias(setting):
     views = judge("planted:returns_views", setting)
     assert views.problems() == [] and views.aliased_batches == 0
 
 
+@pytest.mark.long  # the long tier: the one-buffer check's other setting
 def test_worker_processes_pickle_each_batch_so_one_buffer_is_safe_there():
     # the serial reference itself may be the corrupted stream: differing from it is allowed
     assert set(judge("planted:fills_one_buffer", PROCESSES).problems()) <= {"matches_serial"}

@@ -1,8 +1,9 @@
 """Verdicts on real-style generators (tests/corpus.py): each flaw is flagged, and nothing else.
 
-Every case names the problems that must be found (``required``) and the only others that may be
-(``allowed``: a flaw whose symptom depends on thread scheduling, say); anything else is a false
-alarm and fails the test. Clean counterparts of the same style require and allow nothing.
+Every case names the problems that must be found (``required``; a frozenset there: at least one of
+them) and the only others that may be (``allowed``: a flaw whose symptom depends on thread
+scheduling, say); anything else is a false alarm and fails the test. Clean counterparts of the
+same style require and allow nothing.
 """
 
 import pytest
@@ -22,12 +23,14 @@ RACES = {"reproducible", "matches_serial"}  # threads racing on one RNG: may or 
 CASES = [
     # The classic Sequence: floor(n / bs) batches, np.random.shuffle in on_epoch_end, one-hot labels.
     ("corpus:classic", [SERIAL, PROCESSES], [False], {"never_delivered"}, set(), {"n_samples": 100}),
+    # Shuffled, each epoch drops 4 other samples (missing); by chance (p ~ 0.6 % over 3 epochs) one is
+    # dropped in every epoch, and never_delivered, which outranks missing, names the flaw instead.
     (
         "corpus:classic",
         [SERIAL, PROCESSES],
         [True],
-        {"missing", "reproducible"},
-        {"never_delivered"},
+        {"reproducible", frozenset({"missing", "never_delivered"})},
+        set(),
         {"n_samples": 100},
     ),
     ("corpus:classic_fixed", [SERIAL, PROCESSES], [False], set(), set(), {"n_samples": 100}),
@@ -62,7 +65,7 @@ CASES = [
 # What CI runs: each kind of flaw once, beside a clean twin of its style. The other cases and
 # settings are the long tier (`pytest -m long`).
 IN_CI = {
-    "classic-corpus-w2p-s1",
+    "classic-corpus-w1t-s1",
     "classic_fixed-corpus-w2p-s1",
     "global_rng_augment-corpus-w2p-s0",
     "keyed_augment-corpus-w2p-s0",
@@ -90,10 +93,12 @@ def test_verdicts_on_real_style_generators(factory, workers, mp, shuffle, requir
     result = measure_setting(spec, ("determinism",), Context(epochs=EPOCHS, timeout_s=60))
     assert result.error is None, result.error
     found = set(result.problems)
-    assert required <= found, f"missed: {required - found} (found {found})"
-    assert found <= required | allowed, f"false alarm: {found - required - allowed}"
+    choices = [need if isinstance(need, frozenset) else {need} for need in required]
+    assert all(choice & found for choice in choices), f"missed one of: {choices} (found {found})"
+    named = set().union(*choices, allowed)
+    assert found <= named, f"false alarm: {found - named}"
     d = result.determinism
-    if "never_delivered" not in required and "missing" not in required:
+    if not named & {"never_delivered", "missing"}:
         # Coverage was measured (ids traced, or rows matched by content), not skipped.
         assert d.identified_by is not None, result.null_reasons
         assert d.missing == 0 and d.duplicated == 0

@@ -361,6 +361,7 @@ def test_a_kill_inside_shm_start_up_leaves_nothing_once_the_next_pool_starts(met
 
 
 @pytest.mark.alone  # compares /dev/shm
+@pytest.mark.long  # the long tier: CI runs the time limit under fork
 def test_an_shm_setting_at_its_time_limit_under_spawn_leaves_nothing(cpu_load):
     """The setting's process group is killed at its limit; multiprocessing's resource tracker
     is killed last, after it had the chance to unlink the pool's named semaphores."""

@@ -27,6 +27,7 @@ def _fit(*args, timeout=600):
     )
 
 
+@pytest.mark.alone  # a time compared with a ceiling timed beside it: no other test's load between the two
 def test_fit_reports_the_starvation_a_planted_sleep_predicts(tmp_path):
     out = tmp_path / "fit.json"
     proc = _fit(

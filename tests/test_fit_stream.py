@@ -141,6 +141,7 @@ def test_legacy_keras_feeds_a_sequence_whole_under_every_setting(workers, multip
 
 
 @needs_tf_keras
+@pytest.mark.long  # the long tier: legacy Keras's other path
 def test_legacy_keras_copies_a_generator_into_every_worker_process(no_stray_workers):
     """A finding: with use_multiprocessing, each worker runs its own copy of the generator,
     so the model receives the same samples several times and never sees others."""

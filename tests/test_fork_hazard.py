@@ -94,6 +94,7 @@ def test_a_run_that_hung_in_a_fresh_process_after_tensorflow_ran_in_a_fork_is_tr
     )
 
 
+@pytest.mark.long  # the long tier: every retry times out
 def test_a_fresh_process_whose_every_try_hung_still_says_why(tmp_path, monkeypatch, no_stray_workers):
     import faulty
     from feedbench.measure import setting

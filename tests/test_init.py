@@ -129,9 +129,10 @@ def _borrowing(conf_path: Path) -> dict:
 def tracked(tmp_path_factory):
     repo = _user_repository(tmp_path_factory.mktemp("init"))
     temp = tempfile.mkdtemp(prefix="asv-")  # short: asv's forkserver socket lives there
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=temp, PYTHONPATH=str(repo))
+    env = dict(os.environ, TMPDIR=temp, PYTHONPATH=str(repo))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    for name in ("FEEDBENCH_GRID", "FEEDBENCH_IMPLEMENTATIONS", "FEEDBENCH_PLUGINS"):
+    # TF_CPP_MIN_LOG_LEVEL left unset: the written suite must be as quiet as feedbench's on its own
+    for name in ("FEEDBENCH_GRID", "FEEDBENCH_IMPLEMENTATIONS", "FEEDBENCH_PLUGINS", "TF_CPP_MIN_LOG_LEVEL"):
         env.pop(name, None)
     setup = [sys.executable, "-m", "feedbench.cli", "init", "trainfeed.data:make"]
     setup += ["--grid-workers", "1", "2", "--grid-multiprocessing", "off", "--samples", str(SAMPLES)]
@@ -213,6 +214,16 @@ def test_asv_compare_reports_exactly_the_slower_commit_and_the_duplicated_batch(
 def test_benchmark_processes_leave_nothing_in_the_temporary_folder(tracked):
     *_, left = tracked
     assert left == []
+
+
+@end_to_end
+def test_benchmark_processes_print_no_tensorflow_start_up_lines(tracked):
+    """As quiet as feedbench's own suite (whose test shows these lines where asked for)."""
+    from feedbench.core.quiet import is_start_up_line
+
+    *_, run_out, _ = tracked
+    start_up = [line for line in run_out.splitlines() if is_start_up_line(line.strip())]
+    assert not start_up, "\n".join(start_up[:5])
 
 
 @end_to_end

@@ -154,8 +154,11 @@ def test_workers_that_each_hold_a_large_buffer_move_no_figure_of_the_main_proces
     """The case `growth` got wrong by hundreds of MiB: every forked worker keeps a large buffer, each
     epoch's pool comes and goes. The main process's anonymous memory does not move with it."""
     found = soak("big_worker_buffer", 2, True)
-    assert found.problems() == [] and found.figures().growth_memory_main_bytes == 0
-    assert found.figures().growth_memory_workers_bytes == 0  # each epoch's new workers hold the same
+    figures = found.figures()
+    # the allocator's own drift (a few hundred KiB an epoch) may be significant: it stays below the
+    # floor, far under the 256 MiB buffers that come and go
+    assert found.problems() == [] and abs(figures.growth_memory_main_bytes) < leaks.FLOORS["memory"]
+    assert abs(figures.growth_memory_workers_bytes) < leaks.FLOORS["memory"]  # each epoch's workers hold the same
     peaks = [r.workers_memory_bytes for r in found.resources[1:]]
     assert min(peaks) > 0.9 * planted.WORKER_BUFFER_BYTES  # the workers were seen holding it
 

@@ -123,7 +123,7 @@ SETTINGS = [(1, False), (2, False), (2, True), (4, True)]
     "workers,multiprocessing,shuffle",
     [
         pytest.param(1, False, False, marks=pytest.mark.long),
-        (2, False, True),
+        pytest.param(2, False, True, marks=pytest.mark.long),
         pytest.param(2, True, False, marks=pytest.mark.long),
         (4, True, True),
     ],

@@ -52,6 +52,7 @@ def test_profile_writes_every_figure_and_verdicts(tmp_path, capsys):
     assert one["determinism"]["repeated_draws"] == 0 and one["determinism"]["epoch_diversity"] == 0
 
 
+@pytest.mark.long  # the long tier: a whole profile
 def test_null_figures_come_with_a_reason(tmp_path):
     out = tmp_path / "p.json"
     main(
@@ -115,6 +116,7 @@ def test_a_hanging_generator_fails_its_setting_at_the_time_limit(capsys):
     procs.assert_no_new_workers(before)
 
 
+@pytest.mark.long  # the long tier: CI checks the skip reasons with drive
 def test_settings_that_do_not_apply_are_skipped_with_the_reason(capsys):
     code = main(
         [

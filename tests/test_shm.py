@@ -213,6 +213,7 @@ def test_the_ring_the_memory_target_counts_is_the_ring_shm_allocates(clean):
         built.close()
 
 
+@pytest.mark.long  # the long tier: a whole profile of shm
 def test_profile_measures_shm_like_any_implementation(tmp_path):
     import json
 

@@ -20,6 +20,7 @@ def test_the_task_is_learnable_and_the_baseline_is_repeatable():
     assert again.val_accuracy == pytest.approx(first.val_accuracy, abs=0.02)
 
 
+@pytest.mark.long  # the long tier: three seeds of two trainings
 def test_the_keyed_generator_costs_no_accuracy(no_stray_workers):
     result = train.measure_training(TASK.spec("keyed", workers=2, use_multiprocessing=True), TASK.epochs, seeds=3)
     summary = result.summary()
@@ -36,6 +37,7 @@ def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
     assert summary.val_accuracy < 0.45
 
 
+@pytest.mark.alone  # a time compared with a ceiling timed beside it: no other test's load between the two
 def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
     train.fit_baseline.cache_clear()  # measured beside this run, not earlier under other load (the ceiling always is)
     # Three seeds, each fit paired with a ceiling timed beside it, starvation their median: on a shared
@@ -49,6 +51,7 @@ def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
     assert summary.starvation_vs_arrays is not None
 
 
+@pytest.mark.long  # the long tier: three trainings
 def test_the_ceiling_is_measured_beside_each_setting_not_once_per_process(no_stray_workers):
     """Each setting's fit-over-ceiling divides by a ceiling of its own time: one measurement shared
     by a grid moved every setting's ratio alike when it was off."""
