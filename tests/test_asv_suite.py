@@ -29,7 +29,8 @@ from feedbench.core import scratch
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN_S = 0.1  # per batch, planted in the second commit
 IMPLEMENTATIONS = "keyed,generator,tfdata"  # tfdata: AutoGraph writes temporary files in the benchmark process
-pytestmark = [pytest.mark.timeout(1500), pytest.mark.slow, pytest.mark.asv]
+# The long tier as a whole (CI time): asv environments and real runs; CI runs `asv check`.
+pytestmark = [pytest.mark.timeout(1500), pytest.mark.slow, pytest.mark.asv, pytest.mark.long]
 
 
 def _run(cmd, cwd, env=None, timeout=900, check=True):

@@ -22,7 +22,8 @@ from feedbench.core.errors import BadDataset, FactoryFailed, GeneratorFailed
 from feedbench.fit import driver
 from feedbench.generators import Spec, build
 
-pytestmark = [pytest.mark.slow]
+# The long tier as a whole (CI time): every exit path under a CPU hog; `pytest -m long` runs it.
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")

@@ -8,7 +8,8 @@ import pytest
 from feedbench.generators import Spec
 from feedbench.measure.setting import Context, measure_setting
 
-pytestmark = [pytest.mark.slow]
+# The long tier as a whole (CI time; a deadlock in a forked worker is random by nature).
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 N, BS = 160, 16
 
