@@ -248,12 +248,9 @@ def test_the_published_site_and_the_report_page_show_the_users_pipeline(tracked,
     assert "make" in report_dom and "duplicated" in report_dom, report_dom[:3000]
 
 
-def test_the_written_suite_loads_in_asv_with_the_grid_asked_for(tmp_path):
+def test_the_written_suite_loads_in_asv_with_the_grid_asked_for(user_repo):
     """What CI runs of the above in seconds: asv discovers and checks the written suite."""
-    repo = tmp_path / "mine"
-    repo.mkdir()
-    (repo / "pyproject.toml").write_text('[project]\nname = "mine"\nversion = "0"\n')
-    _run(["git", "init", "-q", "-b", "main"], repo)
+    repo = user_repo
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT / "tests"))  # api_factories
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     setup = [sys.executable, "-m", "feedbench.cli", "init", "api_factories:traced", "--grid-workers", "1", "3"]
