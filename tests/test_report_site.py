@@ -381,3 +381,35 @@ def test_releases_without_a_keras_matrix_is_one_line(results, tmp_path):
     )
     assert status.returncode == 2 and "no results of a matrix over Keras releases" in status.stderr
     assert len(status.stderr.strip().splitlines()) == 1, status.stderr
+
+
+def test_budgets_time_each_run_from_asv_and_count_what_ran_failed_or_was_na(results, tmp_path):
+    from feedbench import cli
+    from feedbench.report import budgets
+
+    newer = next((results / "cpu-box").glob("bbbbbbbb-*.json"))
+    data = json.loads(newer.read_text())
+    started, took = data["result_columns"].index("started_at"), data["result_columns"].index("duration")
+    names = sorted(data["results"])
+    t0 = 1_800_000_000_000  # ms, as asv stores it
+    for i, name in enumerate(names):  # one benchmark every 10 s, each 5 s long
+        data["results"][name][started], data["results"][name][took] = t0 + 10_000 * i, 5.0
+    data["durations"] = {"<setup_cache suite.benchmarks:1>": 30.0, "<setup_cache shm:2>": 4.0, "<build>": 12.0}
+    newer.write_text(json.dumps(data))
+    # the first benchmark reads the 30 s setup_cache, which asv runs just before it
+    (results / "benchmarks.json").write_text(
+        json.dumps(
+            {names[0]: {"setup_cache_key": "suite.benchmarks:1"}, "shm.Targets.track_x": {"setup_cache_key": "shm:2"}}
+        )
+    )
+    page = budgets.page(str(results))
+    cpu = page.split("## cpu-box")[1].split("## ")[0]
+    span = 30 + 10 * (len(names) - 1) + 5
+    assert f"**{span // 60} min {span % 60} s**" in cpu and "building and installing the commit: 0 min 12 s" in cpu
+    assert f"{names[0].rsplit('.', 1)[0]} 30 s, shm.Targets 4 s" in cpu
+    assert "1 n/a" in cpu and "2 failed" in cpu  # keyed serial's frozen share; keyed with 2 threads, twice
+    assert "agreement with the run before: aaaaaaaa -> bbbbbbbb" in cpu and "moved" in cpu  # 30 % slower
+    assert "one run of this machine" in page.split("## gpu-box")[1]
+    out = tmp_path / "budgets.md"
+    assert cli.main(["report", str(results), "--out", str(tmp_path / "site"), "--budgets", str(out)]) == 0
+    assert out.read_text() == page

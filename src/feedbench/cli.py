@@ -9,6 +9,8 @@
     feedbench shm-targets               shm against keyed, Keras's own pools and the peers, as ratios
     feedbench report [RESULTS_DIR]      one page from asv's results: verdicts, plots, changes
     feedbench init [GENERATOR ...]      an asv suite of your own pipeline, in your repository
+    feedbench offline-html [HTML_DIR]   make an asv site work without internet
+    feedbench docs [--check]            write the reference pages from the code
 
 Bad input (options, a factory that raises, a dataset Keras's fit would refuse: a bad length,
 batches that change shape, parts of different lengths, empty batches) ends with one line on
@@ -120,6 +122,7 @@ EXAMPLES = {
     "shm-targets": "feedbench shm-targets --json shm.json",
     "fit": "feedbench fit mypkg.feeds:my_dataset --model mypkg.models:build --grid-workers 1 4 --device gpu",
     "offline-html": "feedbench offline-html .asv/html",
+    "docs": "feedbench docs --check",
     "report": "feedbench report .asv/results --out .asv/html/report --link-from .asv/html",
     "init": "feedbench init mine=mypkg.feeds:my_dataset --grid-workers 1 2 --grid-multiprocessing both",
 }
@@ -232,12 +235,18 @@ def _parser() -> argparse.ArgumentParser:
         "(two runs of one commit: how far the figures repeat)",
     )
     report.add_argument(
-        "--factor", type=float, default=1.1, help="with --agreement: a figure moved past this ratio (default: 1.1)"
+        "--factor", type=float, default=1.1, help="with --agreement or --budgets: a figure moved past this ratio"
     )
     report.add_argument(
         "--releases",
         metavar="FILE.md",
         help="also write FILE.md: the Keras releases of a matrix over keras (asv.keras.conf.json) side by side",
+    )
+    report.add_argument(
+        "--budgets",
+        metavar="FILE.md",
+        help="also write FILE.md: how long each machine's newest run took, what it measured, and its agreement "
+        "with the run before (docs/budgets.md)",
     )
     setup = command("init", "write an asv suite of your own generators into your git repository")
     setup.add_argument(
@@ -263,6 +272,9 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--force", action="store_true", help="replace an asv.conf.json and suite files already there")
     offline = command("offline-html", "make an `asv publish` site work without internet")
     offline.add_argument("html_dir", nargs="?", default=".asv/html")
+    pages = command("docs", "write docs/reference.md and docs/layout.md from the code (the parsers, the docstrings)")
+    pages.add_argument("--out", default="docs", help="the folder to write them to")
+    pages.add_argument("--check", action="store_true", help="write nothing; exit 1 where a page differs from the code")
     for command in commands.choices.values():
         command.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     return parser
@@ -560,6 +572,12 @@ def cmd_report(args) -> int:
         with open(args.releases, "w") as handle:
             handle.write(text)
         print(f"feedbench: Keras releases side by side in {args.releases}")
+    if args.budgets:
+        from feedbench.report import budgets
+
+        with open(args.budgets, "w") as handle:
+            handle.write(budgets.page(args.results_dir, args.factor))
+        print(f"feedbench: run times and agreement in {args.budgets}")
     return 0
 
 
@@ -609,6 +627,29 @@ def cmd_offline_html(args) -> int:
         print(f"feedbench: {exc}", file=sys.stderr)
         return 2
     print(f"{args.html_dir}: {len(replaced)} external scripts and styles now served locally")
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from pathlib import Path
+
+    from feedbench.report import reference
+
+    out = Path(args.out)
+    if not out.is_dir():
+        print(f"feedbench: --out {args.out!r} is not a folder; expected the docs/ folder to write to", file=sys.stderr)
+        return 2
+    pages = reference.pages(_parser(), Path(__file__).parent)
+    differ = [name for name, text in pages.items() if not (out / name).exists() or (out / name).read_text() != text]
+    if args.check:
+        if differ:
+            print(f"feedbench: {', '.join(differ)} in {out} differ from the code; run feedbench docs", file=sys.stderr)
+            return 1
+        print(f"feedbench: the {len(pages)} pages in {out} match the code")
+        return 0
+    for name in differ:
+        (out / name).write_text(pages[name], encoding="utf-8")
+    print(f"feedbench: {len(differ)} of {len(pages)} pages in {out} written")
     return 0
 
 
@@ -723,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "backend", None):
         os.environ["KERAS_BACKEND"] = args.backend
-    if args.command not in ("report", "offline-html"):  # the others load Keras, hence TensorFlow
+    if args.command not in ("report", "offline-html", "docs"):  # the others load Keras, hence TensorFlow
         _quiet_tensorflow()
     from feedbench.core.errors import BadDataset, DriveTimeout, FeedbenchError, GeneratorFailed
 
@@ -738,6 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         "findings": cmd_findings,
         "shm-targets": cmd_shm_targets,
         "init": cmd_init,
+        "docs": cmd_docs,
     }
     try:
         return handlers[args.command](args)

@@ -114,12 +114,9 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for result in iter_results(results_dir):
         params = result.params
-        backend = (result.env_vars or {}).get("KERAS_BACKEND", "tensorflow")
-        if params.get("keras"):  # an asv matrix over Keras releases (asv.keras.conf.json): a column each
-            backend = f"{backend}, Keras {params['keras']}"
         run = Run(
             params.get("machine", "?"),
-            backend,
+            backend_of(result),
             result.commit_hash,
             result.date or 0,
             params.get("cpu", "?"),
@@ -143,6 +140,14 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
     for runs in groups.values():
         runs.sort(key=lambda r: r.date)
     return dict(groups)
+
+
+def backend_of(result) -> str:
+    """The column an asv result belongs in: its Keras backend, and its Keras release where asv's
+    matrix is over ``keras`` (asv.keras.conf.json)."""
+    backend = (result.env_vars or {}).get("KERAS_BACKEND", "tensorflow")
+    keras = result.params.get("keras")
+    return f"{backend}, Keras {keras}" if keras else backend
 
 
 def _plain(value_repr: str):
