@@ -3,7 +3,7 @@
 On a GPU the consuming process's share of each step is the hand-off. Keras's jax trainer puts every
 batch on the device in the thread that runs the steps, so each transfer adds to the step: on an
 H100 ``shm`` fed jax at 0.54x the one-cached-batch ceiling while its workers had capacity to spare
-(``../shared/GPU.md``). With the hand-off on, while the model runs step k the batch of step k+1 is
+(docs/gpu.md). With the hand-off on, while the model runs step k the batch of step k+1 is
 taken out of the ring and transferred here, and ``shm`` serves arrays already on the device (Keras
 passes a ``jax.Array`` through untouched).
 
