@@ -243,6 +243,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also write FILE.md: the Keras releases of a matrix over keras (asv.keras.conf.json) side by side",
     )
     report.add_argument(
+        "--log",
+        metavar="ASV_LOG",
+        help="also print a summary of that asv run's log: benchmarks ok / failed / n/a, each n/a reason once",
+    )
+    report.add_argument(
         "--budgets",
         metavar="FILE.md",
         help="also write FILE.md: how long each machine's newest run took, what it measured, and its agreement "
@@ -543,10 +548,21 @@ def cmd_shm_targets(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from feedbench.report import site
+    from feedbench.report import run_log, site
 
     if args.agreement:
         return _report_agreement(site, args)
+    if args.log:
+        try:
+            with open(args.log, encoding="utf-8", errors="replace") as handle:
+                summary = run_log.summarize(handle.read())
+        except OSError as exc:
+            print(
+                f"feedbench: --log {args.log!r} cannot be read ({exc.strerror}); expected asv run's output",
+                file=sys.stderr,
+            )
+            return 2
+        print("\n".join(run_log.lines(summary, args.log)))
     asv_site = None
     if args.link_from:
         asv_site = os.path.relpath(os.path.join(args.link_from, "index.html"), args.out)

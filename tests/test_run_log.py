@@ -1,0 +1,46 @@
+"""The main job's summary of asv's log: each n/a reason once, failed benchmarks by name."""
+
+from feedbench import cli
+from feedbench.report import run_log
+
+LOG = """\
+· Running 6 total benchmarks (1 commits * 2 environments * 3 benchmarks)
+[ 0.00%] ·· Benchmarking virtualenv-py3.11-keras3.12.4
+[ 8.33%] ··· Setting up suite.benchmarks:195                                 ok
+[ 8.33%] ··· determinism.Stream.track_problem_missing                        ok
+[ 8.33%] ···· For parameters: 'generator', 1, True
+              asv: skipped: NotImplementedError('generator is a generator: no workers')
+              For parameters: 'generator', 2, True
+              asv: skipped: NotImplementedError('generator is a generator: no workers')
+[16.67%] ··· ...rminism.Stream.track_problem_aliased_batches                 failed
+[25.00%] ··· shm.Targets.track_copy_vs_keyed_processes                       n/a
+[25.00%] ···· asv: skipped: NotImplementedError("quick grid: shm's targets are not measured")
+[50.00%] ·· Benchmarking virtualenv-py3.11-keras3.15.1
+[58.33%] ··· Setting up suite.benchmarks:133                                 failed
+[66.67%] ··· determinism.Stream.track_problem_missing                        ok
+[66.67%] ···· For parameters: 'generator', 2, True
+              asv: skipped: NotImplementedError('generator is a generator: no workers')
+"""
+
+
+def test_the_summary_counts_benchmarks_per_environment_and_each_na_reason_once():
+    found = run_log.summarize(LOG)
+    assert len(found.statuses) == 4 and found.setup_failed == ("suite.benchmarks:133",)
+    assert found.failed == ["...rminism.Stream.track_problem_aliased_batches (virtualenv-py3.11-keras3.12.4)"]
+    assert found.skipped == {"generator is a generator: no workers": 3, "quick grid: shm's targets are not measured": 1}
+    said = run_log.lines(found, ".asv/run.log")
+    assert said[0].startswith("feedbench: 4 benchmarks ran: 2 ok, 1 failed, 1 n/a; 4 parameter combinations n/a")
+    assert sum("generator is a generator" in line for line in said) == 1  # once, not per parameter
+    assert said[-1] == "  the full asv log: .asv/run.log"
+
+
+def test_a_clean_log_says_nothing_failed():
+    clean = "\n".join(line for line in LOG.splitlines() if "failed" not in line)
+    assert run_log.summarize(clean).failed == [] and not run_log.summarize(clean).setup_failed
+
+
+def test_a_log_that_is_not_there_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "run.log"
+    assert cli.main(["report", str(tmp_path), "--log", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and repr(str(missing)) in err and "expected asv run's output" in err
