@@ -18,12 +18,17 @@ scratch="$(mktemp -d "${TMPDIR:-/tmp}/feedbench-tmp-$$-XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 export TMPDIR="$scratch"
 conf=asv.keras.conf.json
-asv --config "$conf" machine --yes >/dev/null
+mkdir -p .asv/keras
+log=.asv/keras/run.log
+asv --config "$conf" machine --yes >"$log" 2>&1
+echo "feedbench: asv run of $(git rev-parse --short HEAD) once per Keras release; the full log: $log"
 # whole-epoch throughput, the stream's checks, and what a real fit delivered: the figures Keras moves
-asv --config "$conf" run --show-stderr --bench 'throughput\.Throughput|determinism\.Stream|fit_stream\.FitStream' HEAD^! \
-    || echo "feedbench: some benchmarks failed; see the results"
-asv --config "$conf" publish
-feedbench offline-html .asv/keras/html || echo "feedbench: the site needs internet access to load its scripts"
+asv --config "$conf" run --show-stderr --bench 'throughput\.Throughput|determinism\.Stream|fit_stream\.FitStream' HEAD^! 2>&1 \
+    | tee -a "$log" | { grep --line-buffered -E '^\[ *[0-9.]+%\] ·{2,3} [^ ]+( .*)? (ok|failed|n/a)$|Benchmarking' || true; } \
+    || echo "feedbench: asv run ended with a failure; see $log"
+asv --config "$conf" publish >>"$log" 2>&1
+feedbench offline-html .asv/keras/html >>"$log" 2>&1 || echo "feedbench: the site needs internet access to load its scripts"
+echo
 feedbench report .asv/keras/results --out .asv/keras/html/report --link-from .asv/keras/html \
-    --releases docs/keras-releases.md
+    --releases docs/keras-releases.md --log "$log"
 echo "feedbench: Keras releases published to $PWD/.asv/keras/html/index.html (report: .asv/keras/html/report/index.html)"

@@ -34,7 +34,10 @@ def by_release(groups: dict[tuple[str, str], list[Run]]) -> list[tuple[str, Run]
 
 
 def _when(run: Run) -> str:
-    return datetime.datetime.fromtimestamp(run.date / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """When the run started (asv's ``date`` is the commit's)."""
+    return datetime.datetime.fromtimestamp((run.started or run.date) / 1000, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC"
+    )
 
 
 def _number(value) -> str:

@@ -94,6 +94,7 @@ class Run:
     cpu: str
     cores: str
     figures: dict[str, dict[tuple, float | None]] = field(default_factory=dict)
+    started: int | None = None  # its first benchmark's start (ms); ``date`` is the commit's
     # asv's statistics and samples of a figure that carries them (a time_ benchmark's repeats)
     stats: dict[str, dict[tuple, tuple[dict, list | None]]] = field(default_factory=dict)
 
@@ -121,6 +122,7 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
             result.date or 0,
             params.get("cpu", "?"),
             str(params.get("num_cpu", "?")),
+            started=min((v for k, v in result.started_at.items() if not k.startswith("<") and v), default=None),
         )
         for key in result.get_all_result_keys():
             axes = result.get_result_params(key)
