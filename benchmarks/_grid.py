@@ -8,10 +8,10 @@ apply is skipped (NotImplementedError, shown as n/a), never faked.
 """
 
 import itertools
-import os
 
 from asv_runner.benchmarks.mark import SkipNotImplemented  # noqa: F401 (the benchmarks' n/a)
 
+from feedbench.core import settings
 from feedbench.generators.registry import BUILTINS, registry
 from feedbench.suite import grid as suite_grid
 from feedbench.suite.grid import (  # noqa: F401 (the benchmark modules' names)
@@ -28,7 +28,9 @@ from feedbench.suite.grid import (  # noqa: F401 (the benchmark modules' names)
 
 suite_grid.use_private_scratch()
 
-QUICK = os.environ.get("FEEDBENCH_GRID", "full") == "quick"
+# asv lists a benchmark's parameters when it imports the module, so the grid is read here.
+OPTIONS = settings.read()
+QUICK = OPTIONS.grid == "quick"
 
 # The quick grid's built-ins, one of each kind a first run should show: the reference PyDataset, a
 # PyDataset with a known flaw (a red cell proves the checks run), tf.data, and shm.
@@ -37,8 +39,8 @@ QUICK_BUILTINS = ("keyed", "numpy_global", "tfdata", "shm")
 # Built-ins, then plug-ins (entry points, $FEEDBENCH_PLUGINS); the quick grid keeps QUICK_BUILTINS
 # and every plug-in. FEEDBENCH_IMPLEMENTATIONS (comma-separated names) narrows the grid to those.
 IMPLEMENTATIONS = [name for name in registry() if not QUICK or name in QUICK_BUILTINS or name not in BUILTINS]
-if os.environ.get("FEEDBENCH_IMPLEMENTATIONS"):
-    IMPLEMENTATIONS = [name.strip() for name in os.environ["FEEDBENCH_IMPLEMENTATIONS"].split(",") if name.strip()]
+if OPTIONS.implementations:
+    IMPLEMENTATIONS = list(OPTIONS.implementations)
 MULTIPROCESSING = [False, True]
 
 # Memory is tracked as the median epoch's peak (feedbench.measure.memory), and its leak verdicts need a

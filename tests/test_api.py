@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-import api_factories
 import feedbench
 from feedbench.api import ApiError
+from support import api_factories
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,7 +41,7 @@ def test_a_factory_on_its_own_data_gets_the_checks_that_need_no_ids():
 @pytest.mark.long  # the long tier: CI profiles a path from the command line
 def test_a_path_is_profiled_like_the_command_line():
     result = feedbench.profile(
-        "corpus:classic", workers=(1,), use_multiprocessing=(False,), **{**SMALL, "samples": 100}
+        "support.corpus:classic", workers=(1,), use_multiprocessing=(False,), **{**SMALL, "samples": 100}
     )
     assert set(result.problems) == {"never_delivered"}
 
@@ -61,7 +61,7 @@ def test_what_cannot_reach_a_child_process_is_refused_with_what_to_pass():
     with pytest.raises(ApiError, match="a generator object cannot be sent to a measuring process"):
         feedbench.profile(x for x in range(3))
     with pytest.raises(ApiError, match=r"workers=\[0, -1\] given"):
-        feedbench.profile("corpus:classic", workers=[0, -1])
+        feedbench.profile("support.corpus:classic", workers=[0, -1])
 
 
 def test_the_notebook_display_renders_in_a_browser(tmp_path, chromium):

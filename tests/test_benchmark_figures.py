@@ -171,15 +171,16 @@ def test_a_setting_that_ran_tensorflow_in_forked_workers_tracks_its_flag_alone()
 
 
 def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(monkeypatch):
+    from feedbench.core.settings import Settings
     from feedbench.measure import setting
 
-    monkeypatch.delenv(setting.FORK_TRIES_ENV, raising=False)
-    assert setting.fork_tries() == setting.FORK_TRIES
-    monkeypatch.setenv(setting.FORK_TRIES_ENV, "1")
+    monkeypatch.delenv("FEEDBENCH_FORK_TRIES", raising=False)
+    assert setting.fork_tries() == Settings().fork_tries == 3
+    monkeypatch.setenv("FEEDBENCH_FORK_TRIES", "1")
     assert setting.fork_tries() == 1
-    assert grid.MEASURING_ENV[setting.FORK_TRIES_ENV] == "1"
+    assert grid.MEASURING_ENV["FEEDBENCH_FORK_TRIES"] == "1"
     for wrong in ("0", "two", "\u00b2"):
-        monkeypatch.setenv(setting.FORK_TRIES_ENV, wrong)
+        monkeypatch.setenv("FEEDBENCH_FORK_TRIES", wrong)
         with pytest.raises(ValueError, match=f"FEEDBENCH_FORK_TRIES={wrong!r} given; expected a whole number, 1 or"):
             setting.fork_tries()
 
@@ -194,7 +195,7 @@ def test_the_number_of_tries_after_forked_tensorflow_failed_is_read_when_used(mo
             raise ForkedTensorflowFailed("no batch for 5 s after TensorFlow ran in forked workers")
 
     for tries in (1, 2):
-        monkeypatch.setenv(setting.FORK_TRIES_ENV, str(tries))
+        monkeypatch.setenv("FEEDBENCH_FORK_TRIES", str(tries))
         measure = HangsAfterForkedTensorflow()
         with pytest.raises(ForkedTensorflowFailed):
             setting._ForkRetries(budget_s=600.0).fill(measure, None, None, None)

@@ -8,7 +8,7 @@ from feedbench.generators import BUILTINS
 
 
 def test_list_shows_every_implementation_and_plugins(capsys):
-    assert main(["list", "--plugin", "mine=planted:plain_generator"]) == 0
+    assert main(["list", "--plugin", "mine=support.planted:plain_generator"]) == 0
     out = capsys.readouterr().out
     for name in [*BUILTINS, "mine"]:
         assert f"\n{name} " in out
@@ -35,7 +35,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys):
 
 
 def test_failing_run_exits_1_with_the_reason(capsys):
-    assert main(["drive", "planted:raising", "--samples", "80", "--batch-size", "16"]) == 1
+    assert main(["drive", "support.planted:raising", "--samples", "80", "--batch-size", "16"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("feedbench: run failed:") and "planted failure at index 3" in err
 

@@ -1,4 +1,4 @@
-"""Verdicts on real-style generators (tests/corpus.py): each flaw is flagged, and nothing else.
+"""Verdicts on real-style generators (tests/support/corpus.py): each flaw is flagged, and nothing else.
 
 Every case names the problems that must be found (``required``; a frozenset there: at least one of
 them) and the only others that may be (``allowed``: a flaw whose symptom depends on thread
@@ -22,43 +22,57 @@ RACES = {"reproducible", "matches_serial"}  # threads racing on one RNG: may or 
 # (factory, settings, shuffle values, required, allowed, spec overrides)
 CASES = [
     # The classic Sequence: floor(n / bs) batches, np.random.shuffle in on_epoch_end, one-hot labels.
-    ("corpus:classic", [SERIAL, PROCESSES], [False], {"never_delivered"}, set(), {"n_samples": 100}),
+    ("support.corpus:classic", [SERIAL, PROCESSES], [False], {"never_delivered"}, set(), {"n_samples": 100}),
     # Shuffled, each epoch drops 4 other samples (missing); by chance (p ~ 0.6 % over 3 epochs) one is
     # dropped in every epoch, and never_delivered, which outranks missing, names the flaw instead.
     (
-        "corpus:classic",
+        "support.corpus:classic",
         [SERIAL, PROCESSES],
         [True],
         {"reproducible", frozenset({"missing", "never_delivered"})},
         set(),
         {"n_samples": 100},
     ),
-    ("corpus:classic_fixed", [SERIAL, PROCESSES], [False], set(), set(), {"n_samples": 100}),
-    ("corpus:classic_fixed", [THREADS, PROCESSES], [True], set(), set(), {"n_samples": 100}),
+    ("support.corpus:classic_fixed", [SERIAL, PROCESSES], [False], set(), set(), {"n_samples": 100}),
+    ("support.corpus:classic_fixed", [THREADS, PROCESSES], [True], set(), set(), {"n_samples": 100}),
     # Rotation, shift and noise from NumPy's global RNG: unseeded, then seeded at import.
-    ("corpus:global_rng_augment", [SERIAL, THREADS], [False], {"reproducible"}, set(), {}),
-    ("corpus:global_rng_augment", [PROCESSES], [False], {"repeated_draws", "reproducible"}, {"epoch_diversity"}, {}),
-    ("corpus_seeded:global_rng_augment", [SERIAL], [False], set(), set(), {}),
-    ("corpus_seeded:global_rng_augment", [THREADS], [False], set(), RACES, {}),
-    ("corpus_seeded:global_rng_augment", [PROCESSES], [False], {"repeated_draws"}, {"epoch_diversity"} | RACES, {}),
-    ("corpus:keyed_augment", EVERY, [False], set(), set(), {}),
+    ("support.corpus:global_rng_augment", [SERIAL, THREADS], [False], {"reproducible"}, set(), {}),
+    (
+        "support.corpus:global_rng_augment",
+        [PROCESSES],
+        [False],
+        {"repeated_draws", "reproducible"},
+        {"epoch_diversity"},
+        {},
+    ),
+    ("support.corpus_seeded:global_rng_augment", [SERIAL], [False], set(), set(), {}),
+    ("support.corpus_seeded:global_rng_augment", [THREADS], [False], set(), RACES, {}),
+    (
+        "support.corpus_seeded:global_rng_augment",
+        [PROCESSES],
+        [False],
+        {"repeated_draws"},
+        {"epoch_diversity"} | RACES,
+        {},
+    ),
+    ("support.corpus:keyed_augment", EVERY, [False], set(), set(), {}),
     # An imgaug-like augmenter object holding its own seeded RandomState.
-    ("corpus:augmenter_object", [SERIAL], [False], set(), set(), {}),
-    ("corpus:augmenter_object", [THREADS], [False], set(), RACES, {}),
-    ("corpus:augmenter_object", [PROCESSES], [False], {"repeated_draws"}, {"epoch_diversity"} | RACES, {}),
+    ("support.corpus:augmenter_object", [SERIAL], [False], set(), set(), {}),
+    ("support.corpus:augmenter_object", [THREADS], [False], set(), RACES, {}),
+    ("support.corpus:augmenter_object", [PROCESSES], [False], {"repeated_draws"}, {"epoch_diversity"} | RACES, {}),
     # The Keras 3 migration mistake: workers never apply.
-    ("corpus:forgot_super_kwargs", [THREADS, PROCESSES], [False], {"setting_not_applied"}, set(), {}),
-    ("corpus:forgot_super_kwargs", [SERIAL], [False], set(), set(), {}),
-    ("corpus:passes_super_kwargs", [PROCESSES], [False], set(), set(), {}),
+    ("support.corpus:forgot_super_kwargs", [THREADS, PROCESSES], [False], {"setting_not_applied"}, set(), {}),
+    ("support.corpus:forgot_super_kwargs", [SERIAL], [False], set(), set(), {}),
+    ("support.corpus:passes_super_kwargs", [PROCESSES], [False], set(), set(), {}),
     # Structures fit accepts: dict inputs, dict one-hot / shifted targets, sample weights, (x,) alone.
-    ("corpus:structured", [SERIAL, PROCESSES], [False], set(), set(), {}),
-    ("corpus:x_only", [SERIAL], [False], set(), set(), {}),
+    ("support.corpus:structured", [SERIAL, PROCESSES], [False], set(), set(), {}),
+    ("support.corpus:x_only", [SERIAL], [False], set(), set(), {}),
     # An infinite PyDataset, given its steps.
-    ("corpus:endless", [PROCESSES], [False], set(), set(), {"steps": N // BS}),
+    ("support.corpus:endless", [PROCESSES], [False], set(), set(), {"steps": N // BS}),
     # Generators and tf.data (serial: Keras 3 parallelizes only PyDatasets).
-    ("corpus:plain_generator", [SERIAL], [False], set(), set(), {}),
-    ("corpus:tfdata_unseeded", [SERIAL], [False], {"reproducible"}, set(), {}),
-    ("corpus:tfdata_seeded", [SERIAL], [False], set(), set(), {}),
+    ("support.corpus:plain_generator", [SERIAL], [False], set(), set(), {}),
+    ("support.corpus:tfdata_unseeded", [SERIAL], [False], {"reproducible"}, set(), {}),
+    ("support.corpus:tfdata_seeded", [SERIAL], [False], set(), set(), {}),
 ]
 
 
@@ -106,7 +120,7 @@ def test_verdicts_on_real_style_generators(factory, workers, mp, shuffle, requir
 
 def test_labels_transformed_still_give_coverage_by_content():
     result = measure_setting(
-        Spec("corpus:structured", n_samples=N, batch_size=BS), ("determinism",), Context(epochs=2, timeout_s=60)
+        Spec("support.corpus:structured", n_samples=N, batch_size=BS), ("determinism",), Context(epochs=2, timeout_s=60)
     )
     assert result.determinism.identified_by == "content matching"
     assert result.determinism.never_delivered == 0
@@ -118,4 +132,4 @@ def test_an_iterator_that_is_not_a_generator_is_refused_as_keras_would():
         match=r"returned a ThreadSafeIter, an iterator that is not a generator: "
         r"Keras's fit does not accept it",
     ):
-        build(Spec("corpus:threadsafe_iterator", n_samples=N, batch_size=BS))
+        build(Spec("support.corpus:threadsafe_iterator", n_samples=N, batch_size=BS))

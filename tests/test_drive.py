@@ -18,7 +18,7 @@ from feedbench.core.errors import BadDataset, DriveTimeout, GeneratorFailed
 from feedbench.core.spec import Built
 from feedbench.fit import driver
 from feedbench.generators import Spec, build
-from planted import Recorder
+from support.planted import Recorder
 
 SETTINGS = [(1, False), (2, False), (2, True)]
 IDS = ["serial", "threads", "processes"]
@@ -27,7 +27,13 @@ IDS = ["serial", "threads", "processes"]
 @pytest.mark.parametrize("workers,multiprocessing", SETTINGS, ids=IDS)
 def test_generator_that_raises_is_reported_with_its_error(workers, multiprocessing, no_stray_workers):
     built = build(
-        Spec("planted:raising", n_samples=160, batch_size=16, workers=workers, use_multiprocessing=multiprocessing)
+        Spec(
+            "support.planted:raising",
+            n_samples=160,
+            batch_size=16,
+            workers=workers,
+            use_multiprocessing=multiprocessing,
+        )
     )
     with pytest.raises(GeneratorFailed, match=r"raised at epoch 0 step \d: ValueError: planted failure at index 3$"):
         driver.run(built, epochs=2)
@@ -36,7 +42,13 @@ def test_generator_that_raises_is_reported_with_its_error(workers, multiprocessi
 @pytest.mark.parametrize("workers,multiprocessing", SETTINGS, ids=IDS)
 def test_generator_that_hangs_ends_at_the_time_limit(workers, multiprocessing, no_stray_workers):
     built = build(
-        Spec("planted:hanging", n_samples=160, batch_size=16, workers=workers, use_multiprocessing=multiprocessing)
+        Spec(
+            "support.planted:hanging",
+            n_samples=160,
+            batch_size=16,
+            workers=workers,
+            use_multiprocessing=multiprocessing,
+        )
     )
     start = time.monotonic()
     with pytest.raises(DriveTimeout, match="exceeded its time limit of 2 s"):
@@ -48,7 +60,11 @@ def test_generator_that_hangs_ends_at_the_time_limit(workers, multiprocessing, n
 def test_batches_that_change_shape_are_refused(workers, multiprocessing, no_stray_workers):
     built = build(
         Spec(
-            "planted:shape_shifting", n_samples=160, batch_size=16, workers=workers, use_multiprocessing=multiprocessing
+            "support.planted:shape_shifting",
+            n_samples=160,
+            batch_size=16,
+            workers=workers,
+            use_multiprocessing=multiprocessing,
         )
     )
     with pytest.raises(

@@ -203,7 +203,7 @@ def test_what_the_code_under_test_writes_to_the_temporary_folder_goes_with_the_c
     private temporary folder, each such run left a file in /tmp. (A measuring child: below.)"""
     before = _temp_entries()
     proc = subprocess.run(
-        [sys.executable, "-m", "feedbench.cli", "drive", "faulty:converts_a_function", "--workers", "2"],
+        [sys.executable, "-m", "feedbench.cli", "drive", "support.faulty:converts_a_function", "--workers", "2"],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests")),
         capture_output=True,
@@ -231,7 +231,7 @@ def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(
     before = _temp_entries()
     mark = str(tmp_path / "stuck")
     env = dict(os.environ, PYTHONPATH=TESTS, FAULTY_STUCK_MARK=mark)
-    proc = _cli("drive", "faulty:sleeps_in_native_code", *workers, "--epochs", "2", env=env)
+    proc = _cli("drive", "support.faulty:sleeps_in_native_code", *workers, "--epochs", "2", env=env)
     try:
         _wait_for(lambda: os.path.exists(mark), 120, "the generator's stuck batch")
         time.sleep(1.0)
@@ -256,18 +256,21 @@ def test_a_stop_signal_ends_drive_while_its_main_thread_waits_in_native_code(
 @pytest.mark.parametrize(
     "factory,processes,said",
     [
-        ("faulty:worker_exits", True, r"a Keras worker process \(pid \d+\) exited with status 3"),
-        ("faulty:worker_killed", True, r"a Keras worker process \(pid \d+\) was killed by SIGKILL"),
-        ("faulty:worker_aborts", True, r"a Keras worker process \(pid \d+\) was killed by SIGABRT"),
-        ("faulty:worker_deadlocks", True, r"no progress for 2 s: Keras's worker processes \(pids \d+, \d+\)"),
-        ("faulty:worker_deadlocks", False, r"no progress for 2 s: Keras's worker threads \(thread ids \d+, \d+\)"),
+        ("support.faulty:worker_exits", True, r"a Keras worker process \(pid \d+\) exited with status 3"),
+        ("support.faulty:worker_killed", True, r"a Keras worker process \(pid \d+\) was killed by SIGKILL"),
+        ("support.faulty:worker_aborts", True, r"a Keras worker process \(pid \d+\) was killed by SIGABRT"),
+        ("support.faulty:worker_deadlocks", True, r"no progress for 2 s: Keras's worker processes \(pids \d+, \d+\)"),
+        (
+            "support.faulty:worker_deadlocks",
+            False,
+            r"no progress for 2 s: Keras's worker threads \(thread ids \d+, \d+\)",
+        ),
     ],
 )
 def test_a_keras_worker_that_dies_or_stalls_is_named_at_once(factory, processes, said, monkeypatch, no_stray_workers):
     import faulty
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 2.0)  # as the benchmark suite sets it (5 s there)
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "2")  # as the benchmark suite sets it (5 s there)
     faulty.RELEASE_STALLED_THREADS.clear()
     built = build(Spec(factory, n_samples=160, batch_size=16, workers=2, use_multiprocessing=processes))
     started = time.monotonic()
@@ -283,11 +286,16 @@ def test_a_keras_worker_that_dies_or_stalls_is_named_at_once(factory, processes,
 def test_keras_workers_that_compute_longer_than_the_stall_window_are_not_a_stall(
     processes, monkeypatch, no_stray_workers
 ):
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 2.0)
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "2")
     built = build(
-        Spec("faulty:worker_computes_for_3_s", n_samples=96, batch_size=16, workers=2, use_multiprocessing=processes)
+        Spec(
+            "support.faulty:worker_computes_for_3_s",
+            n_samples=96,
+            batch_size=16,
+            workers=2,
+            use_multiprocessing=processes,
+        )
     )
     driver.run(built, epochs=1, timeout_s=120)  # 3 batches of 3 CPU seconds each, no failure
 
@@ -408,12 +416,12 @@ def test_an_shm_setting_at_its_time_limit_under_spawn_leaves_nothing(cpu_load):
     "factory,error,said",
     [
         (
-            "faulty:factory_raises",
+            "support.faulty:factory_raises",
             FactoryFailed,
-            r"factory faulty:factory_raises of .* raised RuntimeError: the factory's",
+            r"factory support.faulty:factory_raises of .* raised RuntimeError: the factory's",
         ),
-        ("faulty:len_raises", BadDataset, r"len\(\) of its PyDataset raised KeyError"),
-        ("faulty:len_float", BadDataset, r"len\(\) of its PyDataset raised TypeError"),
+        ("support.faulty:len_raises", BadDataset, r"len\(\) of its PyDataset raised KeyError"),
+        ("support.faulty:len_float", BadDataset, r"len\(\) of its PyDataset raised TypeError"),
     ],
 )
 def test_a_dataset_that_cannot_be_built_is_one_line(factory, error, said):
@@ -424,8 +432,8 @@ def test_a_dataset_that_cannot_be_built_is_one_line(factory, error, said):
 @pytest.mark.parametrize(
     "factory,said",
     [
-        ("faulty:xy_mismatch", r"parts of different lengths \(x 16, y 15 rows\)"),
-        ("faulty:empty_batch", r"the batch at epoch 0 step 3 has 0 samples"),
+        ("support.faulty:xy_mismatch", r"parts of different lengths \(x 16, y 15 rows\)"),
+        ("support.faulty:empty_batch", r"the batch at epoch 0 step 3 has 0 samples"),
     ],
 )
 def test_batches_fit_would_choke_on_are_refused_in_one_line(factory, said, no_stray_workers):
@@ -433,7 +441,9 @@ def test_batches_fit_would_choke_on_are_refused_in_one_line(factory, said, no_st
         driver.run(build(Spec(factory, n_samples=96, batch_size=16)), epochs=1)
 
 
-@pytest.mark.parametrize("factory", ["faulty:factory_raises", "faulty:len_raises", "faulty:xy_mismatch"])
+@pytest.mark.parametrize(
+    "factory", ["support.faulty:factory_raises", "support.faulty:len_raises", "support.faulty:xy_mismatch"]
+)
 def test_drive_says_it_in_one_line_with_status_2(factory):
     proc = subprocess.run(
         [sys.executable, "-m", "feedbench.cli", "drive", factory, "--samples", "64"],
@@ -515,7 +525,8 @@ def _warnings(proc) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "factory,leaves", [("faulty:worker_leaves_a_daemon", True), ("faulty:worker_waits_for_its_helper", False)]
+    "factory,leaves",
+    [("support.faulty:worker_leaves_a_daemon", True), ("support.faulty:worker_waits_for_its_helper", False)],
 )
 def test_a_process_a_worker_leaves_running_is_stopped_and_reported(factory, leaves):
     proc, mark = _cli_with_helper_mark(
@@ -535,7 +546,7 @@ def test_a_process_a_worker_leaves_running_is_stopped_and_reported(factory, leav
 def test_profile_passes_on_what_its_measuring_child_warned():
     proc, mark = _cli_with_helper_mark(
         "profile",
-        "faulty:worker_leaves_a_daemon",
+        "support.faulty:worker_leaves_a_daemon",
         "--epochs",
         "1",
         "--grid-workers",
@@ -577,7 +588,7 @@ def test_a_child_that_said_everything_but_does_not_exit_is_ended_without_waiting
     limit = 120.0
     folders_before = _temp_entries()
     started = time.monotonic()
-    results = run_child("child_hangs_at_exit", {"done_then_hang": True}, limit)
+    results = run_child("support.child_hangs_at_exit", {"done_then_hang": True}, limit)
     assert results == [{"said": "everything"}]
     # Its limit is what would end it otherwise; the exit grace (plus start-up) is far below it.
     assert time.monotonic() - started < limit / 2, f"took {time.monotonic() - started:.0f} s (grace {EXIT_GRACE_S} s)"
@@ -589,7 +600,7 @@ def test_a_child_that_said_everything_ends_without_its_interpreters_teardown(tmp
     from feedbench.core.child import run_child
 
     marker = tmp_path / "teardown-ran"
-    assert run_child("child_hangs_at_exit", {"atexit_marker": str(marker)}, 120.0) == [{"said": "everything"}]
+    assert run_child("support.child_hangs_at_exit", {"atexit_marker": str(marker)}, 120.0) == [{"said": "everything"}]
     assert not marker.exists()
 
 
@@ -641,7 +652,7 @@ def test_a_producer_without_workers_that_waits_forever_is_named_at_once():
     watch. Before the whole-tree watch it waited out the limit. In a process of its own, as a
     command is: threads an earlier test in this process left computing (they cannot be killed)
     would count as work and hold the verdict back."""
-    status, err, took = _drive_until_it_ends("faulty:producer_waits", 200, FEEDBENCH_STALL_S="2")
+    status, err, took = _drive_until_it_ends("support.faulty:producer_waits", 200, FEEDBENCH_STALL_S="2")
     assert status == 1, err[-2000:]
     said = r"no batch for 2 s and no CPU used by this process or any below it.*waiting: .*faulty\.py:\d+"
     assert re.search(said, err.strip().splitlines()[-1]), err[-2000:]
@@ -663,18 +674,16 @@ def _drive_until_it_ends(factory: str, within_s: float, **env) -> tuple[int, str
 def test_a_producer_without_workers_that_computes_longer_than_the_stall_window_is_not_a_stall(
     monkeypatch, no_stray_workers
 ):
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 2.0)
-    built = build(Spec("faulty:producer_computes_for_3_s", n_samples=80, batch_size=16))
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "2")
+    built = build(Spec("support.faulty:producer_computes_for_3_s", n_samples=80, batch_size=16))
     assert len(driver.run(built, epochs=1, timeout_s=120)) == 5  # 2 batches of 3 CPU seconds each
 
 
 def test_a_consumer_that_pauses_between_batches_is_not_a_stall(monkeypatch, no_stray_workers):
     """Between two batches the consumer, not the data path, has the time: nothing waits."""
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 2.0)
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "2")
     built = build(Spec("keyed", n_samples=64, batch_size=16))
     with contextlib.closing(driver.drive(built, epochs=1, timeout_s=120)) as batches:
         for batch in batches:
@@ -689,7 +698,7 @@ def test_a_producer_asleep_in_native_code_ends_drive_soon_after_the_stall_window
     long before its time limit (300 s here)."""
     before = _temp_entries()
     status, err, took = _drive_until_it_ends(
-        "faulty:sleeps_in_native_code",
+        "support.faulty:sleeps_in_native_code",
         120,
         FAULTY_STUCK_MARK=str(tmp_path / "stuck"),
         FEEDBENCH_STALL_S="2",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from planted import SLEEP_S
+from support.planted import SLEEP_S
 
 pytestmark = [pytest.mark.slow]
 
@@ -31,7 +31,7 @@ def _fit(*args, timeout=600):
 def test_fit_reports_the_starvation_a_planted_sleep_predicts(tmp_path):
     out = tmp_path / "fit.json"
     proc = _fit(
-        "planted:sleeps_per_batch",
+        "support.planted:sleeps_per_batch",
         "--grid-workers",
         "1",
         "--grid-multiprocessing",
@@ -60,7 +60,7 @@ def test_fit_trains_the_users_model_and_a_clean_generator_is_not_starved_by_thre
     proc = _fit(
         "keyed",
         "--model",
-        "models:small_cnn",
+        "support.models:small_cnn",
         "--grid-workers",
         "2",
         "--grid-multiprocessing",
@@ -74,7 +74,7 @@ def test_fit_trains_the_users_model_and_a_clean_generator_is_not_starved_by_thre
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     stored = json.load(open(out))
-    assert stored["model"] == "models:small_cnn"
+    assert stored["model"] == "support.models:small_cnn"
     summary = stored["settings"][0]["training"]
     assert 0.0 <= summary["val_accuracy"] <= 1.0 and summary["accuracy_verdict"] in (
         "within seed noise",
@@ -87,8 +87,8 @@ def test_fit_trains_the_users_model_and_a_clean_generator_is_not_starved_by_thre
 @pytest.mark.parametrize(
     "args,said",
     [
-        (["--model", "models:not_compiled"], "not a compiled Keras model"),
-        (["--model", "models:raises"], "model models:raises raised RuntimeError: the model's own bug"),
+        (["--model", "support.models:not_compiled"], "not a compiled Keras model"),
+        (["--model", "support.models:raises"], "model support.models:raises raised RuntimeError: the model's own bug"),
         (["--model", "no_such_module_here:f"], "does not import"),
         (["--seeds", "0"], "--seeds 0 given; expected 1 or more"),
     ],

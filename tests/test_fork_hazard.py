@@ -20,10 +20,9 @@ def _measure(name, measures, multiprocessing=True, traced=True):
 
 
 def test_tensorflow_in_forked_workers_is_flagged_and_nothing_else(monkeypatch, no_stray_workers):
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 5.0)  # as the suite: a run that really hangs is tried again
-    result = _measure("planted:tensorflow_in_worker", ("throughput", "determinism"))
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "5")  # as the suite: a run that really hangs is tried again
+    result = _measure("support.planted:tensorflow_in_worker", ("throughput", "determinism"))
     # flagged whether or not a try got through: every try may deadlock (the hazard itself; one CI
     # run saw all of them do so), and then the setting fails for that reason and no other
     assert "TensorflowInWorker.__getitem__ at planted.py" in result.forked_tensorflow
@@ -39,7 +38,7 @@ def test_runs_in_fresh_processes_count_too(monkeypatch, no_stray_workers):
     # On its own data every determinism run is in a fresh process (no probe runs here): their
     # workers report to that process, which hands the reports back with its stream.
     monkeypatch.setenv("FEEDBENCH_STALL_S", "5")  # a run that really hangs there is tried again
-    result = _measure("planted:tensorflow_in_worker", ("determinism",), traced=False)
+    result = _measure("support.planted:tensorflow_in_worker", ("determinism",), traced=False)
     assert result.error is None and result.problems == ["forked_tensorflow"]
     assert "TensorflowInWorker.__getitem__ at planted.py" in result.forked_tensorflow
 
@@ -47,9 +46,9 @@ def test_runs_in_fresh_processes_count_too(monkeypatch, no_stray_workers):
 @pytest.mark.parametrize(
     "name,multiprocessing",
     [
-        ("planted:tensorflow_in_worker", False),
-        pytest.param("planted:plain", True, marks=pytest.mark.long),
-        pytest.param("planted:frees_tensorflow_objects_in_workers", True, marks=pytest.mark.long),
+        ("support.planted:tensorflow_in_worker", False),
+        pytest.param("support.planted:plain", True, marks=pytest.mark.long),
+        pytest.param("support.planted:frees_tensorflow_objects_in_workers", True, marks=pytest.mark.long),
     ],
     ids=["tensorflow-in-threads", "numpy-in-forked-workers", "tensorflow-finalizers-in-forked-workers"],
 )
@@ -62,11 +61,10 @@ def test_a_run_that_hung_after_tensorflow_ran_in_a_fork_is_tried_again_and_says_
     tmp_path, monkeypatch, no_stray_workers
 ):
     import faulty
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 2.0)  # as the benchmark suite sets it (5 s there)
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "2")  # as the benchmark suite sets it (5 s there)
     monkeypatch.setenv(faulty.DEADLOCK_ONCE_MARKER, str(tmp_path / "deadlocked"))
-    result = _measure("faulty:deadlocks_once_after_tensorflow_in_a_fork", ("throughput",))
+    result = _measure("support.faulty:deadlocks_once_after_tensorflow_in_a_fork", ("throughput",))
     assert (tmp_path / "deadlocked").exists()  # the first run really hung
     assert result.error is None and result.throughput.samples_per_s > 0  # the second one measured
     assert result.problems == ["forked_tensorflow"]
@@ -86,7 +84,7 @@ def test_a_run_that_hung_in_a_fresh_process_after_tensorflow_ran_in_a_fork_is_tr
     monkeypatch.setenv("FEEDBENCH_STALL_S", "2")  # the fresh processes' own stall window
     monkeypatch.setenv(faulty.DEADLOCK_ONCE_MARKER, str(tmp_path / "deadlocked"))
     # on its own data every determinism run is in a fresh process
-    result = _measure("faulty:deadlocks_once_after_tensorflow_in_a_fork", ("determinism",), traced=False)
+    result = _measure("support.faulty:deadlocks_once_after_tensorflow_in_a_fork", ("determinism",), traced=False)
     assert (tmp_path / "deadlocked").exists()
     assert result.error is None and result.determinism is not None
     assert "forked_tensorflow" in result.problems
@@ -98,12 +96,11 @@ def test_a_run_that_hung_in_a_fresh_process_after_tensorflow_ran_in_a_fork_is_tr
 @pytest.mark.long  # the long tier: every retry times out
 def test_a_fresh_process_whose_every_try_hung_still_says_why(tmp_path, monkeypatch, no_stray_workers):
     import faulty
-    from feedbench.measure import setting
 
     monkeypatch.setenv("FEEDBENCH_STALL_S", "2")
     monkeypatch.setenv(faulty.DEADLOCK_ONCE_MARKER, str(tmp_path / "deadlocked"))
-    monkeypatch.setattr(setting, "FORK_TRIES", 2)  # one try again is enough to show it (each takes seconds)
-    result = _measure("faulty:deadlocks_after_tensorflow_in_a_fork", ("determinism",), traced=False)
+    monkeypatch.setenv("FEEDBENCH_FORK_TRIES", "2")  # one try again is enough to show it (each takes seconds)
+    result = _measure("support.faulty:deadlocks_after_tensorflow_in_a_fork", ("determinism",), traced=False)
     assert result.error is not None and "no progress for 2 s" in result.error  # every try failed
     # the failed fresh processes handed back where TensorFlow ran: the cause is a verdict, not only an error
     assert "forked_tensorflow" in result.problems
@@ -115,11 +112,10 @@ def test_a_run_that_hung_without_tensorflow_in_a_fork_fails_and_is_not_tried_aga
     tmp_path, monkeypatch, no_stray_workers
 ):
     import faulty
-    from feedbench.fit import supervise
 
-    monkeypatch.setattr(supervise, "STALL_S", 2.0)
+    monkeypatch.setenv("FEEDBENCH_STALL_S", "2")
     monkeypatch.setenv(faulty.DEADLOCK_ONCE_MARKER, str(tmp_path / "deadlocked"))
-    result = _measure("faulty:deadlocks_once_in_a_fork", ("throughput",))
+    result = _measure("support.faulty:deadlocks_once_in_a_fork", ("throughput",))
     assert (tmp_path / "deadlocked").exists()
     assert result.error is not None and "no progress for 2 s" in result.error
     assert "TensorFlow ran in" not in result.error  # no fork hazard named where there was none

@@ -253,7 +253,7 @@ def test_the_written_suite_loads_in_asv_with_the_grid_asked_for(user_repo):
     repo = user_repo
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT / "tests"))  # api_factories
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    setup = [sys.executable, "-m", "feedbench.cli", "init", "api_factories:traced", "--grid-workers", "1", "3"]
+    setup = [sys.executable, "-m", "feedbench.cli", "init", "support.api_factories:traced", "--grid-workers", "1", "3"]
     _run([*setup, "--grid-multiprocessing", "on", "--samples", "512"], repo, env)
     checked = _run([sys.executable, "-m", "asv", "check", "-E", f"existing:{sys.executable}"], repo, env)
     assert "No problems found" in checked.stdout, checked.stdout
@@ -283,15 +283,15 @@ def user_repo(tmp_path):
 
 
 def test_a_folder_outside_git_is_refused_in_one_line(capsys, tmp_path):
-    err = _refused(capsys, ["api_factories:traced"], tmp_path)
+    err = _refused(capsys, ["support.api_factories:traced"], tmp_path)
     assert "is not in a git repository" in err and str(tmp_path) in err
 
 
 def test_an_existing_configuration_is_refused_unless_forced(capsys, user_repo):
     (user_repo / "asv.conf.json").write_text("{}")
-    err = _refused(capsys, ["api_factories:traced"], user_repo)
+    err = _refused(capsys, ["support.api_factories:traced"], user_repo)
     assert "asv.conf.json already in" in err and "--force" in err
-    assert cli.main(["init", "api_factories:traced", "--dir", str(user_repo), "--force"]) == 0
+    assert cli.main(["init", "support.api_factories:traced", "--dir", str(user_repo), "--force"]) == 0
     assert json.loads((user_repo / "asv.conf.json").read_text())["benchmark_dir"] == "benchmarks"
     assert "implementations=('traced',)" in (user_repo / "benchmarks" / "__init__.py").read_text()
 
@@ -299,13 +299,13 @@ def test_an_existing_configuration_is_refused_unless_forced(capsys, user_repo):
 def test_a_generator_that_does_not_import_is_refused_in_one_line(capsys, user_repo):
     err = _refused(capsys, ["trainfeed_absent.data:make"], user_repo)
     assert "'trainfeed_absent.data:make'" in err and "does not import" in err
-    err = _refused(capsys, ["api_factories:no_such_factory"], user_repo)
+    err = _refused(capsys, ["support.api_factories:no_such_factory"], user_repo)
     assert "has no attribute 'no_such_factory'" in err
 
 
 def test_a_folder_without_a_project_is_refused(capsys, user_repo):
     (user_repo / "pyproject.toml").unlink()
-    err = _refused(capsys, ["api_factories:traced"], user_repo)
+    err = _refused(capsys, ["support.api_factories:traced"], user_repo)
     assert "no pyproject.toml or setup.py" in err
 
 
@@ -320,5 +320,5 @@ def test_a_write_that_fails_midway_leaves_nothing(user_repo, monkeypatch):
 
     monkeypatch.setattr(init.os, "replace", failing_second)
     with pytest.raises(OSError, match="disk full"):
-        init.init(str(user_repo), init.Choices(generators=("api_factories:traced",)))
+        init.init(str(user_repo), init.Choices(generators=("support.api_factories:traced",)))
     assert sorted(p.name for p in user_repo.iterdir()) == [".git", "pyproject.toml"]

@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-import planted
 from feedbench.generators import Spec
 from feedbench.measure import leaks, measure_memory
+from support import planted
 
 N, BS = 160, 16  # 10 batches an epoch
 SOAK = leaks.MIN_EPOCHS + 1
@@ -116,7 +116,9 @@ CASES = [  # leaky, clean twin, the resource, where it lives, the settings where
 
 
 def soak(name, workers, multiprocessing):
-    spec = Spec(f"planted:{name}", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing)
+    spec = Spec(
+        f"support.planted:{name}", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing
+    )
     return measure_memory(spec, epochs=SOAK)
 
 
@@ -156,7 +158,7 @@ def test_a_leak_in_keras_per_epoch_workers_resets_with_them():
 
 @pytest.mark.slow
 def test_fewer_epochs_than_a_soak_give_no_verdict_and_say_why():
-    found = measure_memory(Spec("planted:keeps_every_batch", n_samples=N, batch_size=BS), epochs=3)
+    found = measure_memory(Spec("support.planted:keeps_every_batch", n_samples=N, batch_size=BS), epochs=3)
     assert found.problems() == [] and found.trends == {} and "--soak" in found.leak_reason
     figures = found.figures()
     assert figures.growth_memory_main_bytes is None and figures.leaks is None

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import planted
 from feedbench.generators import Spec
 from feedbench.measure import leaks, measure_determinism, measure_memory, measure_throughput
 from feedbench.measure.throughput import MAX_EPOCHS
+from support import planted
 
 pytestmark = [pytest.mark.slow]
 
@@ -24,7 +24,9 @@ ALL_CHECKS = {
 
 
 def determinism(name, workers=1, multiprocessing=False, epochs=3):
-    spec = Spec(f"planted:{name}", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing)
+    spec = Spec(
+        f"support.planted:{name}", n_samples=N, batch_size=BS, workers=workers, use_multiprocessing=multiprocessing
+    )
     return measure_determinism(spec, epochs=epochs, timeout_s=120)
 
 
@@ -148,10 +150,11 @@ def test_keyed_drops_nothing_and_a_remainder_is_not_missing():
 def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
     buffer = planted.WORKER_BUFFER_BYTES
     flawed = measure_memory(
-        Spec("planted:big_worker_buffer", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2
+        Spec("support.planted:big_worker_buffer", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True),
+        epochs=2,
     )
     clean = measure_memory(
-        Spec("planted:plain", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2
+        Spec("support.planted:plain", n_samples=N, batch_size=BS, workers=2, use_multiprocessing=True), epochs=2
     )
     assert flawed.workers_seen >= 2
     assert flawed.peak_workers_uss_bytes - clean.peak_workers_uss_bytes > 1.5 * buffer  # two workers' buffers
@@ -174,8 +177,8 @@ def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
 
 @pytest.mark.alone  # PSS, as above
 def test_one_epochs_spike_shows_in_the_peak_not_in_the_median_epoch():
-    spiky = measure_memory(Spec("planted:spikes_in_one_epoch", n_samples=N, batch_size=BS), epochs=5)
-    clean = measure_memory(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=5)
+    spiky = measure_memory(Spec("support.planted:spikes_in_one_epoch", n_samples=N, batch_size=BS), epochs=5)
+    clean = measure_memory(Spec("support.planted:plain", n_samples=N, batch_size=BS), epochs=5)
     buffer = planted.WORKER_BUFFER_BYTES
     assert spiky.peak_tree_pss_added_bytes - clean.peak_tree_pss_added_bytes > 0.8 * buffer
     first, *rest = (peak - spiky.baseline_pss_bytes for peak in spiky.epoch_peak_pss_bytes)
@@ -185,8 +188,8 @@ def test_one_epochs_spike_shows_in_the_peak_not_in_the_median_epoch():
 
 def test_a_leak_every_batch_shows_as_its_growth_per_epoch():
     epochs = leaks.MIN_EPOCHS + 1
-    leaky = measure_memory(Spec("planted:leaky_workers", n_samples=N, batch_size=BS, workers=2), epochs=epochs)
-    clean = measure_memory(Spec("planted:plain", n_samples=N, batch_size=BS, workers=2), epochs=epochs)
+    leaky = measure_memory(Spec("support.planted:leaky_workers", n_samples=N, batch_size=BS, workers=2), epochs=epochs)
+    clean = measure_memory(Spec("support.planted:plain", n_samples=N, batch_size=BS, workers=2), epochs=epochs)
     leaked = (N // BS) * planted.LEAK_BYTES_PER_BATCH  # an epoch's
     # anonymous memory of the main process: the allocator may reuse some freed heap for the kept arrays
     assert 0.5 * leaked < leaky.figures().growth_memory_main_bytes < 1.5 * leaked
@@ -200,8 +203,8 @@ def test_growth_needs_a_soak_and_says_so():
 
 
 def test_a_sleep_per_batch_cuts_throughput_in_proportion():
-    plain = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
-    slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=3, min_s=0)
+    plain = measure_throughput(Spec("support.planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
+    slow = measure_throughput(Spec("support.planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=3, min_s=0)
     base_batch_s = BS / plain.samples_per_s
     predicted = BS / (base_batch_s + planted.SLEEP_S)
     assert slow.latency_p50_s >= planted.SLEEP_S
@@ -213,14 +216,14 @@ def test_a_sleep_per_batch_cuts_throughput_in_proportion():
 
 
 def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
-    exact = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
+    exact = measure_throughput(Spec("support.planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0)
     assert len(exact.epochs) == 3
-    fast = measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0.5)
+    fast = measure_throughput(Spec("support.planted:plain", n_samples=N, batch_size=BS), epochs=3, min_s=0.5)
     assert 3 < len(fast.epochs) <= MAX_EPOCHS and sum(e.wall_s for e in fast.epochs[1:]) >= 0.5
     assert all(e.batches == N // BS for e in fast.epochs)  # stopped between epochs, never inside one
     # 10 batches of at least 20 ms: three epochs after the first always cover 0.5 s (one may, on a
     # loaded machine), so it stops at the fourth epoch at the latest
-    slow = measure_throughput(Spec("planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=2, min_s=0.5)
+    slow = measure_throughput(Spec("support.planted:sleeps_per_batch", n_samples=N, batch_size=BS), epochs=2, min_s=0.5)
     assert 2 <= len(slow.epochs) <= 4 and sum(e.wall_s for e in slow.epochs[1:]) >= 0.5
     # the whole-epoch rate is each epoch's samples over its whole wall time, every batch's wait
     # counted, so never above one batch per sleep (no lower bound: a loaded machine sleeps longer)
@@ -229,7 +232,7 @@ def test_throughput_runs_epochs_until_they_cover_the_measuring_time():
     assert slow.figures().measured_epochs_samples_per_s == pytest.approx(whole_epochs)  # asv's samples
     assert 0 < slow.figures().epoch_samples_per_s < BS / planted.SLEEP_S
     with pytest.raises(ValueError, match="min_s=-1 given"):
-        measure_throughput(Spec("planted:plain", n_samples=N, batch_size=BS), min_s=-1)
+        measure_throughput(Spec("support.planted:plain", n_samples=N, batch_size=BS), min_s=-1)
 
 
 def test_throughput_fields_are_consistent():

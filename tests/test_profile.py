@@ -20,7 +20,7 @@ def test_profile_writes_every_figure_and_verdicts(tmp_path, capsys):
     code = main(
         [
             "profile",
-            "planted:global_numpy_rng",
+            "support.planted:global_numpy_rng",
             *SMALL,
             "--grid-workers",
             "1",
@@ -58,7 +58,7 @@ def test_null_figures_come_with_a_reason(tmp_path):
     main(
         [
             "profile",
-            "planted:plain_generator",
+            "support.planted:plain_generator",
             "--samples",
             "64",
             "--batch-size",
@@ -84,7 +84,7 @@ def test_failing_settings_are_reported_and_the_rest_go_on(tmp_path, capsys):
     code = main(
         [
             "profile",
-            "planted:raising",
+            "support.planted:raising",
             *SMALL,
             "--grid-workers",
             "1",
@@ -109,7 +109,17 @@ def test_failing_settings_are_reported_and_the_rest_go_on(tmp_path, capsys):
 def test_a_hanging_generator_fails_its_setting_at_the_time_limit(capsys):
     before = procs.descendant_pids()
     code = main(
-        ["profile", "planted:hanging", *SMALL, "--grid-workers", "2", "--grid-multiprocessing", "on", "--timeout", "3"]
+        [
+            "profile",
+            "support.planted:hanging",
+            *SMALL,
+            "--grid-workers",
+            "2",
+            "--grid-multiprocessing",
+            "on",
+            "--timeout",
+            "3",
+        ]
     )
     assert code == 1
     assert "exceeded its time limit of 3 s" in capsys.readouterr().out
@@ -144,7 +154,15 @@ def test_unknown_implementation_fails_before_any_setting(capsys):
 
 
 def test_fail_on_problems_gates_on_a_determinism_problem(tmp_path):
-    args = ["profile", "planted:global_numpy_rng", *SMALL, "--grid-workers", "2", "--grid-multiprocessing", "on"]
+    args = [
+        "profile",
+        "support.planted:global_numpy_rng",
+        *SMALL,
+        "--grid-workers",
+        "2",
+        "--grid-multiprocessing",
+        "on",
+    ]
     out = tmp_path / "p.json"
     assert main([*args, "--fail-on", "problems", "--json", str(out)]) == 1
     data = json.loads(out.read_text())

@@ -21,7 +21,7 @@ from feedbench.fit import driver
 from feedbench.generators import Spec, build
 from feedbench.generators.shm import ShmDataset
 from feedbench.generators.shm_worker import SEGMENT_PREFIX, SHM_DIR
-from planted import FailsOnThirdBatch, SlowWork
+from support.planted import FailsOnThirdBatch, SlowWork
 
 pytestmark = [pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import pytest
 
 from feedbench.fit import tap
 from feedbench.generators import Spec, build
-from feedbench.generators.shm_handoff import HAND_OFF_ENV, HandOff, device_converter
+from feedbench.generators.shm_handoff import HandOff, device_converter
 
 STEP_S = 0.03
 
@@ -103,7 +103,7 @@ def test_the_thread_ends_with_its_dataset():
 
 
 def test_a_bad_setting_is_one_line(monkeypatch):
-    monkeypatch.setenv(HAND_OFF_ENV, "yes")
+    monkeypatch.setenv("FEEDBENCH_SHM_HAND_OFF", "yes")
     with pytest.raises(ValueError, match=r"^FEEDBENCH_SHM_HAND_OFF='yes' given; expected one of auto, on, off$"):
         device_converter()
 
@@ -111,7 +111,7 @@ def test_a_bad_setting_is_one_line(monkeypatch):
 def test_only_jax_gets_a_hand_off(monkeypatch):
     import keras
 
-    monkeypatch.setenv(HAND_OFF_ENV, "on")
+    monkeypatch.setenv("FEEDBENCH_SHM_HAND_OFF", "on")
     if keras.backend.backend() != "jax":
         assert device_converter() is None  # TensorFlow's adapter prefetches in its own thread already
 
@@ -167,6 +167,6 @@ def test_on_jax_shm_serves_device_arrays_and_the_same_stream():
         print("same stream")
         """
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", **{HAND_OFF_ENV: "on"})
+    env = dict(os.environ, KERAS_BACKEND="jax", FEEDBENCH_SHM_HAND_OFF="on")
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "same stream" in proc.stdout, proc.stderr[-3000:]

@@ -7,7 +7,7 @@ import pytest
 from feedbench.generators import Spec
 from feedbench.measure.step_bound import measure_step_bound
 from feedbench.measure.throughput import measure_throughput
-from planted import SLEEP_S
+from support.planted import SLEEP_S
 
 pytestmark = [pytest.mark.slow]
 
@@ -34,15 +34,15 @@ def _of_ceiling(factory, workers):
 
 
 def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
-    one = _of_ceiling("planted:sleeps_per_batch", workers=1)
+    one = _of_ceiling("support.planted:sleeps_per_batch", workers=1)
     # The model gets at most what the loader delivers on its own (measured here, in the same run),
     # and on an idle machine about that (0.5-0.6 of the ceiling). Beside a CPU burner the loader's
     # Python competes with the training step for a core, so the model gets less, down to about
     # 0.7 of it: the lower bound is half.
-    alone = measure_throughput(_spec("planted:sleeps_per_batch", workers=1), epochs=EPOCHS).samples_per_s
+    alone = measure_throughput(_spec("support.planted:sleeps_per_batch", workers=1), epochs=EPOCHS).samples_per_s
     predicted = min(alone, one.ceiling_samples_per_s) / one.ceiling_samples_per_s
     assert predicted / 2 < one.of_ceiling < predicted + 0.1
-    four = _of_ceiling("planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
+    four = _of_ceiling("support.planted:sleeps_per_batch", workers=4)  # four sleeps at once: 5 ms a batch
     # Starved: the same model took more from a faster loader. Compared as the loaders' own samples/s,
     # not as a fixed share of the ceiling: each ratio has its own ceiling run, and beside a CPU burner
     # two ceilings of one test differed by 26 % (1,991 and 2,707 samples/s); under a second test
@@ -51,4 +51,4 @@ def test_a_loader_slower_than_the_step_is_starved_and_threads_hide_it():
 
 
 def test_a_loader_with_no_cost_is_at_the_ceiling():
-    assert _of_ceiling("planted:plain", workers=1).of_ceiling > AT_CEILING
+    assert _of_ceiling("support.planted:plain", workers=1).of_ceiling > AT_CEILING

@@ -14,9 +14,9 @@ pytestmark = [pytest.mark.slow]
 def test_a_dead_child_fails_one_setting_and_the_rest_are_measured():
     before = procs.descendant_pids()
     specs = [
-        Spec("planted:plain", n_samples=64, batch_size=16),
-        Spec("planted:ends_its_process", n_samples=64, batch_size=16),
-        Spec("planted:plain", n_samples=64, batch_size=16, workers=2),
+        Spec("support.planted:plain", n_samples=64, batch_size=16),
+        Spec("support.planted:ends_its_process", n_samples=64, batch_size=16),
+        Spec("support.planted:plain", n_samples=64, batch_size=16, workers=2),
     ]
     seen = []
     records = sweep(specs, ("throughput",), epochs=2, timeout_s=30, progress=lambda i, r: seen.append(i))
@@ -32,8 +32,8 @@ def test_a_setting_stuck_in_native_code_is_failed_and_the_next_starts_in_a_fresh
     """The measuring child ends itself when a thread stays stuck past the limit; the sweep goes on."""
     before = procs.descendant_pids()
     specs = [
-        Spec("planted:stuck_in_native_code", n_samples=64, batch_size=16),
-        Spec("planted:plain", n_samples=64, batch_size=16),
+        Spec("support.planted:stuck_in_native_code", n_samples=64, batch_size=16),
+        Spec("support.planted:plain", n_samples=64, batch_size=16),
     ]
     records = sweep(specs, ("throughput",), epochs=1, timeout_s=2, env={"FEEDBENCH_STUCK_GRACE_S": "1"})
     assert "exited with status 124" in records[0].error and "stuck in native code" in records[0].error

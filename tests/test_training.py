@@ -5,7 +5,7 @@ import pytest
 
 from feedbench.core.errors import GeneratorFailed
 from feedbench.fit import training as train
-from planted import SLEEP_S
+from support.planted import SLEEP_S
 
 pytestmark = [pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def test_the_keyed_generator_costs_no_accuracy(no_stray_workers):
 
 
 def test_labels_misaligned_with_their_samples_are_caught(no_stray_workers):
-    result = train.measure_training(TASK.spec("planted:misaligned_labels"), TASK.epochs, seeds=2)
+    result = train.measure_training(TASK.spec("support.planted:misaligned_labels"), TASK.epochs, seeds=2)
     summary = result.summary()
     assert summary.accuracy_verdict == "lower than baseline"
     assert summary.accuracy_vs_baseline < -0.25
@@ -42,7 +42,7 @@ def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
     train.fit_baseline.cache_clear()  # measured beside this run, not earlier under other load (the ceiling always is)
     # Three seeds, each fit paired with a ceiling timed beside it, starvation their median: on a shared
     # machine one pair can catch a load spike on one side only (CI once timed a ceiling at 3x the fit's step).
-    summary = train.measure_training(TASK.spec("planted:sleeps_per_batch"), TASK.epochs, seeds=3).summary()
+    summary = train.measure_training(TASK.spec("support.planted:sleeps_per_batch"), TASK.epochs, seeds=3).summary()
     # A train step of bs / ceiling samples/s plus the sleep: the predicted share of time waiting.
     step_s = TASK.batch_size / summary.ceiling_samples_per_s
     predicted = SLEEP_S / (SLEEP_S + step_s)
@@ -64,14 +64,16 @@ def test_the_ceiling_is_measured_beside_each_setting_not_once_per_process(no_str
 
 def test_a_generator_that_raises_during_fit_fails_with_one_line(no_stray_workers):
     with pytest.raises(GeneratorFailed, match=r"raised at a model.fit step: .*planted failure at index 3"):
-        train.measure_training(TASK.spec("planted:raising", workers=2, use_multiprocessing=True), TASK.epochs, 1)
+        train.measure_training(
+            TASK.spec("support.planted:raising", workers=2, use_multiprocessing=True), TASK.epochs, 1
+        )
 
 
 def test_a_generator_that_hangs_during_fit_ends_at_the_limit(no_stray_workers):
     from feedbench.core.errors import DriveTimeout
 
     with pytest.raises(DriveTimeout, match="time limit of 3 s"):
-        train.measure_training(TASK.spec("planted:hanging", workers=2), TASK.epochs, 1, timeout_s=3)
+        train.measure_training(TASK.spec("support.planted:hanging", workers=2), TASK.epochs, 1, timeout_s=3)
 
 
 def test_without_a_gpu_the_gpu_variant_is_refused_in_one_line(monkeypatch):

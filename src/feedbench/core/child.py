@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import psutil
 
-from feedbench.core import procs, scratch
+from feedbench.core import procs, scratch, settings
 from feedbench.core.errors import DriveTimeout, FeedbenchError, one_line, show_warnings_as_lines
 from feedbench.core.quiet import is_start_up_line, start_tensorflow_quietly
 
@@ -42,6 +42,7 @@ _PARENT_ENV = "FEEDBENCH_CHILD_OF"
 _ERROR_KEY = "__child_error__"
 _ERROR_TYPE_KEY = "__child_error_type__"  # the failure's class name (a parent may retry some kinds)
 _DONE_KEY = "__child_done__"  # written after the last result: what follows is only the exit
+START_UP_S = 90.0  # a fresh process importing TensorFlow on a busy machine, before its own limit
 EXIT_GRACE_S = 5.0  # a child that said everything ends at once (``_end_now``); past this, it is killed
 
 
@@ -245,7 +246,7 @@ def _write(path: str, item: Any) -> None:
 
 def _die_with_parent() -> None:
     procs.die_with_parent()
-    expected = os.environ.get(_PARENT_ENV)
+    expected = settings.read().child_of
     if not expected:
         return
 

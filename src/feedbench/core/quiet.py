@@ -15,6 +15,8 @@ import re
 import sys
 import tempfile
 
+from feedbench.core import settings
+
 # absl's format: a severity letter, MMDD, time, thread id, file:line] message
 _ABSL_LINE = re.compile(r"^[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")  # F (fatal) lines always pass
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -28,7 +30,7 @@ def is_start_up_line(line: str) -> bool:
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow (when installed) and initialise its devices with absl's start-up lines
     held back; every other line written meanwhile is passed on to standard error."""
-    if os.environ.get("FEEDBENCH_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+    if settings.read().tf_logs or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":

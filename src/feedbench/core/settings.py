@@ -1,11 +1,16 @@
-"""Every ``FEEDBENCH_*`` environment variable feedbench reads: its name, default and meaning.
+"""Every ``FEEDBENCH_*`` environment variable feedbench reads: its name, default and meaning, and
+the one place that reads them.
 
-The reference page (``feedbench docs``) is written from ``SETTINGS``, and a test fails when the
-code names a ``FEEDBENCH_*`` variable this table does not declare, or declares one nobody reads.
+``read()`` parses them all into a frozen ``Settings``, when called, never at import: a test or a
+suite that sets one before a run is seen by that run. A bad value is one line naming it. The
+reference page (``feedbench docs``) is written from ``SETTINGS``, and a test fails when the code
+names a ``FEEDBENCH_*`` variable this table does not declare, or declares one nobody reads.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -104,3 +109,91 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+HAND_OFF_CHOICES = ("auto", "on", "off")
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The ``FEEDBENCH_*`` environment, parsed.
+
+    Attributes:
+        grid: the asv suite's grid, ``full`` or ``quick``.
+        implementations: the names the asv suite measures instead of its default list (empty: its list).
+        plugins: ``[NAME=]module:callable`` plug-in paths.
+        stall_s: seconds without progress that end a run as stalled; 0 is off.
+        stuck_grace_s: seconds past the time limit before a stuck native call ends the process.
+        fork_tries: tries of a run that failed after TensorFlow ran in forked workers.
+        cache: the folder for on-disk sources, or None for ``~/.cache/feedbench``.
+        tf_logs: show TensorFlow's start-up lines.
+        shm_start_method: the start method of ``shm``'s workers, or None for Python's.
+        shm_hand_off: ``auto``, ``on`` or ``off``.
+        tfdata_service: a tf.data service dispatcher's ``HOST:PORT``, or None.
+        device: the device a measuring child must train on, or None.
+        child_of: the pid of the feedbench process that started this one, or None.
+    """
+
+    grid: str = "full"
+    implementations: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    stall_s: float = 0.0
+    stuck_grace_s: float = 15.0
+    fork_tries: int = 3
+    cache: str | None = None
+    tf_logs: bool = False
+    shm_start_method: str | None = None
+    shm_hand_off: str = "auto"
+    tfdata_service: str | None = None
+    device: str | None = None
+    child_of: int | None = None
+
+
+def _listed(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, minimum: float, whole: bool = False):
+    text = environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        kind = "a whole number" if whole else "a number of seconds"
+        raise ValueError(f"{name}={text!r} given; expected {kind}, {minimum:g} or more")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    text = environ.get(name) or None
+    if text is not None and text not in choices:
+        raise ValueError(f"{name}={text!r} given; expected one of {', '.join(choices)}")
+    return text
+
+
+def read(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of ``environ`` (default: this process's environment, now)."""
+    env = os.environ if environ is None else environ
+    parent = env.get("FEEDBENCH_CHILD_OF")
+    grid = env.get("FEEDBENCH_GRID") or "full"
+    if grid not in ("full", "quick"):
+        raise ValueError(f"FEEDBENCH_GRID={grid!r} given; expected full or quick")
+    return Settings(
+        grid=grid,
+        implementations=_listed(env.get("FEEDBENCH_IMPLEMENTATIONS", "")),
+        plugins=_listed(env.get("FEEDBENCH_PLUGINS", "")),
+        stall_s=_number(env, "FEEDBENCH_STALL_S", 0.0, 0.0),
+        stuck_grace_s=_number(env, "FEEDBENCH_STUCK_GRACE_S", 15.0, 0.0),
+        fork_tries=_number(env, "FEEDBENCH_FORK_TRIES", 3, 1, whole=True),
+        cache=env.get("FEEDBENCH_CACHE") or None,
+        tf_logs=env.get("FEEDBENCH_TF_LOGS") == "1",
+        shm_start_method=_choice(env, "FEEDBENCH_SHM_START_METHOD", START_METHODS),
+        shm_hand_off=_choice(env, "FEEDBENCH_SHM_HAND_OFF", HAND_OFF_CHOICES) or "auto",
+        tfdata_service=env.get("FEEDBENCH_TFDATA_SERVICE") or None,
+        device=env.get("FEEDBENCH_DEVICE") or None,
+        child_of=int(parent) if parent and parent.isdigit() else None,
+    )

@@ -7,7 +7,7 @@ epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
   exception, an early stop, the time limit) stops them; no worker process started inside
   outlives the block;
 - an exception from the data path comes out as one typed line (``failures.explain``);
-- a Keras worker process that dies is named at once; with ``STALL_S`` set (``FEEDBENCH_STALL_S``),
+- a Keras worker process that dies is named at once; with ``FEEDBENCH_STALL_S`` set,
   so are Keras workers that owe batches but finish none and use no CPU for that long, and (in the
   driver, which says when it waits for a batch) any producer: no batch and no CPU used anywhere in
   the process tree for that long;
@@ -16,7 +16,7 @@ epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
   raises inside data-path threads; the block then raises ``DriveTimeout``.
 
 A data path stuck in *native* code cannot be interrupted from inside its process. After
-``STUCK_GRACE_S`` more the watchdog reaps the workers and names the stuck threads; a process
+``FEEDBENCH_STUCK_GRACE_S`` more the watchdog reaps the workers and names the stuck threads; a process
 that feedbench owns (``procs.own_interpreter``: the command line, a measuring child) then ends
 itself with exit status 124 (``on_stuck`` registers another handler). A library caller's
 interpreter is never ended: the caller gets ``DriveTimeout`` once the native call returns (run
@@ -37,19 +37,14 @@ import warnings
 import weakref
 from collections.abc import Callable
 
-from feedbench.core import procs, scratch
+from feedbench.core import procs, scratch, settings
 from feedbench.core.errors import DriveTimeout, FeedbenchError, ForkedTensorflowFailed, GeneratorFailed, LeftRunning
 from feedbench.fit import fork_hazard, keras_api
 from feedbench.fit.failures import explain
 
 DEFAULT_TIMEOUT_S = 300.0
-# After the time limit, how long the watchdog waits for a data path stuck in native code.
-STUCK_GRACE_S = float(os.environ.get("FEEDBENCH_STUCK_GRACE_S", "15"))
 _TIMEOUT_SIGNAL = signal.SIGUSR1
 POLL_S = 0.05  # how often the watchdog looks at Keras's worker processes
-# Fail a run whose Keras worker processes make no progress for this long (0: wait for the time
-# limit). The benchmark suite sets it: a forked worker that deadlocks then costs seconds, not a limit.
-STALL_S = float(os.environ.get("FEEDBENCH_STALL_S", "0"))
 
 _stuck_handler: Callable[[str], None] | None = None
 
@@ -253,6 +248,10 @@ class Watchdog:
 
     def __init__(self, timeout_s: float, name: str):
         self.timeout_s = timeout_s
+        # FEEDBENCH_STALL_S: fail a run whose producers make no progress that long (0: wait for the
+        # limit); FEEDBENCH_STUCK_GRACE_S: past the limit, how long a data path stuck in native code gets.
+        options = settings.read()
+        self.stall_s, self.stuck_grace_s = options.stall_s, options.stuck_grace_s
         self.name = name
         self.fired = False
         self.died: str | None = None  # a Keras worker process that died (or stalled) mid-run, in words
@@ -311,8 +310,8 @@ class Watchdog:
     def _watch(self, pools, in_main: bool, keep: set[int], state: Supervision | None) -> None:
         deadline = time.monotonic() + self.timeout_s
         workers = keras_api.PoolWatch(pools)
-        stall = keras_api.StallWatch(pools, STALL_S) if STALL_S > 0 else None
-        waits = WaitWatch(state, pools, STALL_S) if STALL_S > 0 and state is not None else None
+        stall = keras_api.StallWatch(pools, self.stall_s) if self.stall_s > 0 else None
+        waits = WaitWatch(state, pools, self.stall_s) if self.stall_s > 0 and state is not None else None
         while not self._done.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
             fork_hazard.drain()  # keeps the workers' reports flowing, however long the run
             # A Keras worker died or stalls (the batch it holds, or they owe, will never come), or
@@ -332,8 +331,8 @@ class Watchdog:
                     # woken where it waits (a thread at its next bytecode).
                     self._wake(pools, in_main, self.death(), interrupt_threads=bool(waited))
                 # A producer asleep in native code (a lock, a read, a sleep) never wakes: a stuck data path.
-                if waited and not self._done.wait(STUCK_GRACE_S):
-                    self._end_stuck(keep, self.death(), STUCK_GRACE_S)
+                if waited and not self._done.wait(self.stuck_grace_s):
+                    self._end_stuck(keep, self.death(), self.stuck_grace_s)
                 return
             if time.monotonic() >= deadline:
                 break
@@ -343,9 +342,9 @@ class Watchdog:
             if not self._quiet:  # past the limit in the clean-up: nothing is sent, the limit holds
                 self.fired = True
                 self._wake(pools, in_main, self.error(), interrupt_threads=True)
-        if self._done.wait(max(0.0, deadline - time.monotonic()) + STUCK_GRACE_S):
+        if self._done.wait(max(0.0, deadline - time.monotonic()) + self.stuck_grace_s):
             return
-        self._end_stuck(keep, self.error(), STUCK_GRACE_S)
+        self._end_stuck(keep, self.error(), self.stuck_grace_s)
 
     @staticmethod
     def _wake(pools, in_main: bool, error: Exception, interrupt_threads: bool) -> None:

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from feedbench.core import settings
 from feedbench.core.data import make_source
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
@@ -410,8 +411,8 @@ def measure_training(
     if seeds < 1:
         raise ValueError(f"seeds={seeds} given; expected 1 or more")
     task = Task.of(spec, epochs, model)
-    if os.environ.get(DEVICE_ENV):
-        require_device(os.environ[DEVICE_ENV])
+    if required := settings.read().device:
+        require_device(required)
     device = current_device()
     result = TrainingResult(spec.impl, spec.workers, spec.use_multiprocessing, device, epochs)
     validation = task.validation_arrays

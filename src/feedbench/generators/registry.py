@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 
+from feedbench.core import settings
 from feedbench.core.data import make_source
 from feedbench.core.errors import (
     BadDataset,
@@ -34,7 +35,6 @@ from feedbench.core.spec import FAMILIES, Built, Spec, not_applicable
 from feedbench.core.workloads import WORKLOADS
 from feedbench.generators.adapters import OBJECT_PREFIX, SETTINGS_PREFIX, object_factory, settings_factory
 
-PLUGIN_ENV = "FEEDBENCH_PLUGINS"
 ENTRY_POINT_GROUP = "feedbench.generators"
 
 
@@ -229,8 +229,7 @@ def _entry_point_plugins() -> list[Implementation]:
 
 
 def _env_plugins() -> list[Implementation]:
-    text = os.environ.get(PLUGIN_ENV, "")
-    return [parse_plugin(part) for part in text.split(",") if part.strip()]
+    return [parse_plugin(part) for part in settings.read().plugins]
 
 
 def registry(plugins: list[str] | tuple[str, ...] = ()) -> dict[str, Implementation]:

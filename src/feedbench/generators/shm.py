@@ -42,6 +42,7 @@ import weakref
 
 import numpy as np
 
+from feedbench.core import settings
 from feedbench.core.errors import GeneratorFailed
 from feedbench.core.procs import how_it_ended
 from feedbench.core.spec import Built, Spec
@@ -58,7 +59,6 @@ from feedbench.generators.shm_worker import (
     worker_main,
 )
 
-START_METHOD_ENV = "FEEDBENCH_SHM_START_METHOD"
 POLL_S = 0.2  # how often a waiting request checks that every worker is alive
 START_TIMEOUT_S = 120.0  # a spawned worker imports NumPy and feedbench; generous on a busy machine
 BATCH_TIMEOUT_S = 300.0  # no batch for this long: fail rather than hang
@@ -94,7 +94,7 @@ class ShmDataset(KeyedDataset):
         )
         super().__init__(source, batch_size, seed, shuffle, work, **keras_settings)
         self.max_queue_size = max_queue_size
-        self.start_method = start_method or os.environ.get(START_METHOD_ENV) or None
+        self.start_method = start_method or settings.read().shm_start_method
         self._box: list[_Pool | None] = [None]  # the pool, in a box the finalizer can reach
         self._lock = threading.Lock()
         self._closed = False

@@ -15,21 +15,17 @@ device (how the tests run it here), ``off`` turns it off.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
-HAND_OFF_ENV = "FEEDBENCH_SHM_HAND_OFF"
-_CHOICES = ("auto", "on", "off")
+from feedbench.core import settings
 
 
 def device_converter() -> Callable | None:
     """What puts a batch on the device ahead of its step, or None where the hand-off is off."""
-    setting = os.environ.get(HAND_OFF_ENV, "auto")
-    if setting not in _CHOICES:
-        raise ValueError(f"{HAND_OFF_ENV}={setting!r} given; expected one of {', '.join(_CHOICES)}")
+    setting = settings.read().shm_hand_off
     if setting == "off":
         return None
     import keras

@@ -22,7 +22,6 @@ dispatcher (the workers must reach the same sources as a local run).
 
 from __future__ import annotations
 
-import os
 import select
 import subprocess
 import sys
@@ -30,12 +29,11 @@ import time
 
 import numpy as np
 
-from feedbench.core import procs
+from feedbench.core import procs, settings
 from feedbench.core.errors import FeedbenchError
 from feedbench.core.spec import Built, Spec, own_workers_not_applicable
 from feedbench.generators.keying import BRIGHTNESS_JITTER
 
-DISPATCHER_ENV = "FEEDBENCH_TFDATA_SERVICE"
 START_TIMEOUT_S = 120.0
 EPOCHS_AHEAD = 1_000_000
 NO_THREADS = "the tf.data service's workers are server processes: use_multiprocessing=True sets how many"
@@ -129,7 +127,7 @@ def build(spec: Spec, source) -> Built:
             "as graph ops, so it runs only the 'copy' workload"
         )
     workers, skipped = max(spec.workers, 1), not_applied(spec)
-    external = os.environ.get(DISPATCHER_ENV)
+    external = settings.read().tfdata_service
     servers = None if external else Servers(workers)
     address = external or servers.address
     try:

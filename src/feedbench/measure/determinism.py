@@ -43,15 +43,13 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from feedbench.core.child import ChildFailed, run_child, serve
+from feedbench.core.child import START_UP_S, ChildFailed, run_child, serve
 from feedbench.core.records import Record
 from feedbench.core.spec import Built, Spec
 from feedbench.fit import driver, fork_hazard
 from feedbench.fit.supervise import DEFAULT_TIMEOUT_S
 from feedbench.generators import build
 
-# Importing TensorFlow in a fresh process, on a busy machine, before the repeat's own limit.
-FRESH_START_S = 90.0
 # A verdict on draws needs chance coincidences to be rare: at most this expected number.
 CHANCE_PAIRS = 0.05
 # Frozen augmentation: the share of draws repeated from the last epoch beyond chance, the
@@ -346,7 +344,7 @@ def record_fresh(
     request = {"spec": spec.to_dict(), "epochs": epochs, "timeout_s": timeout_s, "plugins": list(plugins)}
     what = f"{spec.impl}: the {role} run in a fresh process"
     try:
-        found = run_child("feedbench.measure.determinism", request, timeout_s + FRESH_START_S, what=what, cancel=cancel)
+        found = run_child("feedbench.measure.determinism", request, timeout_s + START_UP_S, what=what, cancel=cancel)
     except ChildFailed as exc:  # a run that failed still says where TensorFlow ran in its forked workers
         for item in exc.results:
             fork_hazard.adopt(item.get("forked_tensorflow", []))

@@ -8,13 +8,13 @@ findings, the shm targets and the asv grid all go through ``measure_setting``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import statistics
 import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from feedbench.core import settings
 from feedbench.core.child import ChildFailed
 from feedbench.core.errors import FeedbenchError, ForkedTensorflowFailed, MissingPackage
 from feedbench.core.records import Record
@@ -36,24 +36,12 @@ SCHEMA_VERSION = 8
 # (a try of a measure that makes several runs, training's fits, can fail late; in one full run a
 # budget of half a run's limit let none of memory's and training's failed tries be tried again).
 FORK_RETRY_BUDGET = 2.0
-FORK_TRIES = 3
-# The asv suite sets 1: it tracks such a setting's hazard flag alone (its other figures came and
-# went between runs), so a try again buys it nothing but minutes.
-FORK_TRIES_ENV = "FEEDBENCH_FORK_TRIES"
 
 
 def fork_tries() -> int:
-    """Tries of a measure whose run failed after TensorFlow ran in forked workers (read when used)."""
-    text = os.environ.get(FORK_TRIES_ENV)
-    if text is None:
-        return FORK_TRIES
-    try:
-        tries = int(text)
-    except ValueError:
-        tries = 0
-    if tries < 1:
-        raise ValueError(f"{FORK_TRIES_ENV}={text!r} given; expected a whole number, 1 or more")
-    return tries
+    """Tries of a measure whose run failed after TensorFlow ran in forked workers
+    (FEEDBENCH_FORK_TRIES, 3; the asv suite sets 1: it tracks such a setting's hazard flag alone)."""
+    return settings.read().fork_tries
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from feedbench.core.child import ChildFailed, run_child, serve
+from feedbench.core.child import START_UP_S, ChildFailed, run_child, serve
 from feedbench.core.spec import Spec
 from feedbench.measure.setting import (
     FORK_RETRY_BUDGET,
@@ -31,8 +31,6 @@ from feedbench.measure.setting import (
     soak_share,
 )
 
-START_UP_SLACK_S = 90.0  # importing TensorFlow in a fresh process, on a busy machine
-
 
 def setting_limit(measures, timeout_s: float, seeds: int = 1, epochs: int = 1, soak: int | None = None) -> float:
     """The most one setting may take: every run at its own limit (a soak's memory run at a longer
@@ -41,7 +39,7 @@ def setting_limit(measures, timeout_s: float, seeds: int = 1, epochs: int = 1, s
     runs = runs_per_setting(measures, seeds)
     if "memory" in measures:
         runs += soak_share(epochs, soak) - 1.0
-    return timeout_s * (runs + FORK_RETRY_BUDGET) + START_UP_SLACK_S
+    return timeout_s * (runs + FORK_RETRY_BUDGET) + START_UP_S
 
 
 def sweep(

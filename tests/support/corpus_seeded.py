@@ -3,7 +3,7 @@ then augments from it: reproducible in a fresh process, not within one that ran 
 
 import numpy as np
 
-from corpus import GlobalRngAugment
+from support.corpus import GlobalRngAugment
 
 np.random.seed(1234)
 

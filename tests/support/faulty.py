@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -10,27 +9,13 @@ import sys
 import threading
 import time
 
-import keras
-import numpy as np
+from support.planted import Plain  # slices copied out of the source, traced: no flaw of its own
 
 _PARENT = os.getpid()
 AT = 3
 
 
-class _Slices(keras.utils.PyDataset):
-    def __init__(self, spec, source):
-        super().__init__(**spec.parallel_settings())
-        self.x, self.y, self.bs = source.x, source.y, spec.batch_size
-
-    def __len__(self):
-        return math.ceil(len(self.x) / self.bs)
-
-    def __getitem__(self, idx):
-        rows = slice(idx * self.bs, (idx + 1) * self.bs)
-        return np.array(self.x[rows]), self.y[rows]
-
-
-class WorkerDies(_Slices):
+class WorkerDies(Plain):
     """A worker process that dies at one batch, as a crash, an abort or the OOM killer would end it."""
 
     how = "exit"
@@ -62,7 +47,7 @@ def worker_aborts(spec, source):
 RELEASE_STALLED_THREADS = threading.Event()  # set by a test after the run: threads cannot be killed
 
 
-class WorkerStalls(_Slices):
+class WorkerStalls(Plain):
     """Every Keras worker (process or thread), from one batch on, waits for something that never
     comes (a deadlock: no CPU, no batch); or, where ``busy`` is set, computes for that long instead
     (slow but working: never a stall)."""
@@ -109,7 +94,7 @@ def _busy(dataset, seconds: float):
 DEADLOCK_ONCE_MARKER = "FAULTY_DEADLOCK_ONCE_MARKER"  # environment: a file that exists once a worker deadlocked
 
 
-class DeadlocksOnceInAFork(_Slices):
+class DeadlocksOnceInAFork(Plain):
     """A forked worker deadlocks at one batch, in the first run only (the marker file records it),
     (in any process: the file is named in the environment), as a worker running TensorFlow after a
     fork does now and then; with ``tensorflow`` it runs a
@@ -160,23 +145,23 @@ def factory_raises(spec, source):
     raise RuntimeError("the factory's own bug")
 
 
-class LenRaises(_Slices):
+class LenRaises(Plain):
     def __len__(self):
         raise KeyError("n_samples")
 
 
-class LenFloat(_Slices):
+class LenFloat(Plain):
     def __len__(self):
         return len(self.x) / self.bs
 
 
-class XYMismatch(_Slices):
+class XYMismatch(Plain):
     def __getitem__(self, idx):
         x, y = super().__getitem__(idx)
         return x, y[:-1]
 
 
-class EmptyBatch(_Slices):
+class EmptyBatch(Plain):
     def __getitem__(self, idx):
         x, y = super().__getitem__(idx)
         return (x[:0], y[:0]) if idx == AT else (x, y)
@@ -198,7 +183,7 @@ def empty_batch(spec, source):
     return EmptyBatch(spec, source)
 
 
-class StartsAHelper(_Slices):
+class StartsAHelper(Plain):
     """A worker that starts a helper process at one batch; ``leaves`` says whether it is left
     running (a daemon nobody stops) or waited for (what a clean generator does)."""
 
@@ -222,7 +207,7 @@ def worker_waits_for_its_helper(spec, source):
     return _with(StartsAHelper(spec, source), leaves=False)
 
 
-class ConvertsAFunction(_Slices):
+class ConvertsAFunction(Plain):
     """Runs each batch through a ``tf.function``: TensorFlow's AutoGraph writes the converted source
     to the temporary folder (``__autograph_generated_file*.py``) and removes it only when the
     interpreter exits normally, which a pool worker or an ``os._exit`` never does."""
@@ -248,7 +233,7 @@ def converts_a_function(spec, source):
     return ConvertsAFunction(spec, source)
 
 
-class SleepsInNativeCode(_Slices):
+class SleepsInNativeCode(Plain):
     """Never returns from one batch; touches the file named by FAULTY_STUCK_MARK first, so a test
     knows the run's main thread is now waiting inside the backend's iterator."""
 
@@ -267,7 +252,7 @@ def sleeps_in_native_code(spec, source):
 STOP_WAITING = threading.Event()  # never set in a command's process: the stall watch interrupts the poll
 
 
-class ProducerWaits(_Slices):
+class ProducerWaits(Plain):
     """From one batch on, the producer, whatever runs it (the one thread of a PyDataset without
     workers included), polls for something that never comes: Python code, little CPU, no batch.
     Where ``busy_s`` is set it computes for that long instead (slow but working: never a stall)."""
