@@ -15,15 +15,13 @@ class Targets:
 
     def setup_cache(self):
         if grid.QUICK:
-            # A smoke run leaves them out: they were half of the quick run's time (128 s of 408 s).
+            # A smoke run leaves them out: they would be half of its time.
             return {"skipped": QUICK_SKIP}
         start_tensorflow_quietly()  # asv shows its stderr: TensorFlow's start-up lines held back
         from feedbench.run import shm_targets
 
-        # One round, not feedbench shm-targets' three: each throughput figure times its epochs for a
-        # second or more (feedbench.measure.throughput), and the full run's budget is 30 min (two
-        # rounds took 174 s of 31 min; 5 of its 7 figures repeated to 10 % with two rounds, 6 with
-        # one round earlier). feedbench shm-targets is the command that measures the targets.
+        # One round, not feedbench shm-targets' three: the full run's budget is 30 min, and each
+        # figure already times its epochs for a second or more (feedbench.measure.throughput).
         return shm_targets.measure(repeats=SUITE_ROUNDS)
 
     setup_cache.timeout = 1800

@@ -33,14 +33,8 @@ class Training:
 
     track_val_accuracy.unit = "fraction"
 
-    # Tracked as ratios of figures measured in the same run, not as differences near 0 (accuracy
-    # minus baseline, 1 - fit / ceiling): a difference of 0.01 that becomes 0.02 is a 2x "regression"
-    # to asv, a ratio of 0.99 that becomes 0.98 is not. The differences, and the spreads over seeds
-    # (three seeds' standard deviation does not repeat to 10 %), are in profile and the report.
-    # Fit's own samples/s, and its ratio to fit(x, y) on arrays, are not tracked: a fit of five short
-    # epochs moved by 10-30 % between two runs of one commit on half the settings. The ratio to the
-    # ceiling is kept (the report's starvation): with the ceiling timed beside each setting and seed
-    # (not once per process) 3 of 26 moved past 10 % between two runs; profile shows all three.
+    # Ratios of figures measured in the same run, not differences near 0: 0.01 -> 0.02 would be a 2x
+    # "regression" to asv. Fit's own samples/s is not tracked (five short epochs do not repeat to 10 %).
 
     def track_accuracy_over_baseline(self, cache, *params):
         """Mean accuracy over that of model.fit(x, y) on the same arrays, same initial weights (1: as good)."""
