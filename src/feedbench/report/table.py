@@ -25,6 +25,9 @@ COLUMNS = [
     ("diversity", 9),
     ("rep.draws", 9),
     ("source", 7),
+    ("aliased", 7),
+    ("wrong x", 7),
+    ("cover", 6),
 ]
 
 # problem -> (what, why, fix)
@@ -167,6 +170,19 @@ def _fmt(value, kind: str = "") -> str:
     return str(value)
 
 
+def _order(d) -> str:
+    """Index order: 'own' where the dataset shuffles itself (informational, not a problem)."""
+    return "own" if d.in_order is False and d.shuffles_itself else _fmt(d.in_order)
+
+
+def _coverage(spread: int | None) -> str:
+    """Coverage over the run with fewer steps than batches: how often samples were seen differs by at
+    most one ('even'), or by more ('UNEVEN'); '-' where epochs are whole."""
+    if spread is None:
+        return "-"
+    return "even" if spread <= 1 else "UNEVEN"
+
+
 def _leaks(found: dict[str, str] | None) -> str:
     """The resources that leak, 'none', or '-' where no soak judged them."""
     if found is None:
@@ -208,15 +224,18 @@ def _row(result: SettingResult) -> list[str]:
         [
             _fmt(d.missing),
             _fmt(d.duplicated),
-            _fmt(d.in_order),
+            _order(d),
             _fmt(d.reproducible),
             _fmt(d.matches_serial),
             _fmt(d.epoch_diversity),
             _fmt(d.repeated_draws),
             _fmt(d.source_intact),
+            _fmt(d.aliased_batches),
+            _fmt(d.mismatched_inputs),
+            _coverage(d.coverage_spread),
         ]
         if d
-        else ["-"] * 8
+        else ["-"] * 11
     )
     workers, mp = str(result.workers), "on" if result.use_multiprocessing else "off"
     if result.applied:  # label the figures with what ran
