@@ -130,8 +130,8 @@ def test_the_report_reads_asv_results_and_judges_each_cell(results):
     assert cells[("keyed", 1, True)] == ("ok", "no problem found")  # a frozen fraction profile judged chance
     assert site.verdicts(groups[("gpu-box", "torch")][-1])[("numpy_global", 2, True)][0] == "ok"
     moved = site.changes(*groups[("cpu-box", "tensorflow")])
-    tput = [m for m in moved if m[0] == "throughput.Throughput.track_epoch_samples_per_s"]
-    assert len(tput) == 8 and all(worse for *_, worse in tput)  # 30 % fewer samples/s: worse
+    tput = [m for m in moved if m.figure == "throughput.Throughput.track_epoch_samples_per_s"]
+    assert len(tput) == 8 and all(m.worse for m in tput)  # 30 % fewer samples/s: worse
     # a check that passed and fails now (0 -> 1) is listed, as worse
     flag = ("determinism.Stream.track_problem_missing", ("numpy_global", 2, True), 0.0, 1.0, True)
     assert flag in moved

@@ -39,7 +39,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -416,53 +416,35 @@ class DeterminismFigures(Record):
     dropped_by_design: int | None = None
     identified_by: str | None = None
     never_delivered: int | None = None
-    augmented: bool | None = None
-    frozen_fraction: float | None = None
-    frozen_z: float | None = None  # its significance: the verdict needs FROZEN_Z or more
-    shuffles_itself: bool | None = None
-    identical_batches: int | None = None
-    aliased_batches: int | None = None
-    mismatched_inputs: int | None = None
-    coverage_spread: int | None = None
-    coverage_note: str | None = None
-
-
-@dataclass
-class DeterminismResult:
-    missing: int | None = None
-    duplicated: int | None = None
-    in_order: bool | None = None
-    reproducible: bool | None = None
-    matches_serial: bool | None = None
-    epoch_diversity: float | None = None
-    repeated_draws: int | None = None
-    source_intact: bool | None = None
-    source_rows_changed: int = 0
-    dropped_by_design: int = 0
-    never_delivered: int | None = None
-    missing_per_epoch: list[int] | None = None
-    duplicated_per_epoch: list[int] | None = None
-    batches_differing_repeat: int | None = None
-    batches_differing_serial: int | None = None
-    identified_by: str | None = None
     augmented: bool | None = None  # random augmentation seen in the probe run
     frozen_fraction: float | None = None  # share of draws repeated from the last epoch, beyond chance
-    chance_same_draw: float | None = None  # how often two independent draws coincide (from the probe)
-    frozen_z: float | None = None  # significance of frozen_fraction (one-sided binomial z-score)
+    frozen_z: float | None = None  # its significance (one-sided binomial z): the verdict needs FROZEN_Z or more
     shuffles_itself: bool | None = None
     identical_batches: int | None = None  # own data: pairs of byte-identical batches in one epoch
     aliased_batches: int | None = None  # batches received in an earlier batch's buffer, or changed after receipt
     mismatched_inputs: int | None = None  # rows whose inputs are another sample's than their traced id names
-    inputs_checked: int | None = None  # rows content matching could place
     coverage_spread: int | None = None  # partial epochs: most minus fewest deliveries of a sample over the run
     coverage_note: str | None = None  # partial epochs: where coverage went uneven, with the counts
+
+
+@dataclass
+class DeterminismResult(DeterminismFigures):
+    """The figures (``DeterminismFigures``), and the raw data they were computed from."""
+
+    source_rows_changed: int = 0  # counted whenever the source was checked: 0, not unknown
+    dropped_by_design: int = 0
+    missing_per_epoch: list[int] | None = None
+    duplicated_per_epoch: list[int] | None = None
+    chance_same_draw: float | None = None  # how often two independent draws coincide (from the probe)
+    inputs_checked: int | None = None  # rows content matching could place
     reasons: dict[str, str] = field(default_factory=dict)  # why a figure is None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def figures(self) -> DeterminismFigures:
-        return DeterminismFigures(**{f: getattr(self, f) for f in DeterminismFigures.__dataclass_fields__})
+        """The figures alone, as reports and asv read them."""
+        return DeterminismFigures(**{f.name: getattr(self, f.name) for f in fields(DeterminismFigures)})
 
     def problems(self) -> list[str]:
         """The names of the checks that failed (None is 'could not tell', not a failure)."""

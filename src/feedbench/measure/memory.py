@@ -30,7 +30,7 @@ import contextlib
 import os
 import statistics
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import psutil
 
@@ -108,18 +108,12 @@ class MemoryFigures(Record):
     leaks: dict[str, str] | None = None  # resource -> where it leaks and how fast, for each that leaks
 
 
-@dataclass
-class MemoryResult:
-    peak_tree_uss_bytes: int
-    peak_tree_pss_bytes: int
-    peak_tree_rss_bytes: int
-    peak_main_rss_bytes: int
-    peak_workers_uss_bytes: int  # what only the worker processes hold
-    peak_tree_pss_added_bytes: int  # peak tree PSS above the tree's PSS before the run
-    epoch_peak_pss_added_bytes: int | None  # the median over epochs of each epoch's peak above it
-    epoch_peak_reason: str | None  # why it is None
-    workers_seen: int
-    most_workers_alive: int
+@dataclass(kw_only=True)
+class MemoryResult(MemoryFigures):
+    """The figures (``MemoryFigures``; the growth of each resource filled in from its trend where a
+    soak judged it), and the raw readings they were computed from."""
+
+    epoch_peak_reason: str | None = None  # why epoch_peak_pss_added_bytes is None
     baseline_uss_bytes: int  # the tree before the run started
     baseline_pss_bytes: int
     samples: int
@@ -128,6 +122,13 @@ class MemoryResult:
     resources: list[leaks.ResourceReading] = field(default_factory=list)  # at every epoch's end
     trends: dict[tuple[str, str], leaks.Trend] = field(default_factory=dict)  # (resource, place) -> trend
     leak_reason: str | None = None  # why there are no trends
+
+    def __post_init__(self):
+        for (resource, place), value in self.trends.items():
+            name = f"growth_{resource}" if resource == "processes" else f"growth_{resource}_{place}"
+            setattr(self, name + ("_bytes" if resource == "memory" else ""), value.growth)
+        if self.trends:
+            self.leaks = self.leaking()
 
     def to_dict(self) -> dict:
         found = asdict(self)
@@ -145,13 +146,8 @@ class MemoryResult:
         return [f"leaked_{resource}" for resource in self.leaking()]
 
     def figures(self) -> MemoryFigures:
-        shared = {f: getattr(self, f) for f in MemoryFigures.__dataclass_fields__ if hasattr(self, f)}
-        growth = {}
-        if self.trends:
-            for (resource, place), value in self.trends.items():
-                name = f"growth_{resource}" if resource == "processes" else f"growth_{resource}_{place}"
-                growth[name + ("_bytes" if resource == "memory" else "")] = value.growth
-        return MemoryFigures(**shared, **growth, leaks=self.leaking() if self.trends else None)
+        """The figures alone, as reports and asv read them."""
+        return MemoryFigures(**{f.name: getattr(self, f.name) for f in fields(MemoryFigures)})
 
 
 _NO_WORKERS = {"workers_memory_bytes": 0, "workers_threads": 0, "workers_files": 0, "workers": 0}

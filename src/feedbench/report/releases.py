@@ -98,6 +98,8 @@ def render(groups: dict[tuple[str, str], list[Run]], command: str) -> str:
         lines.append(
             f"- **Keras {old_name} to {new_name}**: " + ("nothing moved" if not moved else f"{len(moved)} moved")
         )
-        for figure, params, old, new, worse in moved:
-            lines.append(f"  - {figure}{params}: {_number(old)} to {_number(new)} ({'worse' if worse else 'better'})")
+        for m in moved:
+            lines.append(
+                f"  - {m.figure}{m.params}: {_number(m.old)} to {_number(m.new)} ({'worse' if m.worse else 'better'})"
+            )
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from feedbench.fit.training import NOT_STARVED, starvation_verdict
 from feedbench.measure.determinism import FROZEN_THRESHOLD
@@ -386,9 +387,19 @@ def _starvation_cell(starvation: float, stats: tuple[dict, list | None] | None) 
 # --------------------------------------------------------------------------- regressions
 
 
-def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[str, tuple, float, float, bool]]:
-    """(figure, params, old, new, worse) for every figure that moved by more than ``threshold``
-    (and, for a figure with asv's statistics in both runs, that they say differs)."""
+class Change(NamedTuple):
+    """A figure that moved between two runs."""
+
+    figure: str
+    params: tuple
+    old: float
+    new: float
+    worse: bool  # in the figure's own direction (``higher_is_better``)
+
+
+def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[Change]:
+    """Every figure that moved by more than ``threshold`` (and, for a figure with asv's statistics in
+    both runs, that they say differs), the worse first."""
     moved = []
     for key, values in newer.figures.items():
         before = older.figures.get(key, {})
@@ -401,8 +412,8 @@ def changes(older: Run, newer: Run, threshold: float = THRESHOLD) -> list[tuple[
             if abs(change) <= threshold or not _differ(older, newer, key, params):
                 continue
             higher_better = higher_is_better(key)
-            moved.append((key, params, old, new, (change < 0) == higher_better))
-    return sorted(moved, key=lambda m: (not m[4], m[0], str(m[1])))
+            moved.append(Change(key, params, old, new, (change < 0) == higher_better))
+    return sorted(moved, key=lambda m: (not m.worse, m.figure, str(m.params)))
 
 
 @dataclass
@@ -506,10 +517,10 @@ def _changes_html(runs: list[Run]) -> str:
     if not moved:
         return head
     rows = [
-        f'<tr class="{"worse" if worse else "better"}"><td>{html.escape(key)}</td><td>{html.escape(str(params))}</td>'
-        f"<td>{old:.4g}</td><td>{new:.4g}</td><td>{_change_text(old, new)}</td>"
-        f"<td>{'worse' if worse else 'better'}</td></tr>"
-        for key, params, old, new, worse in moved
+        f'<tr class="{"worse" if m.worse else "better"}"><td>{html.escape(m.figure)}</td>'
+        f"<td>{html.escape(str(m.params))}</td><td>{m.old:.4g}</td><td>{m.new:.4g}</td>"
+        f"<td>{_change_text(m.old, m.new)}</td><td>{'worse' if m.worse else 'better'}</td></tr>"
+        for m in moved
     ]
     return head + (
         '<table class="plain changes"><tr><th>figure</th><th>parameters</th><th>before</th><th>after</th>'

@@ -129,13 +129,11 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None, repeats: i
     errors: dict[Spec, str] = {}  # a failed round's reason, per setting
     copy_sps = _rounds(copy_specs, max(epochs, COPY_EPOCHS), timeout_s, errors, repeats)
     python_sps = _rounds(python_specs, epochs, timeout_s, errors, repeats)
-    copy_shuffled = copy_sps[5]
-    peer_sps, at = {}, {"copy": 6, "python": 4}
-    for (workload, peer), specs in peer_specs.items():
-        figures = copy_sps if workload == "copy" else python_sps
-        start = at[workload]
-        peer_sps[(workload, peer)] = dict(zip((_setting(s) for s in specs), figures[start : start + len(specs)]))
-        at[workload] += len(specs)
+    copy_shuffled = copy_sps[replace(COPY, fit_shuffle=True)]
+    peer_sps = {
+        (workload, peer): {_setting(spec): (copy_sps if workload == "copy" else python_sps)[spec] for spec in specs}
+        for (workload, peer), specs in peer_specs.items()
+    }
     say(f"step-bound: shm, 2 workers, copy, large source, against one prepared batch, {repeats} rounds ...")
     rounds = sweep([COPY] * repeats, ("step_bound",), max(epochs, STEP_EPOCHS), timeout_s, fresh_each=True)
     bounds = [r.step_bound for r in rounds]
@@ -153,8 +151,9 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None, repeats: i
     say(f"determinism: {len(stream_specs)} settings ...")
     streams = sweep(stream_specs, ("determinism",), epochs, timeout_s)
 
-    copy_shm, copy_keyed_mp, copy_threads = copy_sps[0], copy_sps[1], copy_sps[2:5]
-    python_shm, python_threads = python_sps[0], python_sps[1:4]
+    copy_shm, copy_keyed_mp = copy_sps[COPY], copy_sps[replace(COPY, impl="keyed")]
+    copy_threads = [copy_sps[spec] for spec in _threads(COPY)]
+    python_shm, python_threads = python_sps[PYTHON], [python_sps[spec] for spec in _threads(PYTHON)]
     mem = memory.memory or MemoryFigures()
     ring = ring_bytes(COPY)
     budget = ring + WORKER_BUDGET_BYTES * COPY.workers
@@ -253,8 +252,8 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None, repeats: i
     }
 
 
-def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict, repeats: int) -> list:
-    """Each setting's median samples/s over ``repeats`` rounds (None where a round failed).
+def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict, repeats: int) -> dict[Spec, float | None]:
+    """Each setting's median samples/s over ``repeats`` rounds (None where a round failed), by setting.
 
     Every setting in a process of its own, as a user runs one loader per process (the first
     setting a process measures runs faster than later ones, and one loader's workers or signal
@@ -263,6 +262,8 @@ def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict, repe
     """
     from feedbench.run.sweep import sweep
 
+    if len(set(specs)) != len(specs):
+        raise ValueError("a setting listed twice would be measured twice and read once")
     n = len(specs)
     order = [(r * n // repeats + i) % n for r in range(repeats) for i in range(n)]
     speed = sweep([specs[i] for i in order], ("throughput",), epochs, timeout_s, fresh_each=True)
@@ -271,7 +272,7 @@ def _rounds(specs: list[Spec], epochs: int, timeout_s: float, errors: dict, repe
         rounds[i].append(record.throughput.samples_per_s if record.throughput else None)
         if record.error:
             errors.setdefault(specs[i], record.error)
-    return [_median(rounds[i]) for i in range(n)]
+    return {specs[i]: _median(rounds[i]) for i in range(n)}
 
 
 def _setting(spec: Spec) -> str:
