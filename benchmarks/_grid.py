@@ -43,13 +43,8 @@ if OPTIONS.implementations:
     IMPLEMENTATIONS = list(OPTIONS.implementations)
 MULTIPROCESSING = [False, True]
 
-# Memory is tracked as the median epoch's peak (feedbench.measure.memory), and its leak verdicts need a
-# soak of leaks.MIN_EPOCHS epochs or more (the first is a warm-up); the median over these 8 epochs is
-# not moved by one epoch's extreme either. Throughput is also tracked as a ratio to keyed's serial
-# setting (1 worker, threads) with the same workload and source, measured in the same run, at the
-# start, middle and end of the full grid (the median): a machine that is faster or busier today moves
-# both alike, so the ratio keeps only what the implementation changed. A run that deadlocks
-# (TensorFlow ops in a forked worker can) fails at run_timeout_s.
+# 8 memory epochs: a leak verdict needs leaks.MIN_EPOCHS. Throughput is also a ratio to keyed's serial
+# setting timed in the same run, so a faster or busier machine moves both alike (suite.grid).
 GRID = Grid(
     implementations=tuple(IMPLEMENTATIONS),
     workloads=("copy",) if QUICK else ("copy", "numpy", "python", "io"),

@@ -15,9 +15,8 @@ import psutil
 
 from feedbench.core.errors import WorkerLeak
 
-# Python's own per-interpreter helpers, started on first use and meant to live as long
-# as the interpreter: the forkserver (whose children, the workers, still count) and
-# the resource tracker. Killing them breaks every later pool of that start method.
+# multiprocessing's helpers live as long as the interpreter (the forkserver's children still count):
+# killing one breaks every later pool of that start method.
 _HELPERS = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
 
 

@@ -14,11 +14,8 @@ import threading
 import warnings
 import weakref
 
-# The Keras 3 minor releases the driver is checked on, oldest and newest: from the oldest that a
-# current TensorFlow accepts (TensorFlow 2.21 requires keras>=3.12) to the newest released. Their
-# data path (py_dataset_adapter, epoch_iterator) is the same file in every release of the range;
-# fit's call order is pinned against a real fit by tests/test_drive.py and tests/test_fit_stream.py,
-# run on both ends by `bash tests/keras_range.sh` (docs/keras-versions.md).
+# The Keras 3 minor releases the driver is checked on: the oldest a current TensorFlow accepts to the
+# newest (docs/keras-versions.md; `bash tests/keras_range.sh` runs the fit-pinned tests on both ends).
 KERAS_RANGE = ((3, 12), (3, 15))
 
 # Frames from these files mean a thread is producing batches for the data path: a tf.data

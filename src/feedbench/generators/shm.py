@@ -62,9 +62,8 @@ from feedbench.generators.shm_worker import (
 POLL_S = 0.2  # how often a waiting request checks that every worker is alive
 START_TIMEOUT_S = 120.0  # a spawned worker imports NumPy and feedbench; generous on a busy machine
 BATCH_TIMEOUT_S = 300.0  # no batch for this long: fail rather than hang
-# Slots beyond the look-ahead, for batches Keras still holds: the backend may wrap a
-# slot's memory in its tensor without copying (TensorFlow does), so a slot is rewritten
-# only once every array handed out from it is gone.
+# Slots beyond the look-ahead, for batches Keras still holds: a tensor may wrap a slot without copying
+# (TensorFlow's do), so a slot is rewritten only once every array handed out from it is gone.
 HELD_SLOTS = 8
 
 

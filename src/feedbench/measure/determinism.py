@@ -528,11 +528,8 @@ def measure_determinism(
     return analyze(built, streams["main"], streams["repeat"].contents(), serial, probe)
 
 
-# The serial reference's batches, per (serial spec, epochs, plug-ins, environment), from fresh
-# runs in this process: a sweep measures an implementation's settings one after another, and each
-# compares with the same reference. A fresh run of it gives the same batches whichever setting
-# asked (it is its own process), so it runs once: a third fresh process per setting was a third
-# of the determinism grid's time.
+# The serial reference's batches, per (serial spec, epochs, plug-ins, environment): a fresh run gives
+# the same batches whichever setting asks, so a sweep's settings share one run of it.
 _SERIAL_RUNS: dict[tuple, list] = {}
 _SERIAL_RUNS_KEPT = 16
 

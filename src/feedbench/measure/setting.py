@@ -30,11 +30,8 @@ from feedbench.measure.throughput import POOLED, ThroughputFigures, measure_thro
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
 SCHEMA_VERSION = 8
-# A measure whose run failed while the generator ran TensorFlow in forked workers (which hang or
-# crash at random: fork_hazard) is tried again, so its figures are there in every run and its
-# verdict says how many tries failed. The failed tries of a setting may take this many runs' limits
-# (a try of a measure that makes several runs, training's fits, can fail late; in one full run a
-# budget of half a run's limit let none of memory's and training's failed tries be tried again).
+# A run that failed after TensorFlow ran in forked workers (they hang or crash at random: fork_hazard)
+# is tried again; a setting's failed tries may take this many runs' limits (training's fail late).
 FORK_RETRY_BUDGET = 2.0
 
 

@@ -40,10 +40,8 @@ from feedbench.measure.memory import MemoryFigures
 
 THREADS = (1, 2, 4)
 REPEATS = 3  # rounds of every throughput setting; figures are medians
-COPY_EPOCHS = 12  # the large copy's throughput window: at 3 epochs it lasted a fraction of a second
-# The step-bound window: an epoch is 16 steps of 20 ms, so at 3 epochs the median of two 0.35 s
-# epochs decided the ratio (0.74x in one run, 0.98x in the next, same commit).
-STEP_EPOCHS = 10
+COPY_EPOCHS = 12  # the large copy's throughput window: a ratio needs seconds, not a fraction of one
+STEP_EPOCHS = 10  # the step-bound window: an epoch is 16 steps of 20 ms; a ratio needs several seconds
 PYTHON_ITERS = 20_000
 MIB = 1 << 20
 WORKER_BUDGET_BYTES = 64 * MIB
@@ -123,9 +121,7 @@ def measure(epochs: int = 3, timeout_s: float = 120.0, progress=None, repeats: i
         *[spec for (workload, _), specs in peer_specs.items() if workload == "python" for spec in specs],
     ]
     say(f"throughput: {len(copy_specs) + len(python_specs)} settings x {repeats} rounds ...")
-    # Ratios compare settings of one workload, so each workload is its own set of rounds; the
-    # large copy runs at least COPY_EPOCHS (at 3 it measured a fraction of a second, and its
-    # ratios moved by 30 % between runs).
+    # Ratios compare settings of one workload, so each workload is its own set of rounds.
     errors: dict[Spec, str] = {}  # a failed round's reason, per setting
     copy_sps = _rounds(copy_specs, max(epochs, COPY_EPOCHS), timeout_s, errors, repeats)
     python_sps = _rounds(python_specs, epochs, timeout_s, errors, repeats)
