@@ -1,5 +1,6 @@
 """Notice TensorFlow running in a forked worker process after its parent had started TensorFlow.
 
+NOTE [ Fork hazard ]
 TensorFlow is not fork-safe. A process forked after TensorFlow's runtime started (its thread
 pools, its locks) inherits those locks in whatever state they were in at the instant of the fork,
 but not the threads that would release them; an op in the child then waits forever or crashes,

@@ -1,5 +1,6 @@
 """The time limit and clean-up around anything that feeds a dataset.
 
+NOTE [ Clean-up on every exit path ]
 ``supervised(name, timeout_s)`` is the one context manager for both the driver (walking fit's
 epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
 
@@ -7,7 +8,7 @@ epoch iterator) and a real ``model.fit`` (training, the tap). Inside it:
   exception, an early stop, the time limit) stops them; no worker process started inside
   outlives the block;
 - an exception from the data path comes out as one typed line (``failures.explain``);
-- a Keras worker process that dies is named at once; with ``FEEDBENCH_STALL_S`` set,
+- NOTE [ Stall watch ]: a Keras worker process that dies is named at once; with ``FEEDBENCH_STALL_S`` set,
   so are Keras workers that owe batches but finish none and use no CPU for that long, and (in the
   driver, which says when it waits for a batch) any producer: no batch and no CPU used anywhere in
   the process tree for that long;

@@ -30,7 +30,7 @@ from feedbench.measure.throughput import POOLED, ThroughputFigures, measure_thro
 
 # Bumped whenever a key of the JSON below changes; CHANGELOG.md says what changed.
 SCHEMA_VERSION = 8
-# A run that failed after TensorFlow ran in forked workers (they hang or crash at random: fork_hazard)
+# A run that failed after TensorFlow ran in forked workers (NOTE [ Fork hazard ])
 # is tried again; a setting's failed tries may take this many runs' limits (training's fail late).
 FORK_RETRY_BUDGET = 2.0
 
