@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from support.planted import Plain  # slices copied out of the source, traced: no flaw of its own
+from support.planted import Plain, factory  # slices copied out of the source, traced: no flaw of its own
 
 _PARENT = os.getpid()
 AT = 3
@@ -28,8 +28,7 @@ class WorkerDies(Plain):
         return super().__getitem__(idx)
 
 
-def worker_exits(spec, source):
-    return WorkerDies(spec, source)
+worker_exits = factory(WorkerDies)
 
 
 def worker_killed(spec, source):
@@ -71,8 +70,7 @@ def _compute_for(seconds: float, clock) -> None:
         pass
 
 
-def worker_deadlocks(spec, source):
-    return WorkerStalls(spec, source)
+worker_deadlocks = factory(WorkerStalls)
 
 
 def worker_computes_for_3_s(spec, source):
@@ -129,12 +127,10 @@ class DeadlocksAfterTensorflowInAFork(DeadlocksOnceInAFork):
         return x, y
 
 
-def deadlocks_after_tensorflow_in_a_fork(spec, source):
-    return DeadlocksAfterTensorflowInAFork(spec, source)
+deadlocks_after_tensorflow_in_a_fork = factory(DeadlocksAfterTensorflowInAFork)
 
 
-def deadlocks_once_in_a_fork(spec, source):
-    return DeadlocksOnceInAFork(spec, source)
+deadlocks_once_in_a_fork = factory(DeadlocksOnceInAFork)
 
 
 def deadlocks_once_after_tensorflow_in_a_fork(spec, source):
@@ -167,20 +163,16 @@ class EmptyBatch(Plain):
         return (x[:0], y[:0]) if idx == AT else (x, y)
 
 
-def len_raises(spec, source):
-    return LenRaises(spec, source)
+len_raises = factory(LenRaises)
 
 
-def len_float(spec, source):
-    return LenFloat(spec, source)
+len_float = factory(LenFloat)
 
 
-def xy_mismatch(spec, source):
-    return XYMismatch(spec, source)
+xy_mismatch = factory(XYMismatch)
 
 
-def empty_batch(spec, source):
-    return EmptyBatch(spec, source)
+empty_batch = factory(EmptyBatch)
 
 
 class StartsAHelper(Plain):
@@ -199,8 +191,7 @@ class StartsAHelper(Plain):
         return super().__getitem__(idx)
 
 
-def worker_leaves_a_daemon(spec, source):
-    return StartsAHelper(spec, source)
+worker_leaves_a_daemon = factory(StartsAHelper)
 
 
 def worker_waits_for_its_helper(spec, source):
@@ -229,8 +220,7 @@ class ConvertsAFunction(Plain):
         return self.scaled(x).numpy(), y
 
 
-def converts_a_function(spec, source):
-    return ConvertsAFunction(spec, source)
+converts_a_function = factory(ConvertsAFunction)
 
 
 class SleepsInNativeCode(Plain):
@@ -245,8 +235,7 @@ class SleepsInNativeCode(Plain):
         return super().__getitem__(idx)
 
 
-def sleeps_in_native_code(spec, source):
-    return SleepsInNativeCode(spec, source)
+sleeps_in_native_code = factory(SleepsInNativeCode)
 
 
 STOP_WAITING = threading.Event()  # never set in a command's process: the stall watch interrupts the poll
@@ -268,8 +257,7 @@ class ProducerWaits(Plain):
         return super().__getitem__(idx)
 
 
-def producer_waits(spec, source):
-    return ProducerWaits(spec, source)
+producer_waits = factory(ProducerWaits)
 
 
 def producer_computes_for_3_s(spec, source):

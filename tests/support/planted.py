@@ -264,24 +264,25 @@ class FreesTensorflowObjectsInWorkers(Plain):
         return self.batch(idx)
 
 
-def _factory(cls):
+def factory(cls):
+    """The plug-in factory(spec, source) of a dataset class taking (spec, source)."""
     return lambda spec, source: cls(spec, source)
 
 
-plain = _factory(Plain)
-repeats_batch0 = _factory(RepeatsBatch0)
-drops_a_batch = _factory(DropsABatch)
-reorders = _factory(Reorders)
-reseeds_constant = _factory(ReseedsConstant)
-global_numpy_rng = _factory(GlobalNumpyRng)
-writes_into_view = _factory(WritesIntoView)
-big_worker_buffer = _factory(BigWorkerBuffer)
-leaky_workers = _factory(LeakyWorkers)
-spikes_in_one_epoch = _factory(SpikesInOneEpoch)
-sleeps_per_batch = _factory(SleepsPerBatch)
-scaled_by_workers = _factory(ScaledByWorkers)
-tensorflow_in_worker = _factory(TensorflowInWorker)
-frees_tensorflow_objects_in_workers = _factory(FreesTensorflowObjectsInWorkers)
+plain = factory(Plain)
+repeats_batch0 = factory(RepeatsBatch0)
+drops_a_batch = factory(DropsABatch)
+reorders = factory(Reorders)
+reseeds_constant = factory(ReseedsConstant)
+global_numpy_rng = factory(GlobalNumpyRng)
+writes_into_view = factory(WritesIntoView)
+big_worker_buffer = factory(BigWorkerBuffer)
+leaky_workers = factory(LeakyWorkers)
+spikes_in_one_epoch = factory(SpikesInOneEpoch)
+sleeps_per_batch = factory(SleepsPerBatch)
+scaled_by_workers = factory(ScaledByWorkers)
+tensorflow_in_worker = factory(TensorflowInWorker)
+frees_tensorflow_objects_in_workers = factory(FreesTensorflowObjectsInWorkers)
 
 
 class EndsItsProcess(Plain):
@@ -293,7 +294,7 @@ class EndsItsProcess(Plain):
         return self.batch(idx)
 
 
-ends_its_process = _factory(EndsItsProcess)
+ends_its_process = factory(EndsItsProcess)
 
 
 class StuckInNativeCode(Plain):
@@ -305,7 +306,7 @@ class StuckInNativeCode(Plain):
         return self.batch(idx)
 
 
-stuck_in_native_code = _factory(StuckInNativeCode)
+stuck_in_native_code = factory(StuckInNativeCode)
 
 
 class Recorder(keras.utils.PyDataset):
@@ -340,7 +341,7 @@ class MisalignedLabels(Plain):
         return np.roll(x, 1, axis=0), y
 
 
-misaligned_labels = _factory(MisalignedLabels)
+misaligned_labels = factory(MisalignedLabels)
 
 
 # --------------------------------------------------------------------------- planted flaws for shm's workers
@@ -385,7 +386,7 @@ class GatedFlips(Plain):
         self.epoch += 1
 
 
-gated_flips = _factory(GatedFlips)
+gated_flips = factory(GatedFlips)
 
 
 # --------------------------------------------------------------------------- planted leaks, each with its clean twin
@@ -535,17 +536,17 @@ class ReturnsViews(Plain):
         return self.x[rows], self.y[rows]
 
 
-returns_views = _factory(ReturnsViews)
-keeps_every_batch = _factory(KeepsEveryBatch)
-keeps_the_last_batch = _factory(KeepsTheLastBatch)
-starts_a_thread_each_epoch = _factory(StartsAThreadEachEpoch)
-replaces_its_thread_each_epoch = _factory(ReplacesItsThreadEachEpoch)
-opens_a_file_each_batch = _factory(OpensAFileEachBatch)
-closes_its_file_each_batch = _factory(ClosesItsFileEachBatch)
-starts_a_process_each_epoch = _factory(StartsAProcessEachEpoch)
-waits_for_its_process_each_epoch = _factory(WaitsForItsProcessEachEpoch)
-fills_one_buffer = _factory(FillsOneBuffer)
-fills_a_new_array = _factory(FillsANewArray)
+returns_views = factory(ReturnsViews)
+keeps_every_batch = factory(KeepsEveryBatch)
+keeps_the_last_batch = factory(KeepsTheLastBatch)
+starts_a_thread_each_epoch = factory(StartsAThreadEachEpoch)
+replaces_its_thread_each_epoch = factory(ReplacesItsThreadEachEpoch)
+opens_a_file_each_batch = factory(OpensAFileEachBatch)
+closes_its_file_each_batch = factory(ClosesItsFileEachBatch)
+starts_a_process_each_epoch = factory(StartsAProcessEachEpoch)
+waits_for_its_process_each_epoch = factory(WaitsForItsProcessEachEpoch)
+fills_one_buffer = factory(FillsOneBuffer)
+fills_a_new_array = factory(FillsANewArray)
 
 
 _HELPER = """
@@ -586,5 +587,5 @@ class FeedsAHelperThatFrees(FeedsAGrowingHelper):
     keeps = False
 
 
-feeds_a_growing_helper = _factory(FeedsAGrowingHelper)
-feeds_a_helper_that_frees = _factory(FeedsAHelperThatFrees)
+feeds_a_growing_helper = factory(FeedsAGrowingHelper)
+feeds_a_helper_that_frees = factory(FeedsAHelperThatFrees)
