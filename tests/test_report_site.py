@@ -202,7 +202,8 @@ def test_the_page_shows_both_machines_and_a_planted_red_cell_is_red(results, tmp
 
     out = tmp_path / "report"
     proc = subprocess.run(
-        [sys.executable, "-m", "feedbench.cli", "report", str(results), "--out", str(out)],
+        [sys.executable, "-m", "feedbench.cli", "report", str(results), "--out", str(out)]
+        + ["--screenshot", str(tmp_path / "report.png")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -218,7 +219,7 @@ def test_the_page_shows_both_machines_and_a_planted_red_cell_is_red(results, tmp
     assert dom.count("data:image/png;base64,") == 2 * 2  # throughput and memory plots per machine
     assert "figures moved by more than 10%" in dom and 'class="worse"' in dom
 
-    shot = chromium.screenshot(page.as_uri(), tmp_path / "report.png", size=(1600, 1400))
+    shot = tmp_path / "report.png"  # feedbench report --screenshot took it
     pixels = matplotlib.image.imread(str(shot))[:, :, :3]
     red = np.all(np.abs(pixels - RED) < 0.03, axis=2)
     assert red.sum() > 200  # the planted cell is drawn red

@@ -243,6 +243,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also write FILE.md: the Keras releases of a matrix over keras (asv.keras.conf.json) side by side",
     )
     report.add_argument(
+        "--screenshot",
+        metavar="FILE.png",
+        help="also write a picture of the page, taken by headless Chromium (the README's picture)",
+    )
+    report.add_argument(
         "--log",
         metavar="ASV_LOG",
         help="also print a summary of that asv run's log: benchmarks ok / failed / n/a, each n/a reason once",
@@ -576,6 +581,12 @@ def cmd_report(args) -> int:
         if not site.link_from_asv_site(args.link_from, href):
             print(f"feedbench: no asv site in {args.link_from!r} to link from (run asv publish first)", file=sys.stderr)
     print(f"feedbench: report written to {path}")
+    if args.screenshot:
+        try:
+            print(f"feedbench: a picture of the page in {site.screenshot(path, args.screenshot)}")
+        except (FileNotFoundError, RuntimeError) as exc:
+            print(f"feedbench: {exc}", file=sys.stderr)
+            return 2
     if args.releases:
         from feedbench.report import releases
 

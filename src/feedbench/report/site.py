@@ -626,3 +626,39 @@ def write(results_dir: str, out_dir: str, asv_site: str | None = None) -> str:
     with open(path, "w") as handle:
         handle.write(page)
     return path
+
+
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+
+
+def screenshot(page: str, png: str, size: tuple[int, int] = (1400, 1000), timeout_s: float = 120.0) -> str:
+    """A picture of the written page (``png``), taken by headless Chromium; the page is self-contained
+    (its plots are inline), so nothing is fetched."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = next((found for name in CHROMIUM if (found := shutil.which(name))), None)
+    if browser is None:
+        raise FileNotFoundError(f"no Chromium found (looked for {', '.join(CHROMIUM)}); expected one for --screenshot")
+    with tempfile.TemporaryDirectory(prefix="feedbench-chromium-") as profile:
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--disable-background-networking",
+                f"--window-size={size[0]},{size[1]}",
+                f"--screenshot={os.path.abspath(png)}",
+                "file://" + os.path.abspath(page),
+            ],
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    if not os.path.exists(png):
+        raise RuntimeError(f"Chromium wrote no picture to {png!r}")
+    return png
