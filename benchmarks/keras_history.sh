@@ -24,7 +24,7 @@ asv --config "$conf" machine --yes >"$log" 2>&1
 echo "feedbench: asv run of $(git rev-parse --short HEAD) once per Keras release; the full log: $log"
 # whole-epoch throughput, the stream's checks, and what a real fit delivered: the figures Keras moves
 asv --config "$conf" run --show-stderr --bench 'throughput\.Throughput|determinism\.Stream|fit_stream\.FitStream' HEAD^! 2>&1 \
-    | tee -a "$log" | { grep --line-buffered -E '^\[ *[0-9.]+%\] ·{2,3} [^ ]+( .*)? (ok|failed|n/a)$|Benchmarking' || true; } \
+    | tee -a "$log" | { grep --line-buffered -E '^\[ *[0-9.]+%\] ·{2,3} [A-Za-z.][^ ]* {2,}[^ ]+$|Benchmarking' || true; } \
     || echo "feedbench: asv run ended with a failure; see $log"
 asv --config "$conf" publish >>"$log" 2>&1
 feedbench offline-html .asv/keras/html >>"$log" 2>&1 || echo "feedbench: the site needs internet access to load its scripts"

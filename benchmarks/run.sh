@@ -30,7 +30,7 @@ echo "feedbench: asv run on $(git rev-parse --short HEAD) (${quick[*]:-full grid
 # asv's line per benchmark, not its tables nor a line per skipped parameter. A benchmark that fails
 # is recorded as failed; the run goes on and the rest is published.
 asv run "${quick[@]}" --show-stderr HEAD^! 2>&1 | tee -a "$log" \
-    | { grep --line-buffered -E '^\[ *[0-9.]+%\] ·{2,3} [^ ]+( .*)? (ok|failed|n/a)$|Benchmarking' || true; } \
+    | { grep --line-buffered -E '^\[ *[0-9.]+%\] ·{2,3} [A-Za-z.][^ ]* {2,}[^ ]+$|Benchmarking' || true; } \
     || echo "feedbench: asv run ended with a failure; see $log"
 asv publish >>"$log" 2>&1
 # asv's pages load their libraries from CDNs; serve them locally so the site also works offline.

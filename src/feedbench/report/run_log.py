@@ -11,8 +11,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-# "[ 2.38%] ··· determinism.Stream.track_forked_tensorflow     ok" (a long name is cut to "...name")
-_HEADLINE = re.compile(r"^\[\s*[\d.]+%\] ·{3} (?!Setting up)(?P<name>\S+)\s+(?P<status>ok|failed|n/a|skipped)\s*$")
+# "[ 2.38%] ··· determinism.Stream.track_forked_tensorflow     ok" (a long name is cut to "...name");
+# a benchmark without parameters shows its value where the others show ok
+_HEADLINE = re.compile(r"^\[\s*[\d.]+%\] ·{3} (?!Setting up)(?P<name>[\w.]+)\s{2,}(?P<status>\S+)\s*$")
 _SKIPPED = re.compile(r"asv: skipped: (?:\w+Error)?\((?P<quote>['\"])(?P<reason>.*)(?P=quote)\)\s*$")
 _ENVIRONMENT = re.compile(r"^\[\s*[\d.]+%\] ·{2} Benchmarking (?P<env>\S+)")
 _SETUP_FAILED = re.compile(r"^\[\s*[\d.]+%\] ·{3} Setting up (?P<name>\S+)\s+failed\s*$")
@@ -54,7 +55,7 @@ def summarize(text: str) -> RunSummary:
             env = found["env"]
         elif found := _HEADLINE.match(line):
             status = found["status"]
-            statuses[(env, found["name"])] = "n/a" if status == "skipped" else status
+            statuses[(env, found["name"])] = {"skipped": "n/a", "n/a": "n/a", "failed": "failed"}.get(status, "ok")
         elif found := _SKIPPED.search(line):
             skipped[found["reason"].replace("\\'", "'")] += 1
         elif found := _SETUP_FAILED.match(line):
