@@ -92,18 +92,9 @@ class HeadlessChromium:
     """Debian's chromium, headless, offline, with a throwaway profile: the DOM and a screenshot of a page."""
 
     def __init__(self, executable: str, profile_dir):
-        self.flags = [
-            executable,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile_dir}",
-        ]
+        from feedbench.report.site import chromium_command
+
+        self.flags = chromium_command(executable, profile_dir)
 
     def _run(self, *args, timeout=120) -> str:
         import subprocess
@@ -122,9 +113,10 @@ class HeadlessChromium:
 
 @pytest.fixture
 def chromium(tmp_path):
-    import shutil
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    from feedbench.report.site import find_chromium
+
+    executable = find_chromium()
     if executable is None:
         pytest.skip("no chromium here: .ci/run and the README set-up install Debian's chromium")
     return HeadlessChromium(executable, tmp_path / "chromium-profile")

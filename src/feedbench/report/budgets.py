@@ -9,7 +9,6 @@ it on the same machine. The page holds the latest figures; the history is in git
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ def timing(result, keys: dict[str, str] | None = None) -> Timing | None:
     so the run took the benchmarks' span plus the setup_cache of the first one; ``keys``
     (``setup_keys``) says which that is, and names each setup_cache by the classes that read it."""
     keys = keys or {}
-    started = {key: value for key, value in result.started_at.items() if not key.startswith("<")}
+    started = site.benchmark_starts(result)
     if not started:
         return None
     durations = result.duration
@@ -106,7 +105,7 @@ def counts(run: site.Run) -> Counter:
         for value in values.values():
             if value is None:
                 found["failed"] += 1
-            elif isinstance(value, float) and math.isnan(value):
+            elif site._skipped(value):
                 found["n/a"] += 1
             else:
                 found["measured"] += 1

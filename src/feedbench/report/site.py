@@ -123,7 +123,7 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
             result.date or 0,
             params.get("cpu", "?"),
             str(params.get("num_cpu", "?")),
-            started=min((v for k, v in result.started_at.items() if not k.startswith("<") and v), default=None),
+            started=min(filter(None, benchmark_starts(result).values()), default=None),
         )
         for key in result.get_all_result_keys():
             axes = result.get_result_params(key)
@@ -143,6 +143,11 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
     for runs in groups.values():
         runs.sort(key=lambda r: r.date)
     return dict(groups)
+
+
+def benchmark_starts(result) -> dict[str, float]:
+    """benchmark -> when asv started it (ms); asv's own entries (``<build>``, setup caches) left out."""
+    return {key: value for key, value in result.started_at.items() if not key.startswith("<")}
 
 
 def backend_of(result) -> str:
@@ -631,26 +636,41 @@ def write(results_dir: str, out_dir: str, asv_site: str | None = None) -> str:
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 
+def find_chromium() -> str | None:
+    import shutil
+
+    return next((found for name in CHROMIUM if (found := shutil.which(name))), None)
+
+
+def chromium_command(browser: str, profile_dir) -> list[str]:
+    """Headless, offline, with a throwaway profile: how feedbench and its tests open a page."""
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile_dir}",
+    ]
+
+
 def screenshot(page: str, png: str, size: tuple[int, int] = (1400, 1000), timeout_s: float = 120.0) -> str:
     """A picture of the written page (``png``), taken by headless Chromium; the page is self-contained
     (its plots are inline), so nothing is fetched."""
-    import shutil
     import subprocess
     import tempfile
 
-    browser = next((found for name in CHROMIUM if (found := shutil.which(name))), None)
+    browser = find_chromium()
     if browser is None:
         raise FileNotFoundError(f"no Chromium found (looked for {', '.join(CHROMIUM)}); expected one for --screenshot")
     with tempfile.TemporaryDirectory(prefix="feedbench-chromium-") as profile:
         subprocess.run(
             [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--disable-background-networking",
+                *chromium_command(browser, profile),
                 f"--window-size={size[0]},{size[1]}",
                 f"--screenshot={os.path.abspath(png)}",
                 "file://" + os.path.abspath(page),
