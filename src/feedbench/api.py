@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from feedbench.core import settings
 from feedbench.core.errors import FeedbenchError
 from feedbench.core.spec import Spec
 from feedbench.generators.adapters import OBJECT_PREFIX, SETTINGS_PREFIX
@@ -118,6 +119,10 @@ def profile(
         raise ApiError(f"workers={workers!r} given; expected integers, 0 or more")
     if not (timeout_s > 0):
         raise ApiError(f"timeout_s={timeout_s!r} given; expected a positive number of seconds")
+    try:
+        options = settings.read()  # once per call, in force for the whole sweep
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
     impl, name, mode, note, holder = _describe(dataset)
     try:
         base = Spec(
@@ -132,14 +137,15 @@ def profile(
         if mode == "object":
             grid = grid[:1]  # an object keeps the settings it was built with
         specs = [replace(base, workers=w, use_multiprocessing=mp) for w, mp in grid]
-        results = sweep.sweep(
-            specs,
-            tuple(measures),
-            epochs,
-            timeout_s,
-            progress=_progress(progress, len(specs)),
-            soak=soak,
-        )
+        with settings.applied(options):
+            results = sweep.sweep(
+                specs,
+                tuple(measures),
+                epochs,
+                timeout_s,
+                progress=_progress(progress, len(specs)),
+                soak=soak,
+            )
     finally:
         if holder:
             holder.cleanup()

@@ -26,6 +26,7 @@ import signal
 import sys
 from dataclasses import replace
 
+from feedbench.core import settings
 from feedbench.core.data import SIZES
 from feedbench.core.workloads import WORKLOADS
 
@@ -789,6 +790,16 @@ def _redeliver_swallowed_stops(unraisable) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (never ends the process: tests call it)."""
     args = _parser().parse_args(argv)
+    try:
+        options = settings.read()  # once, here: every module below asks settings.current()
+    except ValueError as exc:
+        print(f"feedbench: {exc}", file=sys.stderr)
+        return 2
+    with settings.applied(options):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "backend", None):
         os.environ["KERAS_BACKEND"] = args.backend
     if args.command not in ("report", "offline-html", "docs"):  # the others load Keras, hence TensorFlow

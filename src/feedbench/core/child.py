@@ -200,7 +200,8 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
     Call it as ``sys.exit(serve(handler))`` under ``if __name__ == "__main__"``: the status of a
     failure comes back; once everything is said, the process ends here (``_end_now``).
     """
-    _die_with_parent()
+    options = settings.read()  # this process's entry: read once, in force for the whole request
+    _die_with_parent(options.child_of)
     procs.own_interpreter()  # this process is ours: a thread stuck in native code ends it
     show_warnings_as_lines()
     start_tensorflow_quietly()
@@ -208,8 +209,9 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
         request = json.load(handle)
     out = request.pop("_out")
     try:
-        for result in handler(request):
-            _write(out, result)
+        with settings.applied(options):
+            for result in handler(request):
+                _write(out, result)
         _write(out, {_DONE_KEY: True})
         _end_now()
     except SystemExit as exc:  # the code under test called sys.exit: a failure, said as one
@@ -244,9 +246,8 @@ def _write(path: str, item: Any) -> None:
         handle.write(json.dumps(item) + "\n")
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(expected: int | None) -> None:
     procs.die_with_parent()
-    expected = settings.read().child_of
     if not expected:
         return
 

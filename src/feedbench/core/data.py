@@ -90,7 +90,7 @@ def cache_dir() -> Path:
     A relative path is taken from the folder feedbench started in, so a generator that changes
     the working directory does not move the cache.
     """
-    return Path(_START_DIR) / (settings.read().cache or Path.home() / ".cache" / "feedbench")
+    return Path(_START_DIR) / (settings.current().cache or Path.home() / ".cache" / "feedbench")
 
 
 def make_labels(n: int, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray:

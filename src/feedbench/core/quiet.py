@@ -30,7 +30,7 @@ def is_start_up_line(line: str) -> bool:
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow (when installed) and initialise its devices with absl's start-up lines
     held back; every other line written meanwhile is passed on to standard error."""
-    if settings.read().tf_logs or "tensorflow" in sys.modules:
+    if settings.current().tf_logs or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":

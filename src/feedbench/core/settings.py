@@ -1,16 +1,20 @@
 """Every ``FEEDBENCH_*`` environment variable feedbench reads: its name, default and meaning, and
 the one place that reads them.
 
-``read()`` parses them all into a frozen ``Settings``, when called, never at import: a test or a
-suite that sets one before a run is seen by that run. A bad value is one line naming it. The
+``read()`` parses them all into a frozen ``Settings``, when called, never at import. An entry point
+(the command line, a measuring child) reads them once and puts them in force for its call
+(``applied``); the code below asks ``current()``. A library call with no entry point above it
+reads the environment when it asks, so a test or a suite that sets one before a run is seen by
+that run. A bad value is one line naming it. The
 reference page (``feedbench docs``) is written from ``SETTINGS``, and a test fails when the code
 names a ``FEEDBENCH_*`` variable this table does not declare, or declares one nobody reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 
@@ -197,3 +201,22 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
         device=env.get("FEEDBENCH_DEVICE") or None,
         child_of=int(parent) if parent and parent.isdigit() else None,
     )
+
+
+_in_force: Settings | None = None  # set by an entry point for its call; read by every thread
+
+
+def current() -> Settings:
+    """The settings in force: those the entry point read (``applied``), else the environment's now."""
+    return _in_force if _in_force is not None else read()
+
+
+@contextlib.contextmanager
+def applied(options: Settings) -> Iterator[Settings]:
+    """Put ``options`` in force for the block: what ``current()`` answers, in every thread."""
+    global _in_force
+    before, _in_force = _in_force, options
+    try:
+        yield options
+    finally:
+        _in_force = before

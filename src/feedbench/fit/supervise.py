@@ -251,7 +251,7 @@ class Watchdog:
         self.timeout_s = timeout_s
         # FEEDBENCH_STALL_S: fail a run whose producers make no progress that long (0: wait for the
         # limit); FEEDBENCH_STUCK_GRACE_S: past the limit, how long a data path stuck in native code gets.
-        options = settings.read()
+        options = settings.current()
         self.stall_s, self.stuck_grace_s = options.stall_s, options.stuck_grace_s
         self.name = name
         self.fired = False

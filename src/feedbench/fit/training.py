@@ -411,7 +411,7 @@ def measure_training(
     if seeds < 1:
         raise ValueError(f"seeds={seeds} given; expected 1 or more")
     task = Task.of(spec, epochs, model)
-    if required := settings.read().device:
+    if required := settings.current().device:
         require_device(required)
     device = current_device()
     result = TrainingResult(spec.impl, spec.workers, spec.use_multiprocessing, device, epochs)

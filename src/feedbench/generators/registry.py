@@ -229,7 +229,7 @@ def _entry_point_plugins() -> list[Implementation]:
 
 
 def _env_plugins() -> list[Implementation]:
-    return [parse_plugin(part) for part in settings.read().plugins]
+    return [parse_plugin(part) for part in settings.current().plugins]
 
 
 def registry(plugins: list[str] | tuple[str, ...] = ()) -> dict[str, Implementation]:

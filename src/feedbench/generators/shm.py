@@ -93,7 +93,7 @@ class ShmDataset(KeyedDataset):
         )
         super().__init__(source, batch_size, seed, shuffle, work, **keras_settings)
         self.max_queue_size = max_queue_size
-        self.start_method = start_method or settings.read().shm_start_method
+        self.start_method = start_method or settings.current().shm_start_method
         self._box: list[_Pool | None] = [None]  # the pool, in a box the finalizer can reach
         self._lock = threading.Lock()
         self._closed = False

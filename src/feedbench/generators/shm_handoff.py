@@ -25,7 +25,7 @@ from feedbench.core import settings
 
 def device_converter() -> Callable | None:
     """What puts a batch on the device ahead of its step, or None where the hand-off is off."""
-    setting = settings.read().shm_hand_off
+    setting = settings.current().shm_hand_off
     if setting == "off":
         return None
     import keras

@@ -127,7 +127,7 @@ def build(spec: Spec, source) -> Built:
             "as graph ops, so it runs only the 'copy' workload"
         )
     workers, skipped = max(spec.workers, 1), not_applied(spec)
-    external = settings.read().tfdata_service
+    external = settings.current().tfdata_service
     servers = None if external else Servers(workers)
     address = external or servers.address
     try:

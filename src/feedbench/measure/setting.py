@@ -38,7 +38,7 @@ FORK_RETRY_BUDGET = 2.0
 def fork_tries() -> int:
     """Tries of a measure whose run failed after TensorFlow ran in forked workers
     (FEEDBENCH_FORK_TRIES, 3; the asv suite sets 1: it tracks such a setting's hazard flag alone)."""
-    return settings.read().fork_tries
+    return settings.current().fork_tries
 
 
 @dataclass
