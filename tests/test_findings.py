@@ -11,6 +11,7 @@ import pytest
 
 from feedbench.fit import training as train
 from feedbench.report import findings
+from feedbench.run.findings import Findings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORED = os.path.join(ROOT, "docs", "findings.json")
@@ -24,7 +25,29 @@ def stored():
 
 def test_the_committed_report_is_the_rendering_of_the_committed_measurements(stored):
     with open(os.path.join(ROOT, "docs", "FINDINGS.md")) as handle:
-        assert handle.read() == findings.render(stored)
+        assert handle.read() == findings.render(Findings.from_json(stored))
+
+
+def test_the_stored_measurements_read_back_into_one_record_and_write_out_unchanged(stored):
+    record = findings.read(STORED)
+    assert record.stream[findings.key("keyed", 2, True)].determinism is not None
+    assert record.preprocessing.consistent.val_accuracy > 0
+    written = record.to_json()
+    assert Findings.from_json(written).to_json() == written
+    assert _kept(stored, written)  # every stored value; fields newer than the file are at their defaults
+
+
+def _kept(part, whole) -> bool:
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(k in whole and _kept(v, whole[k]) for k, v in part.items())
+    return part == whole
+
+
+def test_stored_findings_that_are_not_findings_are_one_line(tmp_path):
+    wrong = tmp_path / "findings.json"
+    wrong.write_text(json.dumps({"machine": "m", "colour": "red"}))
+    with pytest.raises(ValueError, match=r"cannot be read .*unknown keys \['colour'\].*feedbench findings --json"):
+        findings.read(str(wrong))
 
 
 def _set_accuracy(results, impl, verdict, diff):
@@ -45,19 +68,19 @@ def _any_training(results):
 def test_verdicts_follow_the_measured_accuracy(stored):
     lowered = copy.deepcopy(stored)
     _set_accuracy(lowered, "seed_unseeded", "lower than baseline", -0.2)
-    assert "**Verdict: confirmed in every setting.**" in findings.render(lowered)
+    assert "**Verdict: confirmed in every setting.**" in findings.render(Findings.from_json(lowered))
     unchanged = copy.deepcopy(stored)
     _set_accuracy(unchanged, "seed_unseeded", "within seed noise", 0.0)
     assert "**Verdict: refuted: unseeded augmentation costs no accuracy beyond seed noise.**" in findings.render(
-        unchanged
+        Findings.from_json(unchanged)
     )
 
 
 def test_a_lost_sample_turns_the_uneven_batch_verdict(stored):
     lost = copy.deepcopy(stored)
     lost["stream"][findings.key("seed_bounded", 1, False)]["determinism"]["missing"] = 40
-    assert "**Verdict: not refuted: see the figures.**" in findings.render(lost)
-    assert "missing 40" in findings.render(lost)
+    assert "**Verdict: not refuted: see the figures.**" in findings.render(Findings.from_json(lost))
+    assert "missing 40" in findings.render(Findings.from_json(lost))
 
 
 def test_preprocessing_only_the_training_batches_costs_accuracy(no_stray_workers):

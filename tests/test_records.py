@@ -1,9 +1,11 @@
 """Typed results: one schema, JSON in and out in one place, typos refused."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
+from feedbench.core.records import Record
 from feedbench.core.spec import Spec
 from feedbench.measure.determinism import DeterminismFigures
 from feedbench.measure.setting import MEASURES, SettingResult, figure_of, runs_per_setting
@@ -33,6 +35,22 @@ def test_a_key_the_schema_does_not_have_is_refused():
     data["determinism"]["mising"] = 3  # a typo
     with pytest.raises(ValueError, match=r"DeterminismFigures: unknown keys \['mising'\]"):
         SettingResult.from_json(data)
+
+
+@dataclass
+class _ByName(Record):
+    results: dict[str, SettingResult]
+    plain: dict[str, dict]
+
+
+def test_records_kept_by_name_read_back_as_records_and_keep_refusing_typos():
+    by_name = _ByName({"keyed|2|1": _result()}, {"raw": {"kept": 1}})
+    again = _ByName.from_json(json.loads(json.dumps(by_name.to_json())))
+    assert again == by_name and isinstance(again.results["keyed|2|1"].throughput, ThroughputFigures)
+    data = by_name.to_json()
+    data["results"]["keyed|2|1"]["throughput"]["samples_per_sec"] = 1.0
+    with pytest.raises(ValueError, match=r"ThroughputFigures: unknown keys \['samples_per_sec'\]"):
+        _ByName.from_json(data)
 
 
 def test_figures_by_name_refuse_names_that_do_not_exist():

@@ -515,25 +515,16 @@ def cmd_overhead(args) -> int:
 
 
 def cmd_findings(args) -> int:
-    import json
-
     from feedbench.report import findings
     from feedbench.run import findings as findings_run
 
     if args.source:
-        try:
-            with open(args.source) as handle:
-                results = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"stored findings {args.source!r} cannot be read ({exc}); expected a file written by "
-                "feedbench findings --json"
-            ) from None
+        results = findings.read(args.source)
         findings.write(results, args.out, None)
     else:
         results = findings_run.measure(lambda line: print(line, file=sys.stderr, flush=True))
         findings.write(results, args.out, args.json)
-    print(f"{args.out}: findings measured on {results['machine']}, {results['when']}")
+    print(f"{args.out}: findings measured on {results.machine}, {results.when}")
     return 0
 
 

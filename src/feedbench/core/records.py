@@ -35,13 +35,22 @@ class Record:
 
 
 def _read(hint, value):
-    """``value`` as ``hint`` says: a nested Record is read back; anything else is kept as it is."""
+    """``value`` as ``hint`` says: a nested Record, or a ``dict[str, Record]`` of them, is read
+    back; anything else is kept as it is."""
     if value is None:
         return None
     for option in _options(hint):
-        if isinstance(option, type) and issubclass(option, Record) and isinstance(value, dict):
+        if _is_record(option) and isinstance(value, dict):
             return option.from_json(value)
+        if typing.get_origin(option) is dict and isinstance(value, dict):
+            item = typing.get_args(option)[1:]
+            if item and any(_is_record(o) for o in _options(item[0])):
+                return {name: _read(item[0], entry) for name, entry in value.items()}
     return value
+
+
+def _is_record(hint) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Record)
 
 
 def _options(hint) -> tuple:
