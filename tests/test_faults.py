@@ -98,6 +98,16 @@ def _command(proc: psutil.Process) -> str:
         return ""  # gone, or a zombie: as good as gone
 
 
+def _measuring_tree(proc: subprocess.Popen, settle_s: float) -> list[psutil.Process]:
+    """The measuring child ``proc`` started and the processes under it, once it has had
+    ``settle_s`` to start its own workers."""
+    child = _wait_for(
+        lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in _command(p)], 120, "measuring child"
+    )[0]
+    time.sleep(settle_s)
+    return [child, *_tree(child.pid)]
+
+
 def _stderr_within(proc: subprocess.Popen, timeout_s: float) -> str:
     """The process's stderr once it ends; if it runs on, kill it and fail with what it had said (a bare
     TimeoutExpired would lose the very lines that tell where it hung)."""
@@ -153,13 +163,7 @@ def test_a_signal_to_profile_takes_its_measuring_child_along(signum, cpu_load):
     folders_before = _temp_entries()
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1", "2")
     try:
-        child = _wait_for(
-            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in _command(p)],
-            120,
-            "measuring child",
-        )[0]
-        time.sleep(2.0)
-        tree = [child, *_tree(child.pid)]
+        tree = _measuring_tree(proc, settle_s=2.0)
         proc.send_signal(signum)
         _stderr_within(proc, 30)
     finally:
@@ -176,13 +180,7 @@ def test_a_measuring_child_dies_with_its_parent(cpu_load):
     folders_before = _temp_entries()
     proc = _cli("profile", "keyed", "--samples", "128", "--epochs", "50", "--grid-workers", "1")
     try:
-        child = _wait_for(
-            lambda: [p for p in _tree(proc.pid) if "feedbench.run.sweep" in _command(p)],
-            120,
-            "measuring child",
-        )[0]
-        time.sleep(1.0)
-        tree = [child, *_tree(child.pid)]
+        tree = _measuring_tree(proc, settle_s=1.0)
         proc.kill()
         proc.wait()
     finally:

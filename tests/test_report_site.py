@@ -33,19 +33,9 @@ def _result_file(folder, machine, cores, backend, commit, date, figures, keras=N
     of a matrix over Keras (asv.keras.conf.json), in its parameters and its environment's name."""
     folder = folder / machine
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "machine.json").write_text(
-        json.dumps(
-            {
-                "arch": "x86_64",
-                "cpu": "test cpu",
-                "machine": machine,
-                "num_cpu": str(cores),
-                "os": "Linux",
-                "ram": "1",
-                "version": 1,
-            }
-        )
-    )
+    described = {"arch": "x86_64", "cpu": "test cpu", "machine": machine, "num_cpu": str(cores)}
+    described |= {"os": "Linux", "ram": "1"}
+    (folder / "machine.json").write_text(json.dumps({**described, "version": 1}))
     env_name = f"virtualenv-py3.11-{backend}" + (f"-keras{keras}" if keras else "")
     results = {}
     for key, (axes, values, *stats) in figures.items():
@@ -55,12 +45,7 @@ def _result_file(folder, machine, cores, backend, commit, date, figures, keras=N
         "env_name": env_name,
         "date": date,
         "params": {
-            "arch": "x86_64",
-            "cpu": "test cpu",
-            "machine": machine,
-            "num_cpu": str(cores),
-            "os": "Linux",
-            "ram": "1",
+            **described,
             "python": "3.11",
             **({"keras": keras} if keras else {}),
         },
