@@ -70,9 +70,8 @@ def run_child(
 ) -> list:
     """Run ``module`` on ``request`` in a fresh process group; return the results it wrote."""
     results: list = []
-    # The request, the results and the child's stderr live in unlinked temporary files handed to the
-    # child as open descriptors: nothing is left on disk however this process ends (SIGKILL included).
-    # Whatever the child and the processes below it write to TMPDIR goes with the call.
+    # Request, results and stderr are unlinked files passed as descriptors, and the child's TMPDIR is
+    # ours: nothing is left on disk however this process ends (NOTE [ Clean-up on every exit path ]).
     with (
         scratch.folder_for_children() as child_tmp,
         tempfile.TemporaryFile("w+") as request_file,
@@ -230,9 +229,8 @@ def serve(handler: Callable[[dict[str, Any]], Iterable[Any]], argv: list[str] | 
 
 
 def _end_now() -> NoReturn:
-    """Everything is said: end without the interpreter's teardown. TensorFlow's took 0.5-1.7 s per
-    measuring process on the 2-core machine (a minute of the memory sweep, one process per
-    setting), and a backend's iterator waiting on its prefetch thread can hold it for good. What
+    """Everything is said: end without the interpreter's teardown. TensorFlow's costs about a second
+    per measuring process, and a backend's iterator waiting on its prefetch thread can hold it for good. What
     teardown would remove (AutoGraph's files, multiprocessing's folders) is in the private folder
     the parent removes; processes left behind go with the parent's kill of the process group."""
     for stream in (sys.stdout, sys.stderr):

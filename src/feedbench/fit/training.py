@@ -252,11 +252,9 @@ def one_batch_dataset(x, y, batches: int):
 def fit_ceiling(model, task: Task, seed: int, timeout_s: float = 300.0) -> float:
     """Samples/s of the task's model fed one prepared batch over and over: the input side's ceiling.
 
-    Measured beside each fit, never cached: one measurement shared by every setting of a grid put
-    its own error into all their ratios alike (six fits in one process on the 2-core machine gave
-    8451-10078 samples/s), and 21 of 26 fit-over-ceiling figures moved together between two runs of
-    one commit. ``model``: the one the setting was just fitted with, so the ceiling neither builds
-    nor compiles a model of its own (its weights have trained on; the step's cost is the same)."""
+    Measured beside each fit, never cached: one measurement shared by a grid's settings would put
+    its own error into all their ratios alike. ``model``: the one the setting was just fitted with,
+    so the ceiling neither builds nor compiles a model of its own (the step's cost is the same)."""
     x, y = task.training_arrays(seed)
     batches = math.ceil(task.n_train / task.batch_size)
     data = one_batch_dataset(np.array(x[: task.batch_size]), np.array(y[: task.batch_size]), batches)

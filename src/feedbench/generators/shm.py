@@ -251,10 +251,8 @@ class _Pool:
         return SourceSpec(x_layout, y_layout, segment.path)
 
     def _start(self, dataset: ShmDataset, source_spec: SourceSpec) -> None:
-        # Plain pipes, one pair per worker, not multiprocessing queues: a queue's locks are named
-        # semaphores under spawn and forkserver, and a kill in the instant between creating one
-        # and registering it with the resource tracker left it in /dev/shm for good. A pipe is
-        # only file descriptors: nothing outlives the processes that hold it.
+        # Pipes, not multiprocessing queues: a queue's locks are named semaphores (spawn, forkserver)
+        # that a kill before the resource tracker hears of them leaves in /dev/shm; a pipe dies with its holders.
         context = multiprocessing.get_context(dataset.start_method)
         job = Job(dataset.source.n, dataset.batch_size, dataset.seed, dataset.shuffle, dataset.work)
         self.tasks, self.results, self.workers = [], [], []

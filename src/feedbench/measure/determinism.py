@@ -747,9 +747,8 @@ def _draws(result: DeterminismResult, probe: Stream) -> None:
         why = "no random augmentation: every sample of the probe run was delivered with the same bytes"
         reasons["repeated_draws"] = reasons["epoch_diversity"] = reasons["frozen_fraction"] = why
         return
-    # A batch delivered whole as the source sample is (one coin said "no augmentation" for all
-    # its rows) shows no draws; every other batch's rows are draws, the unflipped ones included
-    # (for a flip, "no flip" is a draw too).
+    # A batch delivered exactly as its source (one coin said "no augmentation" for every row) shows
+    # no draws; in every other batch each row is a draw, unflipped rows included ("no flip" is one).
     batches = [d for d in batches if not _undrawn(d.draw_hashes or d.row_hashes, probe.untouched)]
     untouched = frozenset()
     pairs = [

@@ -11,9 +11,8 @@ the main process's RSS alone is what asv's ``peakmem_`` would see.
 
 ``peak_tree_pss_added_bytes`` is the peak tree PSS minus the tree's PSS just
 before the run (TensorFlow imported, the source built): what feeding adds. The
-totals are mostly TensorFlow's own import, which on one machine measured 538,
-590 and 660 MiB at different hours with nothing changed; what the run adds
-repeated to a few per cent.
+totals are mostly TensorFlow's own import, which moves by a hundred MiB and
+more at different hours with nothing changed; what the run adds repeats.
 
 ``epoch_peak_pss_added_bytes`` is the same per epoch (the largest sample from
 the end of one epoch to the end of the next), the median over the epochs: the

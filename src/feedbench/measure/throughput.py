@@ -22,7 +22,7 @@ Summaries are medians over the epochs after the first (which also builds the
 iterator). ``measure_throughput`` runs at least ``epochs`` epochs and goes on
 until those epochs cover ``min_s`` seconds (at most ``MAX_EPOCHS``): an epoch
 of 16 batches takes milliseconds, and a figure timed over milliseconds on a
-shared machine moved by 15 % between two runs of one commit.
+shared machine does not repeat.
 """
 
 from __future__ import annotations
@@ -72,9 +72,8 @@ class ThroughputFigures(Record):
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
     wait_fraction: float | None = None
-    # The measured epochs' own epoch_samples_per_s (their median is that figure): the spread the
-    # benchmark suite hands asv as statistics. Repeats of a setting pool theirs, and the figure is
-    # then the pool's median (POOLED names it), so asv's median of the samples is the figure still.
+    # Each measured epoch's rate, the spread asv gets as statistics; repeats pool theirs and the
+    # figure is the pool's median (POOLED), so asv's median of the samples stays the figure.
     measured_epochs_samples_per_s: list[float] | None = field(default=None, metadata={POOLED: "epoch_samples_per_s"})
 
 

@@ -113,9 +113,9 @@ def memory(chosen: Grid) -> type:
     class TreeMemory(Measured):
         """What feeding adds to the tree's memory (each epoch's peak PSS above the tree before the run,
         the median over the epochs), and the workers seen. The totals (peak USS, PSS, RSS of the tree and
-        of the main process) are not tracked: they are mostly TensorFlow's own import, which measured 538
-        to 676 MiB on one machine at different hours with nothing changed (feedbench.measure.memory);
-        profile shows them. Leaks are tracked as flags, one per resource, over the grid's memory_epochs."""
+        of the main process) are not tracked: they are mostly TensorFlow's own import, which moves with
+        nothing changed (feedbench.measure.memory); profile shows them. Leaks are tracked as flags, one
+        per resource, over the grid's memory_epochs."""
 
         params = [
             list(chosen.implementations),
@@ -138,8 +138,7 @@ def memory(chosen: Grid) -> type:
         def track_added_tree_pss(self, cache, *params):
             """Peak PSS of the tree in an epoch above the tree's PSS before the run, the median over the
             epochs: what feeding adds. The largest of all epochs is one extreme (a forked worker copying
-            its parent's pages in one epoch moved it from 35 to 100 MiB between two runs of one commit);
-            `feedbench profile --json` has it (peak_tree_pss_added_bytes)."""
+            its parent's pages in one epoch); `feedbench profile --json` has it (peak_tree_pss_added_bytes)."""
             return self.figure(cache, params, "epoch_peak_pss_added_bytes")
 
         track_added_tree_pss.unit = "bytes"
@@ -197,9 +196,8 @@ def determinism(chosen: Grid) -> type:
 
         setup_cache.timeout = SWEEP_TIMEOUT_S
 
-        # One flag per check of the delivered stream, as `feedbench profile` judges it (Measured.problem).
-        # The counts behind a failed check are profile's and the findings report's: where workers race,
-        # their size is the race's, while whether the check fails repeats.
+        # One flag per stream check, judged as `feedbench profile` judges it (Measured.problem): where
+        # workers race, whether a check fails repeats across runs; the counts behind it do not.
 
         def _problem(self, cache, params, check, judged_by=None):
             return self.problem(cache, params, check, judged_by or check)
