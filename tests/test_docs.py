@@ -67,3 +67,15 @@ def test_nothing_in_the_repository_points_outside_it():
         and "../" + "shared" in p.read_text(encoding="utf-8", errors="replace")
     ]
     assert outside == []
+
+
+def test_comments_in_the_code_are_two_lines_at_most():
+    """A longer rationale is a named NOTE in a docstring, pointed to by name."""
+    long_ones = []
+    for path in _tracked("src/**/*.py", "benchmarks/*.py"):
+        run = 0
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            run = run + 1 if line.lstrip().startswith("#") and not line.startswith("#!") else 0
+            if run == 3:
+                long_ones.append(f"{path.relative_to(ROOT)}:{number - 2}")
+    assert long_ones == []
