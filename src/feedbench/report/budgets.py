@@ -75,7 +75,7 @@ def timing(result, keys: dict[str, str] | None = None) -> Timing | None:
     so the run took the benchmarks' span plus the setup_cache of the first one; ``keys``
     (``setup_keys``) says which that is, and names each setup_cache by the classes that read it."""
     keys = keys or {}
-    started = site.benchmark_starts(result)
+    started = site.benchmark_starts(result) if result is not None else {}
     if not started:
         return None
     durations = result.duration
@@ -112,29 +112,16 @@ def counts(run: site.Run) -> Counter:
     return found
 
 
-def _timings(results_dir: str) -> dict[tuple[str, str, str], Timing]:
-    """(machine, backend, commit) -> its timing, one per asv environment (as ``site.load`` groups)."""
-    from asv.results import iter_results
-
-    keys = setup_keys(results_dir)
-    found: dict[tuple[str, str, str], Timing] = {}
-    for result in iter_results(results_dir):
-        one = timing(result, keys)
-        if one is not None:
-            found[(result.params.get("machine", "?"), site.backend_of(result), result.commit_hash)] = one
-    return found
-
-
 def budgets(results_dir: str, factor: float = 1.1) -> list[Budget]:
     """The newest run of every machine and backend under ``results_dir``."""
     groups = site.load(results_dir)
-    times = _timings(results_dir)
+    keys = setup_keys(results_dir)
     found = []
     for key in sorted(groups, key=site.column_order):
         runs = groups[key]
         newest = runs[-1]
         agreed = site.agreement(runs[-2], newest, factor) if len(runs) > 1 else None
-        found.append(Budget(newest, times.get((newest.machine, newest.backend, newest.commit)), counts(newest), agreed))
+        found.append(Budget(newest, timing(newest.source, keys), counts(newest), agreed))
     return found
 
 

@@ -26,7 +26,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from feedbench.fit.training import NOT_STARVED, starvation_verdict
 from feedbench.measure.determinism import FROZEN_THRESHOLD
@@ -98,6 +98,7 @@ class Run:
     started: int | None = None  # its first benchmark's start (ms); ``date`` is the commit's
     # asv's statistics and samples of a figure that carries them (a time_ benchmark's repeats)
     stats: dict[str, dict[tuple, tuple[dict, list | None]]] = field(default_factory=dict)
+    source: Any = field(default=None, repr=False, compare=False)  # the asv Results read (timings)
 
     @property
     def label(self) -> str:
@@ -124,6 +125,7 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
             params.get("cpu", "?"),
             str(params.get("num_cpu", "?")),
             started=min(filter(None, benchmark_starts(result).values()), default=None),
+            source=result,
         )
         for key in result.get_all_result_keys():
             axes = result.get_result_params(key)
