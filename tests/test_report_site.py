@@ -28,9 +28,32 @@ MP = [False, True]
 RED = np.array([0xD9, 0x30, 0x25]) / 255  # td.problem's background
 
 
+# The parameters of each benchmark class, as the suite's classes name them (asv lists them in benchmarks.json).
+PARAM_NAMES = {
+    "determinism.Stream": ["implementation", "workers", "use_multiprocessing"],
+    "fit_stream.FitStream": ["implementation", "workers", "use_multiprocessing"],
+    "throughput.EpochTime": ["implementation", "workers", "use_multiprocessing"],
+    "memory.TreeMemory": ["implementation", "workers", "use_multiprocessing", "size"],
+    "throughput.Throughput": ["implementation", "workload", "workers", "use_multiprocessing", "size"],
+    "training.Training": ["implementation", "workers", "use_multiprocessing", "device"],
+    "shm.Targets": ["workload", "peer"],
+}
+
+
+def _list_benchmarks(results_root, keys):
+    """asv's benchmarks.json beside the results, naming each benchmark's parameters."""
+    path = results_root / "benchmarks.json"
+    listed = json.loads(path.read_text()) if path.exists() else {}
+    for key in keys:
+        listed.setdefault(key, {})["param_names"] = PARAM_NAMES.get(key.rsplit(".", 1)[0], [])
+    path.write_text(json.dumps(listed))
+
+
 def _result_file(folder, machine, cores, backend, commit, date, figures, keras=None):
     """One asv results file (format version 2) and the machine.json beside it; ``keras``: the release
     of a matrix over Keras (asv.keras.conf.json), in its parameters and its environment's name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _list_benchmarks(folder, figures)
     folder = folder / machine
     folder.mkdir(parents=True, exist_ok=True)
     described = {"arch": "x86_64", "cpu": "test cpu", "machine": machine, "num_cpu": str(cores)}
@@ -104,6 +127,19 @@ def results(tmp_path):
     return folder
 
 
+def test_parameters_are_named_as_asv_lists_them_and_a_figure_no_longer_listed_by_its_class(results):
+    listed = json.loads((results / "benchmarks.json").read_text())
+    del listed["throughput.Throughput.track_epoch_samples_per_s"]  # tracked before, gone from the suite
+    listed["throughput.Throughput.track_first_batch_s"] = {"param_names": PARAM_NAMES["throughput.Throughput"]}
+    (results / "benchmarks.json").write_text(json.dumps(listed))
+    newest = site.load(str(results))[("cpu-box", "tensorflow")][-1]
+    memory = next(iter(newest.figures["memory.TreeMemory.track_added_tree_pss"]))
+    assert memory._fields == tuple(PARAM_NAMES["memory.TreeMemory"]) and memory.size == "small"
+    older = next(iter(newest.figures["throughput.Throughput.track_epoch_samples_per_s"]))
+    assert (older.workload, older.workers, older.size) == ("copy", 1, "small")  # the class's 5 names
+    assert [title for title, _ in site._throughput_plots(newest)] == ["throughput, copy workload, small source"]
+
+
 def test_the_report_reads_asv_results_and_judges_each_cell(results):
     groups = site.load(str(results))
     assert set(groups) == {("cpu-box", "tensorflow"), ("gpu-box", "torch")}
@@ -146,9 +182,9 @@ def test_starvation_is_read_off_the_tracked_ratio_and_off_older_results(results)
     newest = site.load(str(results))[("cpu-box", "tensorflow")][-1]
     page = site._starvation_html(newest)
     assert "<td>0.10</td>" in page and "<td>0.40</td>" in page  # 1 - 0.9, 1 - 0.6
-    older = dataclasses.replace(
-        newest, figures={"training.Training.track_starvation": {("keyed", 1, False, "cpu"): 0.25}}
-    )
+    params = next(iter(newest.figures["training.Training.track_fit_over_ceiling"]))
+    setting = params._replace(implementation="keyed", workers=1, use_multiprocessing=False, device="cpu")
+    older = dataclasses.replace(newest, figures={"training.Training.track_starvation": {setting: 0.25}})
     assert "<td>0.25</td>" in site._starvation_html(older)
 
 
@@ -170,15 +206,18 @@ def test_a_leak_the_soak_found_reddens_its_cell_and_a_clean_soak_keeps_it_green(
 def test_starvation_is_never_shown_below_zero_and_within_its_interval_is_noise(results):
     newest = site.load(str(results))[("cpu-box", "tensorflow")][-1]
     key = "training.Training.track_fit_over_ceiling"
-    above = dataclasses.replace(newest, figures={key: {("keyed", 1, False, "cpu"): 1.2}}, stats={})
+    setting = next(iter(newest.figures[key]))._replace(
+        implementation="keyed", workers=1, use_multiprocessing=False, device="cpu"
+    )
+    above = dataclasses.replace(newest, figures={key: {setting: 1.2}}, stats={})
     page = site._starvation_html(above)
     assert site.NOT_STARVED in page and "-0.20" not in page  # fit above its ceiling: noise, not a finding
     # a starvation of 0.3 whose interval (of the seeds' ratios: 0.5 to 1.05) reaches 0
-    wide = {("keyed", 1, False, "cpu"): ({"ci_99_a": 0.5, "ci_99_b": 1.05}, None)}
-    noisy = dataclasses.replace(newest, figures={key: {("keyed", 1, False, "cpu"): 0.7}}, stats={key: wide})
+    wide = {setting: ({"ci_99_a": 0.5, "ci_99_b": 1.05}, None)}
+    noisy = dataclasses.replace(newest, figures={key: {setting: 0.7}}, stats={key: wide})
     assert site.NOT_STARVED in site._starvation_html(noisy)
-    narrow = {("keyed", 1, False, "cpu"): ({"ci_99_a": 0.65, "ci_99_b": 0.75}, None)}
-    starved = dataclasses.replace(newest, figures={key: {("keyed", 1, False, "cpu"): 0.7}}, stats={key: narrow})
+    narrow = {setting: ({"ci_99_a": 0.65, "ci_99_b": 0.75}, None)}
+    starved = dataclasses.replace(newest, figures={key: {setting: 0.7}}, stats={key: narrow})
     assert "<td>0.30 [0.25, 0.35]</td>" in site._starvation_html(starved)
 
 
@@ -383,11 +422,10 @@ def test_budgets_time_each_run_from_asv_and_count_what_ran_failed_or_was_na(resu
     data["durations"] = {"<setup_cache suite.benchmarks:1>": 30.0, "<setup_cache shm:2>": 4.0, "<build>": 12.0}
     newer.write_text(json.dumps(data))
     # the first benchmark reads the 30 s setup_cache, which asv runs just before it
-    (results / "benchmarks.json").write_text(
-        json.dumps(
-            {names[0]: {"setup_cache_key": "suite.benchmarks:1"}, "shm.Targets.track_x": {"setup_cache_key": "shm:2"}}
-        )
-    )
+    listed = json.loads((results / "benchmarks.json").read_text())
+    listed[names[0]]["setup_cache_key"] = "suite.benchmarks:1"
+    listed["shm.Targets.track_x"] = {"setup_cache_key": "shm:2"}
+    (results / "benchmarks.json").write_text(json.dumps(listed))
     page = budgets.page(str(results))
     cpu = page.split("## cpu-box")[1].split("## ")[0]
     span = 30 + 10 * (len(names) - 1) + 5

@@ -53,20 +53,9 @@ class Budget:
 
 
 def setup_keys(results_dir: str) -> dict[str, str]:
-    """benchmark -> the asv setup_cache ("module:line") it reads, from the ``benchmarks.json`` asv
-    keeps beside the results."""
-    import json
-
-    try:
-        with open(os.path.join(results_dir, "benchmarks.json")) as handle:
-            listed = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return {
-        name: benchmark["setup_cache_key"]
-        for name, benchmark in listed.items()
-        if isinstance(benchmark, dict) and benchmark.get("setup_cache_key")
-    }
+    """benchmark -> the asv setup_cache ("module:line") it reads (``site.benchmarks_listed``)."""
+    listed = site.benchmarks_listed(results_dir)
+    return {name: entry["setup_cache_key"] for name, entry in listed.items() if entry.get("setup_cache_key")}
 
 
 def timing(result, keys: dict[str, str] | None = None) -> Timing | None:

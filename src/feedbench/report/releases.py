@@ -11,26 +11,28 @@ from __future__ import annotations
 import datetime
 import math
 
-from feedbench.report.site import Run, changes, column_order, verdicts
+from feedbench.report.site import Column, Run, changes, column_order, verdicts
 
 THROUGHPUT = "throughput.Throughput.track_epoch_samples_per_s"
 FIT_STREAM = ("fit_stream.FitStream.track_missing", "fit_stream.FitStream.track_duplicated")
 
 
-def by_release(groups: dict[tuple[str, str], list[Run]]) -> list[tuple[str, Run]]:
+def by_release(groups: dict[Column, list[Run]]) -> list[tuple[str, Run]]:
     """(release, its newest run) in version order, for the machine and backend with the most releases."""
-    per_column = {key: runs[-1] for key, runs in groups.items() if ", Keras " in key[1]}
+    per_column = {column: runs[-1] for column, runs in groups.items() if ", Keras " in column.backend}
     if not per_column:
         raise FileNotFoundError(
             "no results of a matrix over Keras releases; expected asv.keras.conf.json's results "
             "(bash benchmarks/keras_history.sh)"
         )
-    place = max(
-        {key[:1] + (key[1].partition(", ")[0],) for key in per_column},
-        key=lambda p: sum(1 for key in per_column if key[0] == p[0] and key[1].startswith(p[1])),
-    )
-    chosen = sorted((key for key in per_column if (key[0], key[1].partition(", ")[0]) == place), key=column_order)
-    return [(key[1].partition(", Keras ")[2], per_column[key]) for key in chosen]
+
+    def place(column: Column) -> Column:  # the machine and the backend without its release
+        return Column(column.machine, column.backend.partition(", ")[0])
+
+    places = [place(column) for column in per_column]
+    most = max(sorted(set(places)), key=places.count)
+    chosen = sorted((column for column in per_column if place(column) == most), key=column_order)
+    return [(column.backend.partition(", Keras ")[2], per_column[column]) for column in chosen]
 
 
 def _when(run: Run) -> str:
@@ -48,12 +50,17 @@ def _number(value) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
+def _setting(params) -> str:
+    """'keyed, 2 processes' of parameters that name them."""
+    return f"{params.implementation}, {params.workers} {'processes' if params.use_multiprocessing else 'threads'}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def render(groups: dict[tuple[str, str], list[Run]], command: str) -> str:
+def render(groups: dict[Column, list[Run]], command: str) -> str:
     releases = by_release(groups)
     first = releases[0][1]
     names = [f"Keras {release}" for release, _ in releases]
@@ -70,24 +77,24 @@ def render(groups: dict[tuple[str, str], list[Run]], command: str) -> str:
     ]
     cells = [verdicts(run) for _, run in releases]
     settings = sorted(set().union(*cells), key=str)
-    rows = [
-        [f"{s[0]}, {s[1]} {'processes' if s[2] else 'threads'}"] + [c.get(s, ("na", "n/a"))[1] for c in cells]
-        for s in settings
-    ]
+    rows = [[_setting(s)] + [c.get(s, ("na", "n/a"))[1] for c in cells] for s in settings]
     lines += _table(["setting", *names], rows) if rows else ["no determinism results"]
     lines += ["", "## Whole-epoch throughput (samples/s, median of the measured epochs)", ""]
     combos = sorted(set().union(*(run.figures.get(THROUGHPUT, {}) for _, run in releases)), key=str)
     rows = [
-        [f"{p[0]}, {p[2]} {'processes' if p[3] else 'threads'} ({p[1]}, {p[4]})"]
+        [f"{_setting(p)} ({p.workload}, {p.size})"]
         + [_number(run.figures.get(THROUGHPUT, {}).get(p, math.nan)) for _, run in releases]
         for p in combos
+        if hasattr(p, "size")
     ]
     lines += _table(["setting", *names], rows) if rows else ["no throughput results"]
     fit_rows = []
     for key in FIT_STREAM:
         combos = sorted(set().union(*(run.figures.get(key, {}) for _, run in releases)), key=str)
         for p in combos:
-            label = f"{key.rsplit('_', 1)[-1]}: {p[0]}, {p[1]} {'processes' if p[2] else 'threads'}"
+            if not hasattr(p, "use_multiprocessing"):
+                continue
+            label = f"{key.rsplit('_', 1)[-1]}: {_setting(p)}"
             fit_rows.append([label] + [_number(run.figures.get(key, {}).get(p, math.nan)) for _, run in releases])
     if fit_rows:
         lines += ["", "## What a real `fit` delivered (samples, its worst epoch; 0 is right)", ""]
@@ -99,7 +106,6 @@ def render(groups: dict[tuple[str, str], list[Run]], command: str) -> str:
             f"- **Keras {old_name} to {new_name}**: " + ("nothing moved" if not moved else f"{len(moved)} moved")
         )
         for m in moved:
-            lines.append(
-                f"  - {m.figure}{m.params}: {_number(m.old)} to {_number(m.new)} ({'worse' if m.worse else 'better'})"
-            )
+            direction = "worse" if m.worse else "better"
+            lines.append(f"  - {m.figure}{tuple(m.params)}: {_number(m.old)} to {_number(m.new)} ({direction})")
     return "\n".join(lines) + "\n"

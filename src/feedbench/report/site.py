@@ -19,12 +19,14 @@ asv's own pages stay the place for history; this page is what a person opens fir
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import itertools
+import json
 import math
 import os
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -84,9 +86,25 @@ def higher_is_better(figure: str) -> bool:
     return any(marker in name for marker in HIGHER_IS_BETTER)
 
 
+class Column(NamedTuple):
+    """Where runs were made: one machine and backend (with the Keras release of a matrix over it)."""
+
+    machine: str
+    backend: str
+
+
+class Setting(NamedTuple):
+    """One cell of the verdict matrix."""
+
+    implementation: str
+    workers: int
+    use_multiprocessing: bool
+
+
 @dataclass
 class Run:
-    """One machine's results for one commit and backend: figure -> {params: value}."""
+    """One machine's results for one commit and backend: figure -> {params: value}, where params is
+    a named tuple of the benchmark's parameters (``p.workers``), as its ``param_names`` call them."""
 
     machine: str
     backend: str
@@ -105,8 +123,23 @@ class Run:
         return f"{self.machine} ({self.cores} cores, {self.cpu}), {self.backend}"
 
 
-def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
-    """Every run under ``results_dir``, grouped by (machine, backend), oldest commit first."""
+def benchmarks_listed(results_dir: str) -> dict[str, dict]:
+    """The ``benchmarks.json`` asv keeps beside the results: benchmark -> what asv knows of it."""
+    try:
+        with open(os.path.join(results_dir, "benchmarks.json")) as handle:
+            listed = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return {name: entry for name, entry in listed.items() if isinstance(entry, dict)}
+
+
+@functools.cache
+def _params_type(names: tuple[str, ...]) -> type:
+    return namedtuple("Params", names)
+
+
+def load(results_dir: str) -> dict[Column, list[Run]]:
+    """Every run under ``results_dir``, grouped by machine and backend, oldest commit first."""
     from asv.results import iter_results
 
     if not os.path.isdir(results_dir):
@@ -114,7 +147,10 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
             f"asv results folder {results_dir!r} not found; expected the results_dir of asv.conf.json "
             "(run bash benchmarks/run.sh first)"
         )
-    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    names = {key: tuple(entry.get("param_names") or ()) for key, entry in benchmarks_listed(results_dir).items()}
+    for key, listed in list(names.items()):  # a figure no longer listed takes its class's names
+        names.setdefault(f"{key.rsplit('.', 1)[0]}.{len(listed)}", listed)
+    groups: dict[Column, list[Run]] = defaultdict(list)
     for result in iter_results(results_dir):
         params = result.params
         run = Run(
@@ -134,12 +170,15 @@ def load(results_dir: str) -> dict[tuple[str, str], list[Run]]:
                 run.figures[key] = {(): values[0] if isinstance(values, list) and len(values) == 1 else values}
                 continue
             combos = [tuple(_plain(v) for v in combo) for combo in itertools.product(*axes)]
+            named = names.get(key) or names.get(f"{key.rsplit('.', 1)[0]}.{len(axes)}", ())
+            if len(named) == len(axes):  # else results older than the class's parameters: by position
+                combos = [_params_type(named)(*combo) for combo in combos]
             run.figures[key] = dict(zip(combos, values if isinstance(values, list) else [values]))
             stats, samples = result.get_result_stats(key, axes), result.get_result_samples(key, axes)
             if isinstance(stats, list) and any(stats):
                 samples = samples if isinstance(samples, list) else [None] * len(stats)
                 run.stats[key] = {c: (st, sa) for c, st, sa in zip(combos, stats, samples) if st}
-        groups[(run.machine, run.backend)].append(run)
+        groups[Column(run.machine, run.backend)].append(run)
     if not groups:
         raise FileNotFoundError(f"no asv results in {results_dir!r}; expected <machine>/<commit>-<env>.json files")
     for runs in groups.values():
@@ -190,12 +229,24 @@ LEAKS = {
 }
 
 
-def _leaks(run: Run) -> dict[tuple, tuple[list[str], bool, bool]]:
-    """(impl, workers, mp) -> (the leaks found, whether a leak verdict failed to run, was judged)."""
-    found: dict[tuple, tuple[list[str], bool, bool]] = {}
+def _param(params, name: str):
+    """A parameter by name; None where the figure's parameters are not named (older results)."""
+    return getattr(params, name, None)
+
+
+def _setting(params) -> Setting | None:
+    if not hasattr(params, "use_multiprocessing"):
+        return None
+    return Setting(params.implementation, params.workers, params.use_multiprocessing)
+
+
+def _leaks(run: Run) -> dict[Setting, tuple[list[str], bool, bool]]:
+    """setting -> (the leaks found, whether a leak verdict failed to run, was judged)."""
+    found: dict[Setting, tuple[list[str], bool, bool]] = {}
     for name, words in LEAKS.items():
         for params, value in run.figures.get(f"memory.TreeMemory.track_{name}", {}).items():
-            setting = tuple(params[:3])
+            if (setting := _setting(params)) is None:
+                continue
             leaks, failed, judged = found.get(setting, ([], False, False))
             if value is None:
                 failed = True
@@ -207,13 +258,13 @@ def _leaks(run: Run) -> dict[tuple, tuple[list[str], bool, bool]]:
     return found
 
 
-def verdicts(run: Run) -> dict[tuple, tuple[str, str]]:
-    """(implementation, workers, use_multiprocessing) -> (state, words): state is ok, problem,
-    failed or na."""
-    cells: dict[tuple, tuple[str, str]] = {}
+def verdicts(run: Run) -> dict[Setting, tuple[str, str]]:
+    """setting -> (state, words): state is ok, problem, failed or na."""
+    cells: dict[Setting, tuple[str, str]] = {}
     settings = set()
     for name in [*CHECKS, "problems"]:
-        settings |= set(run.figures.get(f"determinism.Stream.track_{name}", {}))
+        settings |= set(map(_setting, run.figures.get(f"determinism.Stream.track_{name}", {})))
+    settings.discard(None)
     leaks = _leaks(run)
     for setting in sorted(settings | set(leaks), key=str):
         problems, failed, measured = [], False, False
@@ -260,14 +311,14 @@ def _matrix_html(run: Run) -> str:
     cells = verdicts(run)
     if not cells:
         return "<p>no determinism results in this run</p>"
-    impls = sorted({s[0] for s in cells}, key=str)
-    settings = sorted({(s[1], s[2]) for s in cells}, key=lambda s: (s[1], s[0]))
+    impls = sorted({s.implementation for s in cells}, key=str)
+    settings = sorted({(s.workers, s.use_multiprocessing) for s in cells}, key=lambda s: (s[1], s[0]))
     head = "".join(f"<th>{w} {'proc' if mp else 'thr'}</th>" for w, mp in settings)
     rows = []
     for impl in impls:
         tds = []
         for w, mp in settings:
-            state, words = cells.get((impl, w, mp), ("na", "n/a"))
+            state, words = cells.get(Setting(impl, w, mp), ("na", "n/a"))
             tds.append(f'<td class="{state}" title="{html.escape(words)}">{html.escape(words)}</td>')
         rows.append(f"<tr><th>{html.escape(str(impl))}</th>{''.join(tds)}</tr>")
     return f'<table class="matrix"><tr><th>implementation</th>{head}</tr>{"".join(rows)}</table>'
@@ -285,12 +336,9 @@ def _png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _against_workers(run: Run, key: str, fixed: dict[int, object], scale: float, ylabel: str, title: str) -> str | None:
-    """A plot of one figure against workers (categories), a line per implementation and mode.
-
-    ``fixed`` pins parameter positions (workload, size); parameters are (impl, ..., workers, mp, ...)
-    in the benchmark's own order, so positions are given by the caller.
-    """
+def _against_workers(run: Run, key: str, fixed: dict[str, object], scale: float, ylabel: str, title: str) -> str | None:
+    """A plot of one figure against workers (categories), a line per implementation and mode;
+    ``fixed`` pins other parameters by name (workload, size)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,11 +346,10 @@ def _against_workers(run: Run, key: str, fixed: dict[int, object], scale: float,
 
     values = run.figures.get(key, {})
     lines: dict[tuple, dict[int, float]] = defaultdict(dict)
-    workers_at, mp_at = fixed.pop("workers_at"), fixed.pop("mp_at")
     for params, value in values.items():
-        if not _known(value) or any(params[i] != v for i, v in fixed.items()):
+        if not _known(value) or _setting(params) is None or any(_param(params, n) != v for n, v in fixed.items()):
             continue
-        lines[(params[0], params[mp_at])][params[workers_at]] = value / scale
+        lines[(params.implementation, params.use_multiprocessing)][params.workers] = value / scale
     if not lines:
         return None
     workers = sorted({w for line in lines.values() for w in line})
@@ -336,11 +383,11 @@ def _tracked(run: Run, *keys: str) -> str:
 
 def _throughput_plots(run: Run) -> list[tuple[str, str]]:
     key = _tracked(run, "throughput.Throughput.track_epoch_samples_per_s", "throughput.Throughput.track_samples_per_s")
-    combos = {(p[1], p[4]) for p in run.figures.get(key, {})}
+    combos = {(_param(p, "workload"), _param(p, "size")) for p in run.figures.get(key, {})}
     plots = []
     for workload, size in sorted(combos, key=str):
         title = f"throughput, {workload} workload, {size} source"
-        png = _against_workers(run, key, {1: workload, 4: size, "workers_at": 2, "mp_at": 3}, 1.0, "samples/s", title)
+        png = _against_workers(run, key, {"workload": workload, "size": size}, 1.0, "samples/s", title)
         if png:
             plots.append((title, png))
     return plots
@@ -349,11 +396,11 @@ def _throughput_plots(run: Run) -> list[tuple[str, str]]:
 def _memory_plots(run: Run) -> list[tuple[str, str]]:
     key = _tracked(run, "memory.TreeMemory.track_added_tree_pss", "memory.TreeMemory.track_peak_tree_uss")
     what = "PSS the run adds to the process tree" if key.endswith("added_tree_pss") else "peak USS of the process tree"
-    sizes = {p[3] for p in run.figures.get(key, {})}
+    sizes = {_param(p, "size") for p in run.figures.get(key, {})}
     plots = []
     for size in sorted(sizes, key=str):
         title = f"{what}, {size} source"
-        png = _against_workers(run, key, {3: size, "workers_at": 1, "mp_at": 2}, 1 << 20, "MiB", title)
+        png = _against_workers(run, key, {"size": size}, 1 << 20, "MiB", title)
         if png:
             plots.append((title, png))
     return plots
@@ -368,10 +415,11 @@ def _starvation_html(run: Run) -> str:
     stats = run.stats.get(key, {}) if values else {}
     values = values or run.figures.get("training.Training.track_starvation", {})
     rows = [
-        f"<tr><td>{html.escape(str(p[0]))}</td><td>{p[1]} {'proc' if p[2] else 'thr'}</td>"
-        f"<td>{html.escape(str(p[3]))}</td><td>{_starvation_cell(v, stats.get(p))}</td></tr>"
+        f"<tr><td>{html.escape(str(p.implementation))}</td>"
+        f"<td>{p.workers} {'proc' if p.use_multiprocessing else 'thr'}</td>"
+        f"<td>{html.escape(str(p.device))}</td><td>{_starvation_cell(v, stats.get(p))}</td></tr>"
         for p, v in sorted(values.items(), key=lambda kv: str(kv[0]))
-        if _known(v)
+        if _known(v) and hasattr(p, "device")
     ]
     if not rows:
         return "<p>no training results in this run</p>"
@@ -483,9 +531,9 @@ def agreement_lines(found: Agreement, listed: int = 20) -> list[str]:
         lines.append(f"  {group}: {compared - moved_by_group[group]} of {compared} within")
     ranked = sorted(found.moved, key=lambda m: -_ratio(m[2], m[3]))
     for key, params, old, new in ranked[:listed]:
-        lines.append(f"  moved: {key}{params} {old:.4g} -> {new:.4g}")
+        lines.append(f"  moved: {key}{tuple(params)} {old:.4g} -> {new:.4g}")
     for key, params in found.failed_once[:listed]:
-        lines.append(f"  failed in one run: {key}{params}")
+        lines.append(f"  failed in one run: {key}{tuple(params)}")
     return lines
 
 
@@ -525,7 +573,7 @@ def _changes_html(runs: list[Run]) -> str:
         return head
     rows = [
         f'<tr class="{"worse" if m.worse else "better"}"><td>{html.escape(m.figure)}</td>'
-        f"<td>{html.escape(str(m.params))}</td><td>{m.old:.4g}</td><td>{m.new:.4g}</td>"
+        f"<td>{html.escape(str(tuple(m.params)))}</td><td>{m.old:.4g}</td><td>{m.new:.4g}</td>"
         f"<td>{_change_text(m.old, m.new)}</td><td>{'worse' if m.worse else 'better'}</td></tr>"
         for m in moved
     ]
@@ -554,14 +602,14 @@ h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 """
 
 
-def column_order(key: tuple[str, str]) -> tuple:
+def column_order(key: Column) -> tuple:
     """Machines, then backends, then Keras releases by their version (3.9 before 3.12)."""
     machine, backend = key
     name, _, keras = backend.partition(", Keras ")
     return (machine, name, tuple(int(part) if part.isdigit() else 0 for part in keras.split(".")) if keras else ())
 
 
-def render(groups: dict[tuple[str, str], list[Run]], asv_site: str | None = None) -> str:
+def render(groups: dict[Column, list[Run]], asv_site: str | None = None) -> str:
     columns = sorted(groups.items(), key=lambda kv: column_order(kv[0]))
 
     def section(title: str, body) -> str:
