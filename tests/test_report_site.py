@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,16 +29,13 @@ MP = [False, True]
 RED = np.array([0xD9, 0x30, 0x25]) / 255  # td.problem's background
 
 
-# The parameters of each benchmark class, as the suite's classes name them (asv lists them in benchmarks.json).
-PARAM_NAMES = {
-    "determinism.Stream": ["implementation", "workers", "use_multiprocessing"],
-    "fit_stream.FitStream": ["implementation", "workers", "use_multiprocessing"],
-    "throughput.EpochTime": ["implementation", "workers", "use_multiprocessing"],
-    "memory.TreeMemory": ["implementation", "workers", "use_multiprocessing", "size"],
-    "throughput.Throughput": ["implementation", "workload", "workers", "use_multiprocessing", "size"],
-    "training.Training": ["implementation", "workers", "use_multiprocessing", "device"],
-    "shm.Targets": ["workload", "peer"],
-}
+def _suite_param_names() -> dict[str, list[str]]:
+    """benchmark class -> its parameter names, as the suite's keys record them (tests/asv_result_keys.json)."""
+    keys = json.loads(Path(ROOT, "tests", "asv_result_keys.json").read_text())
+    return {key.rsplit(".", 1)[0]: entry["param_names"] for key, entry in keys.items() if entry["param_names"]}
+
+
+PARAM_NAMES = _suite_param_names()
 
 
 def _list_benchmarks(results_root, keys):
@@ -138,6 +136,19 @@ def test_parameters_are_named_as_asv_lists_them_and_a_figure_no_longer_listed_by
     older = next(iter(newest.figures["throughput.Throughput.track_epoch_samples_per_s"]))
     assert (older.workload, older.workers, older.size) == ("copy", 1, "small")  # the class's 5 names
     assert [title for title, _ in site._throughput_plots(newest)] == ["throughput, copy workload, small source"]
+
+
+def test_the_names_the_report_falls_back_on_are_the_suites():
+    assert {name: list(names) for name, names in site.SUITE_PARAM_NAMES.items()} == PARAM_NAMES
+
+
+def test_results_copied_without_benchmarks_json_are_judged_by_the_suites_names(results):
+    listed = site.load(str(results))
+    (results / "benchmarks.json").unlink()
+    unlisted = site.load(str(results))
+    for column, runs in listed.items():
+        assert site.verdicts(unlisted[column][-1]) == site.verdicts(runs[-1]) != {}
+    assert site._throughput_plots(unlisted[("cpu-box", "tensorflow")][-1])
 
 
 def test_the_report_reads_asv_results_and_judges_each_cell(results):

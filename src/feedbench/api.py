@@ -120,7 +120,7 @@ def profile(
     if not (timeout_s > 0):
         raise ApiError(f"timeout_s={timeout_s!r} given; expected a positive number of seconds")
     try:
-        options = settings.read()  # once per call, in force for the whole sweep
+        options = settings.current()  # read once per call (unless a caller applied its own), for the whole sweep
     except ValueError as exc:
         raise ApiError(str(exc)) from None
     impl, name, mode, note, holder = _describe(dataset)

@@ -782,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (never ends the process: tests call it)."""
     args = _parser().parse_args(argv)
     try:
-        options = settings.read()  # once, here: every module below asks settings.current()
+        options = settings.current()  # read once, here (unless a caller applied its own); modules ask current()
     except ValueError as exc:
         print(f"feedbench: {exc}", file=sys.stderr)
         return 2

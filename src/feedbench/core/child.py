@@ -70,8 +70,8 @@ def run_child(
 ) -> list:
     """Run ``module`` on ``request`` in a fresh process group; return the results it wrote."""
     results: list = []
-    # Request, results and stderr are unlinked files passed as descriptors, and the child's TMPDIR is
-    # ours: nothing is left on disk however this process ends (NOTE [ Clean-up on every exit path ]).
+    # Request, results and stderr are unlinked files passed as descriptors, and the child's TMPDIR goes
+    # with this call: nothing is left on disk however this process ends, SIGKILL included.
     with (
         scratch.folder_for_children() as child_tmp,
         tempfile.TemporaryFile("w+") as request_file,
@@ -133,11 +133,12 @@ def _fd_path(handle) -> str:
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """The child imports what this process imports (plug-ins found on our sys.path too)."""
+    """The child imports what this process imports (plug-ins found on our sys.path too) and runs
+    under the settings in force here (``settings.current()``), then ``extra``."""
     paths = [entry or os.getcwd() for entry in sys.path]
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(paths), TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")
-    )
+    env = {name: value for name, value in os.environ.items() if name not in settings.BY_NAME}
+    env.update(settings.environ(settings.current()))
+    env.update(PYTHONPATH=os.pathsep.join(paths), TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
     env[_PARENT_ENV] = str(os.getpid())
     env.update(extra)
     return env

@@ -2,10 +2,12 @@
 the one place that reads them.
 
 ``read()`` parses them all into a frozen ``Settings``, when called, never at import. An entry point
-(the command line, a measuring child) reads them once and puts them in force for its call
-(``applied``); the code below asks ``current()``. A library call with no entry point above it
-reads the environment when it asks, so a test or a suite that sets one before a run is seen by
-that run. A bad value is one line naming it. The
+(the command line, ``feedbench.profile``) reads them once and puts them in force for its call
+(``applied``); the code below asks ``current()``, and a measuring child is started with the record
+in force (``environ``) and reads it once at its own start. A library call with no entry point above
+it reads the environment when it asks, so a test or a suite that sets one before a run is seen by
+that run. A bad value is one line naming it. The asv suite's modules read the grid's settings at
+import (``benchmarks/_grid.py``): asv takes a benchmark's parameters from the module it imports. The
 reference page (``feedbench docs``) is written from ``SETTINGS``, and a test fails when the code
 names a ``FEEDBENCH_*`` variable this table does not declare, or declares one nobody reads.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -203,20 +206,46 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-_in_force: Settings | None = None  # set by an entry point for its call; read by every thread
+def environ(options: Settings) -> dict[str, str]:
+    """The ``FEEDBENCH_*`` variables ``read`` turns into ``options`` (those at their default left out):
+    what a child process is given, so it runs under the settings in force here."""
+    found = {}
+    for name in Settings.__dataclass_fields__:
+        value = getattr(options, name)
+        if value == getattr(_DEFAULTS, name):
+            continue
+        if isinstance(value, tuple):
+            text = ",".join(value)
+        elif isinstance(value, bool):
+            text = "1" if value else ""
+        else:
+            text = str(value)
+        found[f"FEEDBENCH_{name.upper()}"] = text
+    return found
+
+
+_DEFAULTS = Settings()
+_in_force: list[Settings] = []  # what entry points applied, innermost last; read by every thread
+_in_force_lock = threading.Lock()
 
 
 def current() -> Settings:
-    """The settings in force: those the entry point read (``applied``), else the environment's now."""
-    return _in_force if _in_force is not None else read()
+    """The settings in force: those the innermost entry point applied, else the environment's now."""
+    innermost = _in_force[-1:]  # one atomic read: another thread may leave meanwhile
+    return innermost[0] if innermost else read()
 
 
 @contextlib.contextmanager
 def applied(options: Settings) -> Iterator[Settings]:
-    """Put ``options`` in force for the block: what ``current()`` answers, in every thread."""
-    global _in_force
-    before, _in_force = _in_force, options
+    """Put ``options`` in force for the block, in every thread; blocks that overlap in threads each
+    take theirs out when they end, whichever ends first."""
+    with _in_force_lock:
+        _in_force.append(options)
     try:
         yield options
     finally:
-        _in_force = before
+        with _in_force_lock:
+            for index in range(len(_in_force) - 1, -1, -1):
+                if _in_force[index] is options:
+                    del _in_force[index]
+                    break

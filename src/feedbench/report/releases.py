@@ -50,7 +50,7 @@ def _number(value) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
-def _setting(params) -> str:
+def _setting_label(params) -> str:
     """'keyed, 2 processes' of parameters that name them."""
     return f"{params.implementation}, {params.workers} {'processes' if params.use_multiprocessing else 'threads'}"
 
@@ -77,12 +77,12 @@ def render(groups: dict[Column, list[Run]], command: str) -> str:
     ]
     cells = [verdicts(run) for _, run in releases]
     settings = sorted(set().union(*cells), key=str)
-    rows = [[_setting(s)] + [c.get(s, ("na", "n/a"))[1] for c in cells] for s in settings]
+    rows = [[_setting_label(s)] + [c.get(s, ("na", "n/a"))[1] for c in cells] for s in settings]
     lines += _table(["setting", *names], rows) if rows else ["no determinism results"]
     lines += ["", "## Whole-epoch throughput (samples/s, median of the measured epochs)", ""]
     combos = sorted(set().union(*(run.figures.get(THROUGHPUT, {}) for _, run in releases)), key=str)
     rows = [
-        [f"{_setting(p)} ({p.workload}, {p.size})"]
+        [f"{_setting_label(p)} ({p.workload}, {p.size})"]
         + [_number(run.figures.get(THROUGHPUT, {}).get(p, math.nan)) for _, run in releases]
         for p in combos
         if hasattr(p, "size")
@@ -94,7 +94,7 @@ def render(groups: dict[Column, list[Run]], command: str) -> str:
         for p in combos:
             if not hasattr(p, "use_multiprocessing"):
                 continue
-            label = f"{key.rsplit('_', 1)[-1]}: {_setting(p)}"
+            label = f"{key.rsplit('_', 1)[-1]}: {_setting_label(p)}"
             fit_rows.append([label] + [_number(run.figures.get(key, {}).get(p, math.nan)) for _, run in releases])
     if fit_rows:
         lines += ["", "## What a real `fit` delivered (samples, its worst epoch; 0 is right)", ""]

@@ -27,6 +27,7 @@ import json
 import math
 import os
 from collections import defaultdict, namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -93,8 +94,8 @@ class Column(NamedTuple):
     backend: str
 
 
-class Setting(NamedTuple):
-    """One cell of the verdict matrix."""
+class Cell(NamedTuple):
+    """Where a cell of the verdict matrix stands: an implementation and its worker setting."""
 
     implementation: str
     workers: int
@@ -133,9 +134,37 @@ def benchmarks_listed(results_dir: str) -> dict[str, dict]:
     return {name: entry for name, entry in listed.items() if isinstance(entry, dict)}
 
 
+# The parameters feedbench's suite gives each benchmark class, for results whose benchmarks.json
+# does not name them (a folder copied without it); tests hold them to the suite's own.
+SUITE_PARAM_NAMES = {
+    "determinism.Stream": ("implementation", "workers", "use_multiprocessing"),
+    "fit_stream.FitStream": ("implementation", "workers", "use_multiprocessing"),
+    "throughput.EpochTime": ("implementation", "workers", "use_multiprocessing"),
+    "throughput.Throughput": ("implementation", "workload", "workers", "use_multiprocessing", "size"),
+    "memory.TreeMemory": ("implementation", "workers", "use_multiprocessing", "size"),
+    "training.Training": ("implementation", "workers", "use_multiprocessing", "device"),
+}
+
+
 @functools.cache
 def _params_type(names: tuple[str, ...]) -> type:
-    return namedtuple("Params", names)
+    return namedtuple("Params", names, rename=True)  # a name that is not an identifier becomes _0, _1, ...
+
+
+def _names(listed: dict[str, tuple[str, ...]]) -> Callable[[str, int], tuple[str, ...]]:
+    """figure, its parameter count -> their names: as benchmarks.json lists the figure, else another
+    figure of its class, else as feedbench's suite names them; () where none has that count."""
+    by_class: dict[tuple[str, int], tuple[str, ...]] = {
+        (name, len(names)): names for name, names in SUITE_PARAM_NAMES.items()
+    }
+    for key, names in listed.items():
+        by_class[(key.rsplit(".", 1)[0], len(names))] = names
+
+    def names_of(key: str, count: int) -> tuple[str, ...]:
+        names = listed.get(key) or by_class.get((key.rsplit(".", 1)[0], count), ())
+        return names if len(names) == count else ()
+
+    return names_of
 
 
 def load(results_dir: str) -> dict[Column, list[Run]]:
@@ -147,9 +176,7 @@ def load(results_dir: str) -> dict[Column, list[Run]]:
             f"asv results folder {results_dir!r} not found; expected the results_dir of asv.conf.json "
             "(run bash benchmarks/run.sh first)"
         )
-    names = {key: tuple(entry.get("param_names") or ()) for key, entry in benchmarks_listed(results_dir).items()}
-    for key, listed in list(names.items()):  # a figure no longer listed takes its class's names
-        names.setdefault(f"{key.rsplit('.', 1)[0]}.{len(listed)}", listed)
+    names_of = _names({key: tuple(e.get("param_names") or ()) for key, e in benchmarks_listed(results_dir).items()})
     groups: dict[Column, list[Run]] = defaultdict(list)
     for result in iter_results(results_dir):
         params = result.params
@@ -170,8 +197,7 @@ def load(results_dir: str) -> dict[Column, list[Run]]:
                 run.figures[key] = {(): values[0] if isinstance(values, list) and len(values) == 1 else values}
                 continue
             combos = [tuple(_plain(v) for v in combo) for combo in itertools.product(*axes)]
-            named = names.get(key) or names.get(f"{key.rsplit('.', 1)[0]}.{len(axes)}", ())
-            if len(named) == len(axes):  # else results older than the class's parameters: by position
+            if named := names_of(key, len(axes)):  # else unnamed: a layout no benchmark of its class has
                 combos = [_params_type(named)(*combo) for combo in combos]
             run.figures[key] = dict(zip(combos, values if isinstance(values, list) else [values]))
             stats, samples = result.get_result_stats(key, axes), result.get_result_samples(key, axes)
@@ -234,18 +260,19 @@ def _param(params, name: str):
     return getattr(params, name, None)
 
 
-def _setting(params) -> Setting | None:
-    if not hasattr(params, "use_multiprocessing"):
+def _cell_of(params) -> Cell | None:
+    """The matrix cell a figure's parameters fall in; None where they do not name one."""
+    if not all(hasattr(params, name) for name in Cell._fields):
         return None
-    return Setting(params.implementation, params.workers, params.use_multiprocessing)
+    return Cell(params.implementation, params.workers, params.use_multiprocessing)
 
 
-def _leaks(run: Run) -> dict[Setting, tuple[list[str], bool, bool]]:
+def _leaks(run: Run) -> dict[Cell, tuple[list[str], bool, bool]]:
     """setting -> (the leaks found, whether a leak verdict failed to run, was judged)."""
-    found: dict[Setting, tuple[list[str], bool, bool]] = {}
+    found: dict[Cell, tuple[list[str], bool, bool]] = {}
     for name, words in LEAKS.items():
         for params, value in run.figures.get(f"memory.TreeMemory.track_{name}", {}).items():
-            if (setting := _setting(params)) is None:
+            if (setting := _cell_of(params)) is None:
                 continue
             leaks, failed, judged = found.get(setting, ([], False, False))
             if value is None:
@@ -258,12 +285,12 @@ def _leaks(run: Run) -> dict[Setting, tuple[list[str], bool, bool]]:
     return found
 
 
-def verdicts(run: Run) -> dict[Setting, tuple[str, str]]:
+def verdicts(run: Run) -> dict[Cell, tuple[str, str]]:
     """setting -> (state, words): state is ok, problem, failed or na."""
-    cells: dict[Setting, tuple[str, str]] = {}
+    cells: dict[Cell, tuple[str, str]] = {}
     settings = set()
     for name in [*CHECKS, "problems"]:
-        settings |= set(map(_setting, run.figures.get(f"determinism.Stream.track_{name}", {})))
+        settings |= set(map(_cell_of, run.figures.get(f"determinism.Stream.track_{name}", {})))
     settings.discard(None)
     leaks = _leaks(run)
     for setting in sorted(settings | set(leaks), key=str):
@@ -318,7 +345,7 @@ def _matrix_html(run: Run) -> str:
     for impl in impls:
         tds = []
         for w, mp in settings:
-            state, words = cells.get(Setting(impl, w, mp), ("na", "n/a"))
+            state, words = cells.get(Cell(impl, w, mp), ("na", "n/a"))
             tds.append(f'<td class="{state}" title="{html.escape(words)}">{html.escape(words)}</td>')
         rows.append(f"<tr><th>{html.escape(str(impl))}</th>{''.join(tds)}</tr>")
     return f'<table class="matrix"><tr><th>implementation</th>{head}</tr>{"".join(rows)}</table>'
@@ -347,7 +374,7 @@ def _against_workers(run: Run, key: str, fixed: dict[str, object], scale: float,
     values = run.figures.get(key, {})
     lines: dict[tuple, dict[int, float]] = defaultdict(dict)
     for params, value in values.items():
-        if not _known(value) or _setting(params) is None or any(_param(params, n) != v for n, v in fixed.items()):
+        if not _known(value) or _cell_of(params) is None or any(_param(params, n) != v for n, v in fixed.items()):
             continue
         lines[(params.implementation, params.use_multiprocessing)][params.workers] = value / scale
     if not lines:

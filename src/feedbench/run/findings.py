@@ -91,6 +91,7 @@ def measure(progress=print) -> Findings:
     from feedbench.fit import training as train
     from feedbench.run import legacy, sweep
 
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     stream_keys, stream_specs = [], []
     for impl in STREAM_IMPLS:
         for workers, mp in SETTINGS:
@@ -122,7 +123,7 @@ def measure(progress=print) -> Findings:
     results = Findings(
         machine=platform.node(),
         cores=os.cpu_count() or 1,
-        when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        when=started,
         keras=keras.__version__,
         backend=keras.backend.backend(),
         device=train.current_device(),
