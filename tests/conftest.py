@@ -23,10 +23,8 @@ def _is_xdist_controller(config) -> bool:
 
 def pytest_configure(config):
     if not _is_xdist_controller(config):
-        # The tests' temporary files, and those of every process they start (pool workers that end
-        # without atexit included), go to a folder of this process's own, gone when it ends: the
-        # tests that check a call leaves nothing behind look at everything in it. One per worker,
-        # each directly under the system's: nested, the paths of asv's sockets would pass 107 bytes.
+        # Temporary files of the tests and every process they start go to a folder of this process's own,
+        # one per worker directly under the system's (asv's socket paths must stay under 107 bytes).
         atexit.register(scratch.remove_private_folders)
         scratch.use_private_folder()
     if "FEEDBENCH_CACHE" not in os.environ:

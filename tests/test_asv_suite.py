@@ -106,9 +106,8 @@ def asv_repo(tmp_path_factory):
         bench = [*asv, "run", "--show-stderr", "--bench", r"EpochTime\.time_epoch", f"{rev}^!"]
         proc = _run(bench, repo, dict(env, FEEDBENCH_TF_LOGS=logs), timeout=1200)
         runs[rev] = proc.stdout + proc.stderr
-    # asv ends its forkserver with SIGINT and SIGKILL 0.1 s later: on a busy machine the server may
-    # not get to its normal exit, and its private folder stays until the next feedbench command
-    # removes it as abandoned (its maker dead), as here. Anything else left is a leak.
+    # asv kills its forkserver 0.1 s after SIGINT: on a busy machine its folder stays until the next
+    # feedbench command removes it as abandoned (its maker dead). Anything else left is a leak.
     scratch.remove_abandoned(temp)
     left = sorted(os.listdir(temp))
     shutil.rmtree(temp, ignore_errors=True)

@@ -22,9 +22,8 @@ def judge(name, setting, epochs=3, **spec):
 @pytest.mark.parametrize("setting", [SERIAL, pytest.param(THREADS, marks=pytest.mark.long)], ids=["serial", "threads"])
 def test_one_buffer_returned_for_every_batch_is_flagged_and_a_new_array_per_batch_is_not(setting):
     flawed = judge("support.planted:fills_one_buffer", setting)
-    # the buffer returned twice is seen where Keras takes it, whether or not the conversion copied it;
-    # what it did to the stream (inputs under other samples' labels, a stream that differs between
-    # runs) depends on whether TensorFlow's conversion copied the buffer in that run
+    # the buffer returned twice is seen where Keras takes it; what it does to the stream depends on
+    # whether TensorFlow's conversion copied the buffer in that run
     assert "aliased_batches" in flawed.problems() and flawed.aliased_batches > 0
     assert set(flawed.problems()) <= {"aliased_batches", "mismatched_inputs", "reproducible", "matches_serial"}
     clean = judge("support.planted:fills_a_new_array", setting)

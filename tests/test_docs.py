@@ -69,10 +69,10 @@ def test_nothing_in_the_repository_points_outside_it():
     assert outside == []
 
 
-def test_comments_in_the_code_are_two_lines_at_most():
+def test_comments_in_the_code_and_tests_are_two_lines_at_most():
     """A longer rationale is a named NOTE in a docstring, pointed to by name."""
     long_ones = []
-    for path in _tracked("src/**/*.py", "benchmarks/*.py"):
+    for path in _tracked("src/**/*.py", "benchmarks/*.py", "tests/**/*.py"):
         run = 0
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             run = run + 1 if line.lstrip().startswith("#") and not line.startswith("#!") else 0

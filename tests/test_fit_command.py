@@ -43,9 +43,8 @@ def test_fit_reports_starvation_with_one_seed_and_says_it_has_no_noise_estimate(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[1/1] workers=1 use_multiprocessing=False done" in proc.stderr  # progress, one line per setting
     summary = json.load(open(out))["settings"][0]["training"]
-    # One seed is one fit beside one ceiling: TensorFlow's prefetch can hide part of each sleep and a
-    # load spike moves either side, so the figure against the planted sleep is test_training's (3 seeds).
-    # Here: the command reports, with one seed, the starvation of the fit and the ceiling it measured.
+    # One seed: prefetch may hide part of each sleep, so the figure against the sleep is test_training's;
+    # here the command reports the starvation of the fit and the ceiling it measured.
     assert summary["starvation"] == pytest.approx(1 - summary["fit_samples_per_s"] / summary["ceiling_samples_per_s"])
     assert summary["starvation_low"] is None  # one seed: no interval
     assert "starvation" in proc.stdout and "one seed: no noise estimate" in proc.stdout

@@ -129,10 +129,8 @@ def test_legacy_keras_feeds_a_sequence_whole_under_every_setting(workers, multip
     run = legacy.legacy_stream("sequence", workers, multiprocessing, epochs=EPOCHS)
     assert run["backend"].startswith("tf_keras 2.")
     assert all(e["samples"] == 160 and e["missing"] == 0 and e["duplicated"] == 0 for e in run["epochs"])
-    # Keras 2 has no on_epoch_begin on a Sequence. Serially fit calls on_epoch_end once per
-    # epoch; with workers the enqueuer's thread calls it as it runs ahead of fit, by at most its
-    # queue (tf_keras's max_queue_size, 10 batches: one epoch here) and the batches in flight, so
-    # up to two more epochs before fit stops it (seen: 2 and 3, and 4 once on a loaded machine).
+    # Keras 2: serially one on_epoch_end per epoch; with workers the enqueuer's thread calls it as it
+    # runs ahead of fit, by at most its queue and the batches in flight (up to a few epochs more).
     if workers == 1 and not multiprocessing:
         assert run["hooks"] == {"on_epoch_end": EPOCHS}
     else:
@@ -147,9 +145,8 @@ def test_legacy_keras_copies_a_generator_into_every_worker_process(no_stray_work
     so the model receives the same samples several times and never sees others."""
     run = legacy.legacy_stream("generator", 2, True, epochs=2 * EPOCHS)
     assert all(e["samples"] == 160 for e in run["epochs"])
-    # Which epoch shows it is a race: on a loaded machine the second worker may start only after
-    # the first filled epoch 1 alone (CI at 62d7d45: epoch 1 clean); its copy then repeats samples
-    # in a later epoch, so the run has more epochs than the others here.
+    # Which epoch shows it is a race (the second worker may start after the first filled epoch 1),
+    # so the run has more epochs than the others here.
     assert any(e["duplicated"] > 0 and e["missing"] > 0 for e in run["epochs"]), run["epochs"]
     serial = legacy.legacy_stream("generator", 1, False, epochs=EPOCHS)
     assert all(e["missing"] == 0 and e["duplicated"] == 0 for e in serial["epochs"])

@@ -35,9 +35,8 @@ def test_counts_shapes_ids_and_cleanup(name, workers, multiprocessing, no_stray_
         try:
             batches = driver.run(built, epochs=EPOCHS, timeout_s=12)  # a deadlock shows within seconds
         except DriveTimeout:
-            # TensorFlow ops in a worker forked from a process whose TF runtime
-            # already runs threads can deadlock: a real hazard of the copied
-            # pattern. The run must end at its limit with no worker left.
+            # TensorFlow ops in a worker forked from a process whose TF runtime runs threads can deadlock:
+            # the run must end at its limit with no worker left.
             pytest.xfail("TensorFlow op deadlocked in a forked worker; ended at the time limit")
     else:
         batches = driver.run(built, epochs=EPOCHS, timeout_s=120)
@@ -113,9 +112,8 @@ def test_seed_reseeded_gives_every_batch_the_same_flips():
     flips = {}
     for b in batches:
         flips[b.step] = [not np.array_equal(x, original[i]) for x, i in zip(b.x, b.y[:, 1])]
-    # The TensorFlow adapter read batches 0 and 1 once before the epoch to infer
-    # the tensor spec: their flips went into the source and the epoch's read
-    # flipped them back. Every other batch got the one reseeded flip pattern.
+    # The adapter read batches 0 and 1 once before the epoch (its spec): their flips went into the
+    # source and the epoch's read flipped them back; every other batch got the one reseeded pattern.
     assert flips[0] == flips[1] == [False] * BS
     pattern = flips[2]
     assert any(pattern) and not all(pattern)

@@ -167,9 +167,8 @@ def test_workers_that_each_keep_a_buffer_show_in_tree_uss_not_main_rss():
     assert flawed.epoch_peak_pss_added_bytes - clean.epoch_peak_pss_added_bytes > 1.5 * buffer
     assert 0 < clean.epoch_peak_pss_added_bytes < buffer / 2
     assert len(flawed.epoch_peak_pss_bytes) == 2
-    # The tree's summed USS is no reliable witness here: at each fork the parent's
-    # pages become shared with the children and leave its USS, offsetting the
-    # buffers. The workers' own USS and the tree's PSS are.
+    # The tree's summed USS is no witness: at each fork the parent's pages become shared and leave
+    # its USS, offsetting the buffers. The workers' own USS and the tree's PSS are.
     assert flawed.peak_tree_uss_bytes >= flawed.peak_workers_uss_bytes > 2 * buffer * 0.9
     assert abs(flawed.peak_main_rss_bytes - clean.peak_main_rss_bytes) < buffer / 2  # asv's view misses them
     assert flawed.peak_tree_rss_bytes >= flawed.peak_tree_uss_bytes

@@ -52,9 +52,8 @@ def test_memory_does_not_depend_on_the_order_of_settings():
     for one, other in zip(forward, backward):
         assert one.error is None and other.error is None
         a, b = one.memory.peak_tree_uss_bytes, other.memory.peak_tree_uss_bytes
-        # Each setting has a process of its own, so what is left is noise: beside a CPU burner the
-        # same setting's tree USS differed by up to 7.3 % between the two orders (279 vs 301 MB).
-        # Measured in one shared process, a setting measured after others carried their memory too.
+        # Each setting has a process of its own, so what is left is noise (a few per cent beside a CPU
+        # burner); measured in one shared process, a setting carried the memory of those before it.
         assert abs(a - b) <= 0.12 * max(a, b), (one.workers, one.use_multiprocessing, a, b)
 
 
