@@ -43,10 +43,11 @@ def test_starvation_matches_a_planted_sleep_per_batch(no_stray_workers):
     # Three seeds, each fit paired with a ceiling timed beside it, starvation their median: on a shared
     # machine one pair can catch a load spike on one side only (CI once timed a ceiling at 3x the fit's step).
     summary = train.measure_training(TASK.spec("support.planted:sleeps_per_batch"), TASK.epochs, seeds=3).summary()
-    # A train step of bs / ceiling samples/s plus the sleep: the predicted share of time waiting.
+    # A step takes bs / ceiling samples/s; fit's prefetch may hide part of each sleep behind it, so the
+    # share of time waiting lies between all of the sleep hidden but its excess and none of it hidden.
     step_s = TASK.batch_size / summary.ceiling_samples_per_s
-    predicted = SLEEP_S / (SLEEP_S + step_s)
-    assert summary.starvation == pytest.approx(predicted, abs=0.1)
+    hidden, serial = max(0.0, 1 - step_s / SLEEP_S), SLEEP_S / (SLEEP_S + step_s)
+    assert hidden - 0.1 < summary.starvation < serial + 0.1
     assert summary.fit_samples_per_s < summary.ceiling_samples_per_s
     assert summary.starvation_vs_arrays is not None
 
