@@ -441,6 +441,7 @@ def test_budgets_time_each_run_from_asv_and_count_what_ran_failed_or_was_na(resu
     cpu = page.split("## cpu-box")[1].split("## ")[0]
     span = 30 + 10 * (len(names) - 1) + 5
     assert f"**{span // 60} min {span % 60} s**" in cpu and "building and installing the commit: 0 min 12 s" in cpu
+    assert [budgets._minutes(s) for s in (59.6, 3599.5, 3659.6)] == ["1 min 0 s", "60 min 0 s", "61 min 0 s"]
     assert f"{names[0].rsplit('.', 1)[0]} 30 s, shm.Targets 4 s" in cpu
     assert "1 n/a" in cpu and "2 failed" in cpu  # keyed serial's frozen share; keyed with 2 threads, twice
     assert "agreement with the run before: aaaaaaaa -> bbbbbbbb" in cpu and "moved" in cpu  # 30 % slower

@@ -115,7 +115,8 @@ def budgets(results_dir: str, factor: float = 1.1) -> list[Budget]:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {int(round(seconds % 60))} s"
+    minutes, rest = divmod(round(seconds), 60)  # rounded first: 3659.6 s is 61 min 0 s, not 60 min 60 s
+    return f"{minutes} min {rest} s"
 
 
 def page(results_dir: str, factor: float = 1.1) -> str:
